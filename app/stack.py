@@ -131,11 +131,13 @@ class Stack:
             "secretKey": self.settings.s3_secret_key,
         }
         actions = ["Admin", "Read", "List", "Tagging", "Write"]
-        return {"identities": [{"name": "modelview", "credentials": [credentials], "actions": actions}]}
+        return {
+            "identities": [{"name": "modelview", "credentials": [credentials], "actions": actions}]
+        }
 
     def _spawn(self, service: Service, command: list[str]) -> None:
         with service.log_file.open("ab") as log:
-            process = subprocess.Popen(  # noqa: S603 - our own binaries, fixed arguments
+            process = subprocess.Popen(
                 command,
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -1,0 +1,29 @@
+"""The ingest agent: predictions and tags, co-partitioned by event_id, folded into the views."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import faust
+
+from app.adapters.ingest import Ingestor
+from app.settings import Settings
+from app.topics import PREDICTIONS, TAGS
+
+
+def register(app: faust.App, ingestor: Ingestor, settings: Settings) -> Any:
+    source = app.topic(
+        PREDICTIONS,
+        TAGS,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=settings.partitions,
+    )
+
+    async def ingest(stream: Any) -> None:
+        async for events in stream.take_events(settings.batch_size, within=settings.batch_within):
+            await ingestor.process(events)
+
+    return app.agent(source, name="ingest")(ingest)

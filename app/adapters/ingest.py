@@ -1,0 +1,70 @@
+"""The ingest step around the pure fold: group a batch by partition, fold, write, dead-letter."""
+
+from __future__ import annotations
+
+import weakref
+from collections import Counter, defaultdict
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from faust.streams import _current_event
+
+from app.adapters import viewcodec
+from app.adapters.deadletters import encode_dead_letter
+from app.adapters.txn import PartitionTxn, Store
+from app.domain.batch import Kind, SourceRecord, fold_batch
+from app.topics import PREDICTIONS, TAGS
+
+KINDS: dict[str, Kind] = {PREDICTIONS: "prediction", TAGS: "tag"}
+
+# Sends one dead letter and waits until the broker has it.
+SendDeadLetter = Callable[[bytes | None, bytes], Awaitable[None]]
+
+
+class Ingestor:
+    def __init__(
+        self, store: Store, send_dead_letter: SendDeadLetter, max_event_bytes: int
+    ) -> None:
+        self.store = store
+        self.txn = PartitionTxn(store)
+        self.send_dead_letter = send_dead_letter
+        self.max_event_bytes = max_event_bytes
+        self.counts: Counter[str] = Counter()
+
+    def read(self, key: str) -> Any:
+        return viewcodec.decode(key, self.store.get(key))
+
+    async def process(self, events: Sequence[Any]) -> None:
+        by_partition: dict[int, list[Any]] = defaultdict(list)
+        for event in events:
+            by_partition[event.message.partition].append(event)
+        for partition, group in by_partition.items():
+            # Faust files table writes under the current event's partition: make it this one.
+            _current_event.set(weakref.ref(group[-1]))
+            await self.process_partition(partition, [_record(e.message) for e in group])
+
+    async def process_partition(self, partition: int, records: Sequence[SourceRecord]) -> None:
+        cursor = self.txn.cursor(partition)
+        result = fold_batch(self.read, partition, cursor, records, self.max_event_bytes)
+        # Dead letters are durable before the cursor passes their records.
+        for letter in result.dead_letters:
+            await self.send_dead_letter(letter.record.key, encode_dead_letter(letter))
+        writes = {k: viewcodec.encode(k, v) for k, v in result.writes.items()}
+        self.txn.commit(partition, writes, result.cursor)
+        self.counts.update(
+            applied=result.applied,
+            duplicates=result.duplicates,
+            dead_letters=len(result.dead_letters),
+            replayed=result.skipped,
+        )
+
+
+def _record(message: Any) -> SourceRecord:
+    return SourceRecord(
+        kind=KINDS[message.topic],
+        topic=message.topic,
+        partition=message.partition,
+        offset=message.offset,
+        key=message.key,
+        value=message.value,
+    )

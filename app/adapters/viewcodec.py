@@ -1,0 +1,62 @@
+"""View values to and from the bytes stored in the table (orjson); the key's prefix names the type."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from app.domain.batch import Agg, Index
+from app.domain.codec import (
+    format_time,
+    parse_time,
+    prediction_from_dict,
+    prediction_to_dict,
+    tag_from_dict,
+    tag_to_dict,
+)
+from app.domain.examples import Example
+
+
+def encode(key: str, value: Any) -> bytes:
+    return orjson.dumps(to_json(key, value))
+
+
+def decode(key: str, raw: bytes | None) -> Any:
+    if raw is None:
+        return None
+    return from_json(key, orjson.loads(raw))
+
+
+def to_json(key: str, value: Any) -> Any:
+    if isinstance(value, Example):
+        return {
+            "event_id": value.event_id,
+            "prediction": prediction_to_dict(value.prediction) if value.prediction else None,
+            "tag": tag_to_dict(value.tag) if value.tag else None,
+            "tag_ids": sorted(value.tag_ids),
+        }
+    if isinstance(value, Agg):
+        updated = format_time(value.updated_at) if value.updated_at else None
+        return {"counts": value.counts, "updated_at": updated}
+    if isinstance(value, Index):
+        models = {m: {v: list(span) for v, span in vs.items()} for m, vs in value.models.items()}
+        return {"datasets": sorted(value.datasets), "models": models}
+    raise TypeError(f"no view codec for {type(value).__name__} at {key!r}")
+
+
+def from_json(key: str, data: Any) -> Any:
+    if key.startswith("ex/"):
+        return Example(
+            event_id=data["event_id"],
+            prediction=prediction_from_dict(data["prediction"]) if data["prediction"] else None,
+            tag=tag_from_dict(data["tag"]) if data["tag"] else None,
+            tag_ids=frozenset(data["tag_ids"]),
+        )
+    if key.startswith("agg/"):
+        updated = parse_time(data["updated_at"]) if data["updated_at"] else None
+        return Agg(data["counts"], updated)
+    if key.startswith("idx/"):
+        models = {m: {v: (s[0], s[1]) for v, s in vs.items()} for m, vs in data["models"].items()}
+        return Index(frozenset(data["datasets"]), models)
+    raise KeyError(f"no view codec for key {key!r}")

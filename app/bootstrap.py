@@ -1,0 +1,65 @@
+"""The one place that wires settings, adapters, tables, agents and web views into a Faust app."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+import faust
+
+from agents import ingest
+from app.adapters.ingest import Ingestor
+from app.adapters.queries import Queries
+from app.lifecycle import guard_local_state
+from app.profiles import PROFILES
+from app.settings import Settings
+from app.topics import DEAD_LETTERS
+from app.web import api
+from tables import views
+from tables.views import TableStore
+
+
+class Modelview:
+    """What a running app holds, for tests and commands that need more than the Faust app."""
+
+    def __init__(self, settings: Settings, app: faust.App, table: Any, ingestor: Ingestor) -> None:
+        self.settings = settings
+        self.app = app
+        self.table = table
+        self.ingestor = ingestor
+        self.queries = Queries(TableStore(table), settings.partitions)
+
+
+def create(settings: Settings, **overrides: Any) -> Modelview:
+    config: dict[str, Any] = {
+        "broker": settings.broker_url,
+        "store": "rocksdb://",
+        "datadir": str(settings.data_dir / "worker"),
+        "web_bind": settings.web_host,
+        "web_port": settings.web_port,
+        "web_host": settings.web_host,
+        "topic_partitions": settings.partitions,
+        "autodiscover": False,
+        **PROFILES[settings.broker_profile],
+        **overrides,
+    }
+    app = faust.App(settings.app_id, **config)
+    table = views.define(app, settings)
+    dead_letters = app.topic(
+        DEAD_LETTERS, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
+    )
+
+    async def send_dead_letter(key: bytes | None, value: bytes) -> None:
+        await (await dead_letters.send(key=key, value=value))
+
+    ingestor = Ingestor(TableStore(table), send_dead_letter, settings.max_event_bytes)
+    ingest.register(app, ingestor, settings)
+    mv = Modelview(settings, app, table, ingestor)
+    api.register(app, table, mv.queries, settings)
+    guard_local_state(app, settings)
+    return mv
+
+
+@cache
+def default_app() -> faust.App:
+    return create(Settings.from_env()).app

@@ -1,0 +1,171 @@
+"""Aggregate views (datasets, model metrics) as sums of each example's contribution.
+
+An example contributes fixed counters to a few aggregate keys. When an example changes, the
+aggregates change by `contribution(new) - contribution(old)`, so every aggregate equals the
+sum of contributions of the current examples, however tags were corrected along the way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from app.domain.events import PredictionEvent, Value, class_name, is_number
+from app.domain.examples import Example
+
+Counts = dict[str, float]
+
+
+@dataclass(frozen=True, slots=True)
+class AggKey:
+    """Which aggregate: a dataset, a model version, or a model version in one hour."""
+
+    kind: str  # "dataset" | "model" | "model_hour"
+    name: str
+    version: str = ""
+    hour: str = ""
+
+    def parts(self) -> tuple[str, ...]:
+        return tuple(p for p in (self.kind, self.name, self.version, self.hour) if p)
+
+
+def hour_of(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H")
+
+
+def contribution(example: Example | None) -> dict[AggKey, Counts]:
+    if example is None or example.prediction is None:
+        return {}
+    pred = example.prediction
+    tag = example.tag
+    metrics = _metric_counts(pred, tag.label if tag is not None else None)
+    out = {
+        AggKey("model", pred.model, pred.model_version): metrics,
+        AggKey("model_hour", pred.model, pred.model_version, hour_of(pred.occurred_at)): metrics,
+    }
+    if tag is not None:
+        counts = _dataset_counts(tag.label)
+        for name in tag.datasets:
+            out[AggKey("dataset", name)] = counts
+    return out
+
+
+def delta(old: Example | None, new: Example) -> dict[AggKey, Counts]:
+    before, after = contribution(old), contribution(new)
+    out: dict[AggKey, Counts] = {}
+    for key in before.keys() | after.keys():
+        diff = subtract(after.get(key, {}), before.get(key, {}))
+        if diff:
+            out[key] = diff
+    return out
+
+
+def add(into: Mapping[str, float], more: Mapping[str, float], sign: int = 1) -> Counts:
+    out = dict(into)
+    for name, value in more.items():
+        total = out.get(name, 0) + sign * value
+        if total == 0:
+            out.pop(name, None)  # absent and zero are the same, so views compare exactly
+        else:
+            out[name] = total
+    return out
+
+
+def subtract(a: Mapping[str, float], b: Mapping[str, float]) -> Counts:
+    return add(a, b, -1)
+
+
+def total(parts: Iterable[Mapping[str, float]]) -> Counts:
+    out: Counts = {}
+    for part in parts:
+        out = add(out, part)
+    return out
+
+
+def example_time(example: Example) -> datetime | None:
+    """The event time an aggregate was last updated by: the newest fact in the example."""
+    times = [t for t in (_pred_time(example), _tag_time(example)) if t is not None]
+    return max(times) if times else None
+
+
+def _pred_time(example: Example) -> datetime | None:
+    return example.prediction.occurred_at if example.prediction else None
+
+
+def _tag_time(example: Example) -> datetime | None:
+    return example.tag.tagged_at if example.tag else None
+
+
+def _metric_counts(pred: PredictionEvent, label: Value | None) -> Counts:
+    value = pred.prediction.value
+    counts: Counts = {"predictions": 1}
+    if is_number(value):
+        v = float(value)
+        counts |= {"pred_n": 1, "pred_sum": v, "pred_sumsq": v * v}
+    else:
+        counts[f"pred_class:{class_name(value)}"] = 1
+    if label is None:
+        return counts
+    counts["labeled"] = 1
+    if is_number(value) and is_number(label):
+        error = abs(float(value) - float(label))
+        counts |= {"n_err": 1, "abs_err_sum": error, "sq_err_sum": error * error}
+    else:
+        counts["n_cls"] = 1
+        if class_name(value) == class_name(label):
+            counts["correct"] = 1
+    return counts
+
+
+def _dataset_counts(label: Value | None) -> Counts:
+    counts: Counts = {"size": 1}
+    if label is None:
+        return counts
+    counts["labeled"] = 1
+    if is_number(label):
+        v = float(label)
+        counts |= {"label_n": 1, "label_sum": v, "label_sumsq": v * v}
+    else:
+        counts[f"label_class:{class_name(label)}"] = 1
+    return counts
+
+
+def summarize_metrics(counts: Mapping[str, float]) -> dict[str, Any]:
+    """The public shape of a model version's metrics, derived from its counters."""
+    out: dict[str, Any] = {
+        "predictions": int(counts.get("predictions", 0)),
+        "labeled": int(counts.get("labeled", 0)),
+    }
+    if counts.get("n_err"):
+        n = counts["n_err"]
+        out["mae"] = counts.get("abs_err_sum", 0.0) / n
+        out["rmse"] = (counts.get("sq_err_sum", 0.0) / n) ** 0.5
+    if counts.get("n_cls"):
+        out["accuracy"] = counts.get("correct", 0) / counts["n_cls"]
+    out["prediction_distribution"] = _distribution(counts, "pred")
+    return out
+
+
+def summarize_dataset(counts: Mapping[str, float]) -> dict[str, Any]:
+    labeled = int(counts.get("labeled", 0))
+    return {
+        "size": int(counts.get("size", 0)),
+        "labeled": labeled,
+        "label_summary": _distribution(counts, "label"),
+    }
+
+
+def _distribution(counts: Mapping[str, float], prefix: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    n = counts.get(f"{prefix}_n", 0)
+    if n:
+        mean = counts.get(f"{prefix}_sum", 0.0) / n
+        var = max(counts.get(f"{prefix}_sumsq", 0.0) / n - mean * mean, 0.0)
+        out["numeric"] = {"count": int(n), "mean": mean, "std": var**0.5}
+    marker = f"{prefix}_class:"
+    classes = {k[len(marker) :]: int(v) for k, v in counts.items() if k.startswith(marker)}
+    if classes:
+        out["classes"] = dict(sorted(classes.items()))
+    return out

@@ -1,0 +1,8 @@
+"""Topic names: part of the public contract."""
+
+from __future__ import annotations
+
+PREDICTIONS = "modelview.predictions"
+TAGS = "modelview.tags"
+MODEL_EVENTS = "modelview.model-events"
+DEAD_LETTERS = "modelview.dead-letters"

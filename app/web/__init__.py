@@ -1,0 +1,1 @@
+"""HTTP entry points (Faust web views): decode, call the domain or the log, answer JSON."""

@@ -1,0 +1,157 @@
+"""The v1 HTTP API: publish predictions and tags, read events, datasets and model metrics."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import faust
+import orjson
+from faust.web import Request, Response, View
+
+from app.adapters.queries import Queries, example_json
+from app.domain.codec import InvalidEvent, prediction_from_dict, tag_from_dict
+from app.settings import Settings
+from app.topics import PREDICTIONS, TAGS
+from app.web.errors import error
+
+MAX_WINDOW_HOURS = 24 * 31
+
+
+def register(app: faust.App, table: Any, queries: Queries, settings: Settings) -> None:
+    topics = {
+        name: app.topic(
+            name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
+        )
+        for name in (PREDICTIONS, TAGS)
+    }
+
+    async def publish(
+        view: View, request: Request, topic: str, parse: Callable[[Any], Any]
+    ) -> Response:
+        body = await read_json(view, request, settings.max_body_bytes)
+        if isinstance(body, Response):
+            return body
+        items = body if isinstance(body, list) else [body]
+        if not items:
+            return error(view, 400, "empty list: send one event or a non-empty list")
+        problems, ids = [], []
+        for i, item in enumerate(items):
+            try:
+                event = parse(item)
+            except InvalidEvent as exc:
+                problems.append({"index": i, "error": str(exc)})
+                continue
+            ids.append(event.tag_id if hasattr(event, "tag_id") else event.event_id)
+            raw = orjson.dumps(item)
+            if len(raw) > settings.max_event_bytes:
+                problems.append(
+                    {
+                        "index": i,
+                        "error": f"event of {len(raw)} bytes exceeds {settings.max_event_bytes}",
+                    }
+                )
+        if problems:
+            # All or nothing: a caller retries one batch, never a remainder.
+            return error(
+                view,
+                400,
+                f"{len(problems)} of {len(items)} events invalid; none accepted",
+                problems,
+            )
+        futures = [
+            await topics[topic].send(key=item["event_id"].encode(), value=orjson.dumps(item))
+            for item in items
+        ]
+        for future in futures:
+            await future  # 202 means the log has it
+        return view.json({"accepted": ids, "count": len(ids)}, status=202)
+
+    @app.page("/v1/predictions")
+    class Predictions(View):
+        async def post(self, request: Request) -> Response:
+            return await publish(self, request, PREDICTIONS, prediction_from_dict)
+
+    @app.page("/v1/tags")
+    class Tags(View):
+        async def post(self, request: Request) -> Response:
+            return await publish(self, request, TAGS, tag_from_dict)
+
+    @app.page("/v1/predictions/{event_id}")
+    class PredictionDetail(View):
+        @app.table_route(table=table, match_info="event_id")  # type: ignore[arg-type]
+        async def get(self, request: Request, event_id: str) -> Response:
+            example = queries.example(event_id)
+            if example is None or example.prediction is None:
+                details = {"event_id": event_id, "tag_waiting": example is not None}
+                return error(self, 404, "no prediction with this event_id", details)
+            return self.json(example_json(example))
+
+    @app.page("/v1/datasets")
+    class Datasets(View):
+        async def get(self, request: Request) -> Response:
+            found = [queries.dataset(name) for name in queries.dataset_names()]
+            return self.json({"datasets": [d for d in found if d is not None]})
+
+    @app.page("/v1/datasets/{name}")
+    class DatasetDetail(View):
+        async def get(self, request: Request, name: str) -> Response:
+            found = queries.dataset(name)
+            if found is None:
+                return error(self, 404, "no such dataset", {"name": name})
+            return self.json(found)
+
+    @app.page("/v1/models/{model}/metrics")
+    class ModelMetrics(View):
+        async def get(self, request: Request, model: str) -> Response:
+            versions = queries.model_versions(model)
+            if not versions:
+                return error(self, 404, "no predictions for this model", {"model": model})
+            try:
+                hours = window(request, max(last for _, last in versions.values()))
+            except ValueError as exc:
+                return error(self, 400, "bad window", str(exc))
+            return self.json({"model": model, "versions": queries.model_metrics(model, hours)})
+
+    @app.page("/healthz")
+    class Health(View):
+        async def get(self, request: Request) -> Response:
+            return self.json({"status": "ok", "partitions": settings.partitions})
+
+
+async def read_json(view: View, request: Any, limit: int) -> Any:
+    """The JSON body, or a 4xx response; reads at most `limit` bytes whatever the client says."""
+    length = request.content_length
+    if length is not None and length > limit:
+        return error(view, 413, f"body of {length} bytes exceeds {limit}")
+    chunks, size = [], 0
+    while chunk := await request.content.read(65536):
+        size += len(chunk)
+        if size > limit:
+            return error(view, 413, f"body exceeds {limit} bytes")
+        chunks.append(chunk)
+    try:
+        return orjson.loads(b"".join(chunks))
+    except orjson.JSONDecodeError as exc:
+        return error(view, 400, "body is not valid JSON", str(exc))
+
+
+def window(request: Request, last_hour: str) -> list[str]:
+    """Hours to report: `?from=&to=` (like 2026-11-27T10), else the 24 up to the last seen."""
+    query = request.query
+    end = _hour(query.get("to", last_hour))
+    start = _hour(query["from"]) if "from" in query else end - timedelta(hours=23)
+    if start > end:
+        raise ValueError("'from' is after 'to'")
+    count = int((end - start).total_seconds() // 3600) + 1
+    if count > MAX_WINDOW_HOURS:
+        raise ValueError(f"at most {MAX_WINDOW_HOURS} hours per request")
+    return [(start + timedelta(hours=i)).strftime("%Y-%m-%dT%H") for i in range(count)]
+
+
+def _hour(text: str) -> datetime:
+    try:
+        return datetime.strptime(text, "%Y-%m-%dT%H").replace(tzinfo=UTC)
+    except ValueError:
+        raise ValueError(f"hour must look like 2026-11-27T10, got {text[:32]!r}") from None

@@ -1,0 +1,1 @@
+"""The RocksDB-backed tables that hold modelview's views."""
