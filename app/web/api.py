@@ -14,7 +14,7 @@ from app.adapters.queries import Queries, example_json
 from app.domain.codec import InvalidEvent, prediction_from_dict, tag_from_dict
 from app.settings import Settings
 from app.topics import PREDICTIONS, TAGS
-from app.web.errors import error
+from app.web.errors import HttpError, error
 
 MAX_WINDOW_HOURS = 24 * 31
 
@@ -30,9 +30,10 @@ def register(app: faust.App, table: Any, queries: Queries, settings: Settings) -
     async def publish(
         view: View, request: Request, topic: str, parse: Callable[[Any], Any]
     ) -> Response:
-        body = await read_json(view, request, settings.max_body_bytes)
-        if isinstance(body, Response):
-            return body
+        try:
+            body = await read_json(request, settings.max_body_bytes)
+        except HttpError as exc:
+            return error(view, exc.status, exc.message, exc.details)
         items = body if isinstance(body, list) else [body]
         if not items:
             return error(view, 400, "empty list: send one event or a non-empty list")
@@ -120,21 +121,21 @@ def register(app: faust.App, table: Any, queries: Queries, settings: Settings) -
             return self.json({"status": "ok", "partitions": settings.partitions})
 
 
-async def read_json(view: View, request: Any, limit: int) -> Any:
-    """The JSON body, or a 4xx response; reads at most `limit` bytes whatever the client says."""
+async def read_json(request: Any, limit: int) -> Any:
+    """The JSON body; reads at most `limit` bytes whatever the client says."""
     length = request.content_length
     if length is not None and length > limit:
-        return error(view, 413, f"body of {length} bytes exceeds {limit}")
+        raise HttpError(413, f"body of {length} bytes exceeds {limit}")
     chunks, size = [], 0
     while chunk := await request.content.read(65536):
         size += len(chunk)
         if size > limit:
-            return error(view, 413, f"body exceeds {limit} bytes")
+            raise HttpError(413, f"body exceeds {limit} bytes")
         chunks.append(chunk)
     try:
         return orjson.loads(b"".join(chunks))
     except orjson.JSONDecodeError as exc:
-        return error(view, 400, "body is not valid JSON", str(exc))
+        raise HttpError(400, "body is not valid JSON", str(exc)) from None
 
 
 def window(request: Request, last_hour: str) -> list[str]:

@@ -7,5 +7,13 @@ from typing import Any
 from faust.web import Response, View
 
 
+class HttpError(Exception):
+    """Raised by request helpers; the view turns it into the error shape."""
+
+    def __init__(self, status: int, message: str, details: Any = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.details = status, message, details
+
+
 def error(view: View, status: int, message: str, details: Any = None) -> Response:
     return view.json({"error": message, "details": details}, status=status)

@@ -1,0 +1,159 @@
+"""A small async client for applications: publish predictions and tags over Kafka or HTTP."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Protocol
+
+import aiohttp
+import orjson
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
+
+from app.domain.codec import (
+    InvalidEvent,
+    prediction_from_dict,
+    prediction_to_dict,
+    tag_from_dict,
+    tag_to_dict,
+)
+from app.domain.events import PredictionEvent, TagEvent
+from app.topics import PREDICTIONS, TAGS
+
+Event = PredictionEvent | TagEvent | Mapping[str, Any]
+
+
+class PublishError(RuntimeError):
+    """The events were refused; `details` says which and why."""
+
+    def __init__(self, message: str, details: Any = None) -> None:
+        super().__init__(message)
+        self.details = details
+
+
+class Publisher(Protocol):
+    async def predictions(self, events: Iterable[Event]) -> list[str]: ...
+    async def tags(self, events: Iterable[Event]) -> list[str]: ...
+
+
+def _as_dict(event: Event) -> dict[str, Any]:
+    if isinstance(event, PredictionEvent):
+        return prediction_to_dict(event)
+    if isinstance(event, TagEvent):
+        return tag_to_dict(event)
+    return dict(event)
+
+
+class KafkaPublisher:
+    """Publishes straight to the topics, keyed by the prediction's event_id; validates first."""
+
+    def __init__(self, bootstrap_servers: str, validate: bool = True) -> None:
+        self.bootstrap_servers = bootstrap_servers
+        self.validate = validate
+        self._producer: AIOKafkaProducer | None = None
+
+    async def start(self) -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap_servers)
+        await admin.start()
+        try:
+            missing = {PREDICTIONS, TAGS} - set(await admin.list_topics())
+        finally:
+            await admin.close()
+        if missing:
+            # Auto-created topics get the broker's default partition count, which breaks the
+            # co-partitioning of predictions and tags: let the worker create them.
+            raise PublishError(f"topics {sorted(missing)} do not exist yet: start a worker first")
+        self._producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap_servers, linger_ms=5)
+        await self._producer.start()
+
+    async def stop(self) -> None:
+        if self._producer is not None:
+            await self._producer.stop()
+            self._producer = None
+
+    async def __aenter__(self) -> KafkaPublisher:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def predictions(self, events: Iterable[Event]) -> list[str]:
+        return await self.send_raw(PREDICTIONS, [_as_dict(e) for e in events])
+
+    async def tags(self, events: Iterable[Event]) -> list[str]:
+        return await self.send_raw(TAGS, [_as_dict(e) for e in events])
+
+    async def send_raw(
+        self, topic: str, items: Sequence[Any], key: bytes | None = None
+    ) -> list[str]:
+        """Send JSON items (or raw bytes, unvalidated) and wait until the broker has them all."""
+        assert self._producer is not None, "call start() first"
+        parse = prediction_from_dict if topic == PREDICTIONS else tag_from_dict
+        futures, ids = [], []
+        for item in items:
+            if isinstance(item, bytes):
+                value, item_key = item, key
+            else:
+                if self.validate:
+                    try:
+                        parse(item)
+                    except InvalidEvent as exc:
+                        raise PublishError(f"invalid event: {exc}", item) from None
+                value, item_key = orjson.dumps(item), key or str(item.get("event_id", "")).encode()
+                ids.append(str(item.get("tag_id") or item.get("event_id")))
+            futures.append(await self._producer.send(topic, value=value, key=item_key))
+        for future in futures:
+            await future
+        return ids
+
+
+class HttpClient:
+    """The worker's HTTP API: publish, and read the views."""
+
+    def __init__(self, base_url: str, token: str | None = None, timeout: float = 30.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._session = aiohttp.ClientSession(
+            headers=headers, timeout=aiohttp.ClientTimeout(total=timeout)
+        )
+
+    async def close(self) -> None:
+        await self._session.close()
+
+    async def __aenter__(self) -> HttpClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def predictions(self, events: Iterable[Event]) -> list[str]:
+        return await self._publish("/v1/predictions", [_as_dict(e) for e in events])
+
+    async def tags(self, events: Iterable[Event]) -> list[str]:
+        return await self._publish("/v1/tags", [_as_dict(e) for e in events])
+
+    async def _publish(self, path: str, items: list[dict[str, Any]]) -> list[str]:
+        status, body = await self.request("POST", path, items)
+        if status != 202:
+            raise PublishError(
+                f"{path} answered {status}: {body.get('error')}", body.get("details")
+            )
+        return list(body["accepted"])
+
+    async def get(self, path: str) -> tuple[int, Any]:
+        return await self.request("GET", path)
+
+    async def request(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        data = None if body is None else orjson.dumps(body)
+        async with self._session.request(
+            method, self.base_url + path, data=data, headers={"content-type": "application/json"}
+        ) as response:
+            raw = await response.read()
+            try:
+                return response.status, orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                return response.status, {
+                    "error": "non-JSON response",
+                    "details": raw[:200].decode(errors="replace"),
+                }

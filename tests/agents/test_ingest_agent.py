@@ -1,0 +1,76 @@
+"""The ingest agent under Faust's test_context: memory store, no broker."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from app.bootstrap import Modelview, create
+from app.settings import Settings
+from app.topics import PREDICTIONS, TAGS
+from tests.factories import prediction, tag
+
+
+async def wait_until(check: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.01)
+
+
+def build(tmp_path: Path) -> tuple[Modelview, list[bytes]]:
+    settings = Settings(data_dir=tmp_path, partitions=2, batch_size=10, batch_within=0.05)
+    mv = create(settings, store="memory://")
+    letters: list[bytes] = []
+
+    async def capture(key: bytes | None, value: bytes) -> None:
+        letters.append(value)
+
+    mv.ingestor.send_dead_letter = capture
+    return mv, letters
+
+
+async def put(ctx: Any, topic: str, key: bytes, value: bytes, partition: int, offset: int) -> None:
+    message = ctx.to_message(key, value, partition=partition, offset=offset)
+    message.topic = topic
+    channel = ctx.stream().channel
+    await channel.put(await channel.decode(message))
+
+
+async def test_agent_joins_counts_and_dead_letters(tmp_path: Path) -> None:
+    mv, letters = build(tmp_path)
+    agent = mv.app.agents["ingest"]
+    p = prediction(prediction={"value": 10.0})
+    t = tag(p["event_id"], label=12.0, datasets=["train"])
+    key = p["event_id"].encode()
+    async with agent.test_context() as ctx:
+        await put(ctx, TAGS, key, orjson.dumps(t), 1, 0)  # the tag comes first
+        await put(ctx, PREDICTIONS, key, orjson.dumps(p), 1, 0)
+        await put(ctx, PREDICTIONS, key, orjson.dumps(p), 1, 1)  # a duplicate delivery
+        await put(ctx, TAGS, b"x", b"{not json", 1, 1)
+        await wait_until(lambda: mv.ingestor.counts["dead_letters"] == 1)
+        await wait_until(lambda: (mv.queries.dataset("train") or {}).get("size") == 1)
+        metrics = mv.queries.model_metrics("flight-delay")
+        assert metrics is not None
+        assert metrics["3"]["predictions"] == 1 and metrics["3"]["mae"] == 2.0
+        example = mv.queries.example(p["event_id"])
+        assert example is not None and example.joined
+        assert mv.ingestor.counts["duplicates"] == 1
+        letter = orjson.loads(letters[0])
+        assert letter["reason"].startswith("not valid JSON")
+        assert letter["source"] == {"topic": TAGS, "partition": 1, "offset": 1}
+
+
+async def test_key_must_match_event_id(tmp_path: Path) -> None:
+    mv, letters = build(tmp_path)
+    p = prediction()
+    async with mv.app.agents["ingest"].test_context() as ctx:
+        await put(ctx, PREDICTIONS, b"some-other-key", orjson.dumps(p), 0, 0)
+        await wait_until(lambda: len(letters) == 1)
+    assert "must be the prediction's event_id" in orjson.loads(letters[0])["reason"]
+    assert mv.queries.example(p["event_id"]) is None

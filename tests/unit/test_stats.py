@@ -1,0 +1,100 @@
+from __future__ import annotations
+
+from app.domain.codec import prediction_from_dict, tag_from_dict
+from app.domain.examples import Example
+from app.domain.stats import (
+    AggKey,
+    add,
+    contribution,
+    delta,
+    summarize_dataset,
+    summarize_metrics,
+    total,
+)
+from tests.factories import prediction, tag
+
+EID = "6f1c7f7e-8a43-4b6e-9d47-2f3f0b7b1a11"
+MODEL = AggKey("model", "flight-delay", "3")
+
+
+def example(
+    pred: dict[str, object] | None, label: object = 17.0, datasets: list[str] | None = None
+) -> Example:
+    p = prediction_from_dict(prediction(event_id=EID, **(pred or {}))) if pred is not None else None
+    t = (
+        tag_from_dict(tag(EID, label=label, datasets=datasets or ["train"]))
+        if label != "none"
+        else None
+    )
+    return Example(EID, p, t)
+
+
+def test_waiting_tag_contributes_nothing() -> None:
+    assert contribution(example(None)) == {}
+
+
+def test_regression_contribution() -> None:
+    c = contribution(example({"prediction": {"value": 12.5}}, label=17.0))
+    assert c[MODEL] == {
+        "predictions": 1,
+        "pred_n": 1,
+        "pred_sum": 12.5,
+        "pred_sumsq": 156.25,
+        "labeled": 1,
+        "n_err": 1,
+        "abs_err_sum": 4.5,
+        "sq_err_sum": 20.25,
+    }
+    assert c[AggKey("model_hour", "flight-delay", "3", "2026-11-27T10")] == c[MODEL]
+    assert c[AggKey("dataset", "train")] == {
+        "size": 1,
+        "labeled": 1,
+        "label_n": 1,
+        "label_sum": 17.0,
+        "label_sumsq": 289.0,
+    }
+
+
+def test_classification_contribution() -> None:
+    c = contribution(example({"prediction": {"value": True}}, label=True))
+    assert c[MODEL] == {
+        "predictions": 1,
+        "pred_class:true": 1,
+        "labeled": 1,
+        "n_cls": 1,
+        "correct": 1,
+    }
+    wrong = contribution(example({"prediction": {"value": "late"}}, label="on-time"))
+    assert "correct" not in wrong[MODEL] and wrong[MODEL]["n_cls"] == 1
+
+
+def test_delta_moves_an_example_between_datasets() -> None:
+    before = example({}, label=1.0, datasets=["a"])
+    after = example({}, label=None, datasets=["b"])
+    d = delta(before, after)
+    assert d[AggKey("dataset", "a")] == {
+        "size": -1,
+        "labeled": -1,
+        "label_n": -1,
+        "label_sum": -1.0,
+        "label_sumsq": -1.0,
+    }
+    assert d[AggKey("dataset", "b")] == {"size": 1}
+    assert d[MODEL]["labeled"] == -1 and "predictions" not in d[MODEL]
+    # Applying the delta to the old contribution gives the new one exactly.
+    for key in d:
+        assert add(contribution(before).get(key, {}), d[key]) == contribution(after).get(key, {})
+
+
+def test_summaries() -> None:
+    counts = total(
+        [
+            contribution(example({"prediction": {"value": v}}, label=v + 1))[MODEL]
+            for v in (1.0, 3.0)
+        ]
+    )
+    summary = summarize_metrics(counts)
+    assert summary["predictions"] == 2 and summary["labeled"] == 2 and summary["mae"] == 1.0
+    assert summary["prediction_distribution"]["numeric"] == {"count": 2, "mean": 2.0, "std": 1.0}
+    ds = summarize_dataset({"size": 3, "labeled": 2, "label_class:a": 2})
+    assert ds == {"size": 3, "labeled": 2, "label_summary": {"classes": {"a": 2}}}
