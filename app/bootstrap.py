@@ -55,7 +55,7 @@ def create(settings: Settings, **overrides: Any) -> Modelview:
     ingestor = Ingestor(TableStore(table), send_dead_letter, settings.max_event_bytes)
     ingest.register(app, ingestor, settings)
     mv = Modelview(settings, app, table, ingestor)
-    api.register(app, table, mv.queries, settings)
+    api.register(app, table, mv.queries, settings, ingestor.counts)
     guard_local_state(app, settings)
     return mv
 

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import shutil
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import faust
 from aiokafka.admin import AIOKafkaAdminClient
 
+from app.adapters.sync import run_sync
 from app.settings import Settings
 from app.topics import PREDICTIONS
 
@@ -67,6 +66,4 @@ def _broker_has_log(settings: Settings) -> bool:
         finally:
             await admin.close()
 
-    # Called from a sync signal, possibly inside a running loop: use a loop of our own.
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, check()).result(timeout=30)
+    return run_sync(check(), timeout=30)

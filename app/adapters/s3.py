@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -11,6 +10,7 @@ from aiobotocore.session import get_session
 from botocore.config import Config
 from botocore.exceptions import ClientError, EndpointConnectionError
 
+from app.adapters.sync import run_sync
 from app.settings import Settings
 
 
@@ -47,4 +47,4 @@ async def ensure_bucket(settings: Settings) -> None:
 
 
 def ensure_bucket_sync(settings: Settings) -> None:
-    asyncio.run(ensure_bucket(settings))
+    run_sync(ensure_bucket(settings))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,7 +19,13 @@ from app.web.errors import HttpError, error
 MAX_WINDOW_HOURS = 24 * 31
 
 
-def register(app: faust.App, table: Any, queries: Queries, settings: Settings) -> None:
+def register(
+    app: faust.App,
+    table: Any,
+    queries: Queries,
+    settings: Settings,
+    ingest_counts: Mapping[str, int],
+) -> None:
     topics = {
         name: app.topic(
             name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
@@ -118,7 +124,16 @@ def register(app: faust.App, table: Any, queries: Queries, settings: Settings) -
     @app.page("/healthz")
     class Health(View):
         async def get(self, request: Request) -> Response:
-            return self.json({"status": "ok", "partitions": settings.partitions})
+            # Ready: assigned partitions and tables recovered, so reads reflect the log.
+            ready = (
+                not app.rebalancing
+                and not app.in_recovery
+                and bool(app.assignor.assigned_actives())
+                and app.tables.recovery.completed.is_set()
+            )
+            body = {"status": "ok", "ready": ready, "partitions": settings.partitions}
+            body["ingest"] = dict(ingest_counts)
+            return self.json(body, status=200)
 
 
 async def read_json(request: Any, limit: int) -> Any:

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,13 +11,7 @@ from app.bootstrap import Modelview, create
 from app.settings import Settings
 from app.topics import PREDICTIONS, TAGS
 from tests.factories import prediction, tag
-
-
-async def wait_until(check: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.01)
+from tests.waiting import wait_until
 
 
 def build(tmp_path: Path) -> tuple[Modelview, list[bytes]]:

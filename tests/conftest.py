@@ -1,0 +1,37 @@
+"""Shared fixtures: the real local stack and worker processes, started by the project's own code."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from app.settings import Settings
+from tests.services import WorkerProcess, stack_settings, start_stack
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[Settings]:
+    """A fresh broker and object store on free ports: each test gets an empty log."""
+    settings = stack_settings(tmp_path / "data")
+    stack = start_stack(settings)
+    try:
+        yield settings
+    finally:
+        stack.down()
+
+
+@pytest.fixture
+def worker(stack: Settings, tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
+    started: list[WorkerProcess] = []
+
+    def start(settings: Settings | None = None) -> WorkerProcess:
+        process = WorkerProcess(settings or stack, tmp_path / f"worker-{len(started)}.log").start()
+        started.append(process)
+        process.wait_ready()
+        return process
+
+    yield start
+    for process in started:
+        process.kill()

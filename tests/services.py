@@ -1,0 +1,137 @@
+"""Real local services for tests: a stack on free ports and worker processes driven like a user would."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import orjson
+
+from app.settings import Settings
+from app.stack import Stack
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def free_block(size: int) -> int:
+    """A base port with `size` free ports above it, away from the defaults a developer runs."""
+    rng = random.Random()
+    for _ in range(200):
+        base = rng.randrange(20000, 40000)
+        if all(_free(base + i) for i in range(size)):
+            return base
+    raise RuntimeError("no free port block found")
+
+
+def stack_settings(data_dir: Path, partitions: int = 4) -> Settings:
+    base = free_block(13)
+    return Settings(
+        broker_url=f"kafka://127.0.0.1:{base}",
+        web_port=base + 1,
+        s3_endpoint=f"http://127.0.0.1:{base + 2}",  # SeaweedFS takes base+3 .. base+11
+        data_dir=data_dir,
+        partitions=partitions,
+    )
+
+
+def env_for(settings: Settings) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MODELVIEW_")}
+    env.update(
+        MODELVIEW_BROKER_URL=settings.broker_url,
+        MODELVIEW_S3_ENDPOINT=settings.s3_endpoint,
+        MODELVIEW_WEB_PORT=str(settings.web_port),
+        MODELVIEW_DATA_DIR=str(settings.data_dir),
+        MODELVIEW_PARTITIONS=str(settings.partitions),
+        MODELVIEW_S3_ACCESS_KEY=settings.s3_access_key,
+        MODELVIEW_S3_SECRET_KEY=settings.s3_secret_key,
+    )
+    return env
+
+
+class WorkerProcess:
+    """`modelview worker` in its own process, as an operator runs it."""
+
+    def __init__(self, settings: Settings, log_path: Path) -> None:
+        self.settings = settings
+        self.log_path = log_path
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.settings.web_port}"
+
+    def start(self) -> WorkerProcess:
+        modelview = Path(sys.executable).parent / "modelview"
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [str(modelview), "worker", "-l", "info"],
+                env=env_for(self.settings),
+                cwd=ROOT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+        return self
+
+    def health(self) -> dict[str, object] | None:
+        try:
+            with urllib.request.urlopen(self.url + "/healthz", timeout=2) as response:
+                body: dict[str, object] = orjson.loads(response.read())
+                return body
+        except OSError:
+            return None
+
+    def wait_ready(self, within: float = 90.0) -> None:
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            assert self.process is not None and self.process.poll() is None, self.log_tail()
+            health = self.health()
+            if health and health.get("ready"):
+                return
+            time.sleep(0.2)
+        raise AssertionError(f"worker not ready within {within}s\n{self.log_tail()}")
+
+    def stop(self, within: float = 60.0) -> int:
+        if self.process is None or self.process.poll() is not None:
+            return self.process.returncode if self.process else 0
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(within)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(10)
+            raise AssertionError(
+                f"worker ignored SIGTERM for {within}s\n{self.log_tail()}"
+            ) from None
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
+    def log_tail(self, lines: int = 40) -> str:
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+
+def start_stack(settings: Settings) -> Stack:
+    stack = Stack(settings)
+    stack.up()
+    return stack
