@@ -33,7 +33,7 @@ def guard_local_state(app: faust.App, settings: Settings) -> None:
     def _on_init(sender: Any, *args: Any, **kwargs: Any) -> None:
         root.mkdir(parents=True, exist_ok=True)
         marker = root / RUNNING
-        tables = root / f"{settings.app_id}-data"
+        tables = Path(app.conf.tabledir)
         reason = None
         if marker.exists():
             reason = "the last worker did not stop cleanly"

@@ -103,7 +103,24 @@ class WorkerProcess:
         while time.monotonic() < deadline:
             assert self.process is not None and self.process.poll() is None, self.log_tail()
             health = self.health()
-            if health and health.get("ready"):
+            # A lone worker serves whole views only once it holds every partition: after a
+            # kill -9 the dead member keeps some until its session times out.
+            if (
+                health
+                and health.get("ready")
+                and len(health["active_partitions"]) == self.settings.partitions
+            ):  # type: ignore[arg-type]
+                return
+            time.sleep(0.2)
+        raise AssertionError(f"worker not ready within {within}s\n{self.log_tail()}")
+
+    def wait_caught_up(self, within: float = 120.0) -> None:
+        """Until the views hold every record in the log: ready, and no lag."""
+        self.wait_ready(within)
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            health = self.health()
+            if health and health.get("ready") and health.get("lag") == 0:
                 return
             time.sleep(0.2)
         raise AssertionError(f"worker not ready within {within}s\n{self.log_tail()}")

@@ -19,13 +19,24 @@ KINDS: dict[str, Kind] = {PREDICTIONS: "prediction", TAGS: "tag"}
 
 # Sends one dead letter and waits until the broker has it.
 SendDeadLetter = Callable[[bytes | None, bytes], Awaitable[None]]
+# Waits until every table write so far is in the changelog.
+Flush = Callable[[], Awaitable[None]]
+
+
+async def _nothing_to_flush() -> None:
+    return None
 
 
 class Ingestor:
     def __init__(
-        self, store: Store, send_dead_letter: SendDeadLetter, max_event_bytes: int
+        self,
+        store: Store,
+        send_dead_letter: SendDeadLetter,
+        max_event_bytes: int,
+        flush: Flush = _nothing_to_flush,
     ) -> None:
         self.store = store
+        self.flush = flush
         self.txn = PartitionTxn(store)
         self.send_dead_letter = send_dead_letter
         self.max_event_bytes = max_event_bytes
@@ -42,6 +53,9 @@ class Ingestor:
             # Faust files table writes under the current event's partition: make it this one.
             _current_event.set(weakref.ref(group[-1]))
             await self.process_partition(partition, [_record(e.message) for e in group])
+        # The source offsets of these events may be committed as soon as we return: their
+        # table writes must be in the changelog first, or a crash would lose them for good.
+        await self.flush()
 
     async def process_partition(self, partition: int, records: Sequence[SourceRecord]) -> None:
         cursor = self.txn.cursor(partition)

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from app.adapters import viewcodec
-from app.adapters.txn import Store
+from app.adapters.txn import Store, committed, read_cursor
 from app.domain.batch import Agg, Index, agg_key, example_key, index_key
 from app.domain.codec import format_time, prediction_to_dict, tag_to_dict
 from app.domain.examples import Example
@@ -14,12 +14,26 @@ from app.domain.stats import AggKey, Counts, summarize_dataset, summarize_metric
 
 
 class Queries:
+    """Reads from the table; each call to `snapshot()` sees only complete batches."""
+
+    def __init__(self, store: Store, partitions: int) -> None:
+        self.store = store
+        self.partitions = partitions
+
+    def snapshot(self) -> Snapshot:
+        return Snapshot(committed(self.store, self.partitions), self.partitions)
+
+
+class Snapshot:
     def __init__(self, store: Store, partitions: int) -> None:
         self.store = store
         self.partitions = partitions
 
     def _get(self, key: str) -> Any:
         return viewcodec.decode(key, self.store.get(key))
+
+    def cursor(self, partition: int) -> dict[str, int]:
+        return read_cursor(self.store, partition)
 
     def example(self, event_id: str) -> Example | None:
         found: Example | None = self._get(example_key(event_id))

@@ -8,7 +8,7 @@ the batch is complete (the wal says so) or its keys are put back from the undo r
 
 from __future__ import annotations
 
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Iterator, Mapping, MutableMapping
 from typing import Any
 
 import orjson
@@ -60,6 +60,56 @@ class PartitionTxn:
             self.store.pop(key, None)
         else:
             self.store[key] = value
+
+
+def read_cursor(store: Store, partition: int) -> dict[str, int]:
+    """The last offset applied per source topic of a partition, without rolling anything back."""
+    raw = store.get(wal_key(partition))
+    return dict(orjson.loads(raw)["cursor"]) if raw is not None else {}
+
+
+def committed(store: Store, partitions: int) -> Store:
+    """The store as of the last complete batch of every partition: what readers should see.
+
+    Live batches are written without yielding to the event loop, so readers never meet one
+    half-done; only after a crash, until the partition's next batch rolls it back, do they.
+    """
+    undo: dict[str, str | None] = {}
+    for p in range(partitions):
+        raw = store.get(wal_key(p))
+        pending = orjson.loads(raw)["pending"] if raw is not None else None
+        if pending is not None:
+            undo.update(pending["undo"])
+    if not undo:
+        return store
+    return _Overlay(store, undo)
+
+
+class _Overlay(MutableMapping[str, bytes]):
+    """Read-only view of a store with some keys replaced by their pre-batch values."""
+
+    def __init__(self, store: Store, undo: Mapping[str, str | None]) -> None:
+        self.store, self.undo = store, undo
+
+    def __getitem__(self, key: str) -> bytes:
+        if key in self.undo:
+            old = self.undo[key]
+            if old is None:
+                raise KeyError(key)
+            return old.encode()
+        return self.store[key]
+
+    def __setitem__(self, key: str, value: bytes) -> None:
+        raise TypeError("read-only")
+
+    def __delitem__(self, key: str) -> None:
+        raise TypeError("read-only")
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.store)
+
+    def __len__(self) -> int:
+        return len(self.store)
 
 
 def _text(raw: bytes | None) -> str | None:

@@ -8,9 +8,10 @@ from typing import Any
 
 import faust
 import orjson
+from faust.types import TP
 from faust.web import Request, Response, View
 
-from app.adapters.queries import Queries, example_json
+from app.adapters.queries import Queries, Snapshot, example_json
 from app.domain.codec import InvalidEvent, prediction_from_dict, tag_from_dict
 from app.settings import Settings
 from app.topics import PREDICTIONS, TAGS
@@ -89,7 +90,7 @@ def register(
     class PredictionDetail(View):
         @app.table_route(table=table, match_info="event_id")  # type: ignore[arg-type]
         async def get(self, request: Request, event_id: str) -> Response:
-            example = queries.example(event_id)
+            example = queries.snapshot().example(event_id)
             if example is None or example.prediction is None:
                 details = {"event_id": event_id, "tag_waiting": example is not None}
                 return error(self, 404, "no prediction with this event_id", details)
@@ -98,13 +99,14 @@ def register(
     @app.page("/v1/datasets")
     class Datasets(View):
         async def get(self, request: Request) -> Response:
-            found = [queries.dataset(name) for name in queries.dataset_names()]
+            snapshot = queries.snapshot()
+            found = [snapshot.dataset(name) for name in snapshot.dataset_names()]
             return self.json({"datasets": [d for d in found if d is not None]})
 
     @app.page("/v1/datasets/{name}")
     class DatasetDetail(View):
         async def get(self, request: Request, name: str) -> Response:
-            found = queries.dataset(name)
+            found = queries.snapshot().dataset(name)
             if found is None:
                 return error(self, 404, "no such dataset", {"name": name})
             return self.json(found)
@@ -112,26 +114,37 @@ def register(
     @app.page("/v1/models/{model}/metrics")
     class ModelMetrics(View):
         async def get(self, request: Request, model: str) -> Response:
-            versions = queries.model_versions(model)
+            snapshot = queries.snapshot()
+            versions = snapshot.model_versions(model)
             if not versions:
                 return error(self, 404, "no predictions for this model", {"model": model})
             try:
                 hours = window(request, max(last for _, last in versions.values()))
             except ValueError as exc:
                 return error(self, 400, "bad window", str(exc))
-            return self.json({"model": model, "versions": queries.model_metrics(model, hours)})
+            return self.json({"model": model, "versions": snapshot.model_metrics(model, hours)})
 
     @app.page("/healthz")
     class Health(View):
         async def get(self, request: Request) -> Response:
-            # Ready: assigned partitions and tables recovered, so reads reflect the log.
+            # Ready: partitions assigned and their tables recovered, so reads reflect the log.
+            # Aggregates add up the partitions held here: with one worker, all of them.
+            active = sorted(
+                tp.partition for tp in app.assignor.assigned_actives() if tp.topic == PREDICTIONS
+            )
             ready = (
                 not app.rebalancing
                 and not app.in_recovery
-                and bool(app.assignor.assigned_actives())
-                and app.tables.recovery.completed.is_set()
+                and bool(active)
+                and app.tables.actives_ready
             )
-            body = {"status": "ok", "ready": ready, "partitions": settings.partitions}
+            body = {
+                "status": "ok",
+                "ready": ready,
+                "partitions": settings.partitions,
+                "active_partitions": active,
+            }
+            body["lag"] = lag(app, queries.snapshot(), active)
             body["ingest"] = dict(ingest_counts)
             return self.json(body, status=200)
 
@@ -151,6 +164,20 @@ async def read_json(request: Any, limit: int) -> Any:
         return orjson.loads(b"".join(chunks))
     except orjson.JSONDecodeError as exc:
         raise HttpError(400, "body is not valid JSON", str(exc)) from None
+
+
+def lag(app: faust.App, snapshot: Snapshot, partitions: list[int]) -> int | None:
+    """Records in the log not yet folded into the views here; None until every partition fetched."""
+    total = 0
+    for partition in partitions:
+        cursor = snapshot.cursor(partition)
+        for topic in (PREDICTIONS, TAGS):
+            # The fetch high-water mark, not ListOffsets: the local broker answers that wrongly.
+            highwater = app.consumer.highwater(TP(topic, partition))
+            if highwater is None:
+                return None
+            total += max(highwater - cursor.get(topic, -1) - 1, 0)
+    return total
 
 
 def window(request: Request, last_hour: str) -> list[str]:

@@ -161,5 +161,6 @@ async def test_messy_stream_folds_exactly_and_survives_restart(
         # A restart recovers the tables from their changelog: the same views, to the bit.
         assert process.stop() == 0
         again = worker()
+        again.wait_caught_up()
         async with HttpClient(again.url) as http2:
             assert await views(http2) == live

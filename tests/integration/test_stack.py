@@ -49,7 +49,7 @@ async def test_broker_and_object_store_answer(stack: Settings) -> None:
     wrong = stack.with_(s3_secret_key="not-the-secret")
     async with s3_client(wrong) as s3:
         with pytest.raises(
-            ClientError, match="SignatureDoesNotMatch|AccessDenied|InvalidAccessKeyId"
+            ClientError, match=r"SignatureDoesNotMatch|AccessDenied|InvalidAccessKeyId"
         ):
             await s3.get_object(Bucket=stack.s3_bucket, Key="probe/x")
 

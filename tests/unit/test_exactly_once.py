@@ -125,8 +125,13 @@ def run(store: MutableMapping[str, bytes], records: list[SourceRecord], batch: i
     return dead
 
 
+def views(snapshot: Any) -> tuple[Any, ...]:
+    datasets = [snapshot.dataset(n) for n in snapshot.dataset_names()]
+    return datasets, snapshot.model_metrics("flight-delay")
+
+
 def check(store: MutableMapping[str, bytes], reference: Reference) -> None:
-    queries = Queries(store, partitions=1)
+    queries = Queries(store, partitions=1).snapshot()
     expected = reference.datasets()
     assert queries.dataset_names() == sorted(expected)
     for name, want in expected.items():
@@ -154,6 +159,10 @@ def test_any_crash_then_redelivery_gives_exact_views(seed: int) -> None:
     for _ in range(25):
         cut = rng.randrange(len(full.log))  # the changelog holds a prefix of the writes
         crashed = RecordingStore.replay(full.log[:cut])
+        # Before any rollback, readers already see the state the rollback will restore.
+        rolled_back = RecordingStore.replay(crashed.log)
+        PartitionTxn(rolled_back).cursor(0)
+        assert views(Queries(crashed, 1).snapshot()) == views(Queries(rolled_back, 1).snapshot())
         # Redelivery starts at the consumer's committed offset: anywhere up to the first
         # record the recovered cursor has not applied.
         cursor = PartitionTxn(crashed).cursor(0)

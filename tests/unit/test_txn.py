@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import orjson
 
-from app.adapters.txn import PartitionTxn, wal_key
+from app.adapters.txn import PartitionTxn, committed, wal_key
 
 
 def test_commit_writes_and_advances_cursor() -> None:
@@ -33,3 +33,14 @@ def test_partitions_are_independent() -> None:
     txn.commit(0, {"x": b"1"}, {"t": 5})
     txn.commit(1, {}, {"t": 2})
     assert txn.cursor(0) == {"t": 5} and txn.cursor(1) == {"t": 2}
+
+
+def test_readers_see_only_complete_batches() -> None:
+    store: dict[str, bytes] = {"a": b"1"}
+    PartitionTxn(store).commit(2, {"a": b"2"}, {"t": 1})
+    undo = {"a": "2", "b": None}
+    store[wal_key(2)] = orjson.dumps({"cursor": {"t": 1}, "pending": {"undo": undo}})
+    store["a"], store["b"] = b"9", b"9"  # a crash cut this batch short
+    view = committed(store, partitions=4)
+    assert view["a"] == b"2" and view.get("b") is None and view.get("c", b"-") == b"-"
+    assert committed({"a": b"1"}, partitions=4) == {"a": b"1"}
