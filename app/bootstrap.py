@@ -52,16 +52,8 @@ def create(settings: Settings, **overrides: Any) -> Modelview:
     async def send_dead_letter(key: bytes | None, value: bytes) -> None:
         await (await dead_letters.send(key=key, value=value))
 
-    async def flush_changelog() -> None:
-        # Faust's own flush gives up on its buffer after 0.1 s without a send, and it is what
-        # runs before an offset commit; drain it fully, then wait for the broker's acks.
-        producer = app.producer
-        while producer.buffer.size:
-            await producer.buffer.flush()
-        await producer.flush()
-
     ingestor = Ingestor(
-        TableStore(table), send_dead_letter, settings.max_event_bytes, flush_changelog
+        TableStore(table), send_dead_letter, settings.max_event_bytes, table.wait_changelog
     )
     ingest.register(app, ingestor, settings)
     mv = Modelview(settings, app, table, ingestor)

@@ -6,6 +6,7 @@ order: that is what lets `app.adapters.txn` undo a batch a crash cut short.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator, MutableMapping
 from typing import Any
 
@@ -16,15 +17,38 @@ from app.settings import Settings
 TABLE_NAME = "views"
 
 
-def define(app: faust.App, settings: Settings) -> Any:
-    return app.Table(
-        TABLE_NAME,
+class ViewsTable(faust.Table):  # type: ignore[misc]
+    """A table that can wait until every write so far is in its changelog.
+
+    Faust's own flush before an offset commit can return with a write still on its way to
+    the producer; the futures of the writes themselves cannot.
+    """
+
+    _unacked: list[asyncio.Future[Any]]
+
+    def send_changelog(self, *args: Any, **kwargs: Any) -> Any:
+        future = super().send_changelog(*args, **kwargs)
+        self.__dict__.setdefault("_unacked", []).append(future)
+        return future
+
+    async def wait_changelog(self) -> None:
+        pending, self._unacked = self.__dict__.get("_unacked", []), []
+        if pending:
+            await asyncio.gather(*pending)
+
+
+def define(app: faust.App, settings: Settings) -> ViewsTable:
+    table = ViewsTable(
+        app,
+        name=TABLE_NAME,
         default=None,
         key_type=bytes,
         value_type=bytes,
         partitions=settings.partitions,
+        beacon=app.tables.beacon,
         help="examples, dataset and model aggregates, per-partition cursors",
     )
+    return app.tables.add(table)  # type: ignore[no-any-return]
 
 
 class TableStore(MutableMapping[str, bytes]):
