@@ -11,6 +11,7 @@ import faust
 from aiokafka.admin import AIOKafkaAdminClient
 
 from app.adapters.sync import run_sync
+from app.adapters.topics import ensure_topics
 from app.settings import Settings
 from app.topics import PREDICTIONS
 
@@ -47,6 +48,7 @@ def guard_local_state(app: faust.App, settings: Settings) -> None:
             )
             shutil.rmtree(tables)
         marker.write_text("")
+        run_sync(ensure_topics(settings, replication=app.conf.topic_replication_factor), timeout=60)
 
     original_stop = app.on_stop
 

@@ -17,7 +17,7 @@ from app.settings import Settings
 TABLE_NAME = "views"
 
 
-class ViewsTable(faust.Table):  # type: ignore[misc]
+class ViewsTable(faust.Table[bytes, bytes]):
     """A table that can wait until every write so far is in its changelog.
 
     Faust's own flush before an offset commit can return with a write still on its way to
@@ -48,7 +48,8 @@ def define(app: faust.App, settings: Settings) -> ViewsTable:
         beacon=app.tables.beacon,
         help="examples, dataset and model aggregates, per-partition cursors",
     )
-    return app.tables.add(table)  # type: ignore[no-any-return]
+    app.tables.add(table)
+    return table
 
 
 class TableStore(MutableMapping[str, bytes]):

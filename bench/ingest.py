@@ -1,0 +1,120 @@
+"""End-to-end ingestion (publish -> worker views caught up) next to raw aiokafka consume, same broker, same run.
+
+Both sides read the same records from the same topics on a fresh local stack, so the ratio
+holds however busy the machine is; absolute numbers drift and are printed for context only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import platform
+import shutil
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from app.client import KafkaPublisher
+from app.topics import PREDICTIONS, TAGS
+from tests.e2e.workload import build
+from tests.services import WorkerProcess, stack_settings, start_stack
+
+
+async def publish(bootstrap: str, items: list[tuple[str, bytes, bytes]]) -> None:
+    async with KafkaPublisher(bootstrap, validate=False) as kafka:
+        for start in range(0, len(items), 2000):
+            chunk = items[start : start + 2000]
+            for topic in (PREDICTIONS, TAGS):
+                for _, key, raw in (i for i in chunk if i[0] == topic):
+                    await kafka.send_raw(topic, [raw], key=key)
+
+
+async def raw_consume(bootstrap: str, partitions: int, total: int) -> float:
+    """Seconds for a plain aiokafka consumer to read and JSON-decode every record."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    try:
+        consumer.assign(
+            [TopicPartition(t, p) for t in (PREDICTIONS, TAGS) for p in range(partitions)]
+        )
+        await consumer.seek_to_beginning()
+        seen, started = 0, time.perf_counter()
+        while seen < total:
+            batches = await consumer.getmany(timeout_ms=500)
+            for messages in batches.values():
+                for message in messages:
+                    # The 1% malformed: a real reader would set them aside too.
+                    with contextlib.suppress(orjson.JSONDecodeError):
+                        orjson.loads(message.value)
+                seen += len(messages)
+        return time.perf_counter() - started
+    finally:
+        await consumer.stop()
+
+
+def wait_processed(worker: WorkerProcess, total: int, within: float = 900.0) -> float:
+    started = time.perf_counter()
+    deadline = started + within
+    while time.perf_counter() < deadline:
+        counts = (worker.health() or {}).get("ingest", {})
+        done = sum(counts.get(k, 0) for k in ("applied", "duplicates", "dead_letters"))  # type: ignore[union-attr]
+        if done >= total:
+            return time.perf_counter() - started
+        time.sleep(0.05)
+    raise RuntimeError(f"worker did not process {total} records in {within}s\n{worker.log_tail()}")
+
+
+async def main(predictions: int) -> None:
+    root = Path(tempfile.mkdtemp(prefix="modelview-bench-"))
+    settings = stack_settings(root / "data", partitions=8)
+    stack = start_stack(settings)
+    worker = WorkerProcess(settings, root / "worker.log")
+    try:
+        # The worker creates the topics with the right partition count; then it is stopped so
+        # that the records wait in the log and both readers start from the same backlog.
+        worker.start().wait_ready()
+        workload = build(predictions, seed=11)
+        items = [
+            (PREDICTIONS if i.kind == "prediction" else TAGS, i.key, i.raw) for i in workload.items
+        ]
+        await publish(settings.bootstrap_servers, items)
+        assert worker.stop() == 0
+        total = len(items)
+        raw_seconds = await raw_consume(settings.bootstrap_servers, settings.partitions, total)
+        worker = WorkerProcess(settings, root / "worker-2.log").start()
+        worker.wait_ready()
+        # Counters restart with the process; the backlog is all uncommitted, so all of it is processed now.
+        seconds = wait_processed(worker, total)
+    finally:
+        worker.stop()
+        stack.down()
+        shutil.rmtree(root, ignore_errors=True)
+    raw_rate, rate = total / raw_seconds, total / seconds
+    print(
+        f"date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC  machine: {platform.node()} ({platform.machine()}, {_cores()} cores)"
+    )
+    print(
+        f"records: {total} ({predictions} predictions, tags, 5% duplicates, 1% malformed), 8 partitions"
+    )
+    print(f"raw aiokafka consume + orjson.loads: {raw_rate:,.0f} records/s")
+    print(f"modelview worker, backlog to views:  {rate:,.0f} records/s")
+    print(f"ratio (modelview / raw consume): {rate / raw_rate:.4f}")
+
+
+def _cores() -> int:
+    import os
+
+    return os.cpu_count() or 0
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--predictions", type=int, default=20_000)
+    asyncio.run(main(parser.parse_args().predictions))
