@@ -80,17 +80,17 @@ async def main(predictions: int) -> None:
         # The worker creates the topics with the right partition count; then it is stopped so
         # that the records wait in the log and both readers start from the same backlog.
         worker.start().wait_ready()
+        assert worker.stop() == 0
         workload = build(predictions, seed=11)
         items = [
             (PREDICTIONS if i.kind == "prediction" else TAGS, i.key, i.raw) for i in workload.items
         ]
         await publish(settings.bootstrap_servers, items)
-        assert worker.stop() == 0
         total = len(items)
         raw_seconds = await raw_consume(settings.bootstrap_servers, settings.partitions, total)
         worker = WorkerProcess(settings, root / "worker-2.log").start()
         worker.wait_ready()
-        # Counters restart with the process; the backlog is all uncommitted, so all of it is processed now.
+        # The stopped worker committed nothing of the backlog: the new one folds all of it.
         seconds = wait_processed(worker, total)
     finally:
         worker.stop()
