@@ -153,6 +153,8 @@ def summarize_dataset(counts: Mapping[str, float]) -> dict[str, Any]:
     return {
         "size": int(counts.get("size", 0)),
         "labeled": labeled,
+        # No model has trained on any dataset yet; training will record its mark here.
+        "new_since_training": labeled,
         "label_summary": _distribution(counts, "label"),
     }
 

@@ -97,4 +97,9 @@ def test_summaries() -> None:
     assert summary["predictions"] == 2 and summary["labeled"] == 2 and summary["mae"] == 1.0
     assert summary["prediction_distribution"]["numeric"] == {"count": 2, "mean": 2.0, "std": 1.0}
     ds = summarize_dataset({"size": 3, "labeled": 2, "label_class:a": 2})
-    assert ds == {"size": 3, "labeled": 2, "label_summary": {"classes": {"a": 2}}}
+    assert ds == {
+        "size": 3,
+        "labeled": 2,
+        "new_since_training": 2,
+        "label_summary": {"classes": {"a": 2}},
+    }
