@@ -176,10 +176,15 @@ def _object(data: Any, what: str, allowed: set[str]) -> Mapping[str, Any]:
     return data
 
 
+def _required(obj: Mapping[str, Any], key: str) -> Any:
+    value = obj.get(key, _MISSING)
+    if value is _MISSING:
+        raise InvalidEvent(f"{key}: required")
+    return value
+
+
 def _schema_version(obj: Mapping[str, Any]) -> int:
-    version = obj.get("schema_version", _MISSING)
-    if version is _MISSING:
-        raise InvalidEvent("schema_version: required")
+    version = _required(obj, "schema_version")
     if version != SCHEMA_VERSION or isinstance(version, bool):
         raise InvalidEvent(
             f"schema_version: unsupported version {version!r} (supported: {SCHEMA_VERSION})"
@@ -188,9 +193,7 @@ def _schema_version(obj: Mapping[str, Any]) -> int:
 
 
 def _uuid(obj: Mapping[str, Any], key: str) -> str:
-    value = obj.get(key, _MISSING)
-    if value is _MISSING:
-        raise InvalidEvent(f"{key}: required")
+    value = _required(obj, key)
     if not isinstance(value, str):
         raise InvalidEvent(f"{key}: must be a UUID string, got {_kind(value)}")
     try:
@@ -210,18 +213,14 @@ def _name_rule() -> str:
 
 
 def _name(obj: Mapping[str, Any], key: str) -> str:
-    value = obj.get(key, _MISSING)
-    if value is _MISSING:
-        raise InvalidEvent(f"{key}: required")
+    value = _required(obj, key)
     if not isinstance(value, str) or not NAME.match(value):
         raise InvalidEvent(f"{key}: {_name_rule()}, got {str(value)[:64]!r}")
     return value
 
 
 def _timestamp(obj: Mapping[str, Any], key: str) -> datetime:
-    value = obj.get(key, _MISSING)
-    if value is _MISSING:
-        raise InvalidEvent(f"{key}: required")
+    value = _required(obj, key)
     if not isinstance(value, str):
         raise InvalidEvent(f"{key}: must be an ISO-8601 string, got {_kind(value)}")
     try:
