@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,7 +76,7 @@ class Stack:
         deadline = time.monotonic() + timeout
         for service in (self.broker, self.s3):
             self._wait_ready(service, deadline)
-        _wait_for(lambda: self._ensure_bucket(), deadline, "the S3 bucket")
+        _wait_for(self._ensure_bucket, deadline, "the S3 bucket")
 
     def down(self, grace: float = 10.0) -> None:
         for service in (self.broker, self.s3):
@@ -228,8 +229,7 @@ def _terminate(pid: int, grace: float) -> None:
     _wait_for(lambda: not _alive(pid), time.monotonic() + 10, f"process {pid} to exit")
 
 
-def _wait_for(check: object, deadline: float, what: str) -> None:
-    assert callable(check)
+def _wait_for(check: Callable[[], bool], deadline: float, what: str) -> None:
     while True:
         if check():
             return

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import platform
 import shutil
 import tempfile
@@ -109,8 +110,6 @@ async def main(predictions: int) -> None:
 
 
 def _cores() -> int:
-    import os
-
     return os.cpu_count() or 0
 
 
