@@ -34,7 +34,8 @@ def free_block(size: int) -> int:
     """A base port with `size` free ports above it, away from the defaults a developer runs."""
     rng = random.Random()
     for _ in range(200):
-        base = rng.randrange(20000, 40000)
+        # Below Linux's ephemeral range (32768+), where outgoing connections take ports at will.
+        base = rng.randrange(20000, 32768 - size)
         if all(_free(base + i) for i in range(size)):
             return base
     raise RuntimeError("no free port block found")

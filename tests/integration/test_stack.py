@@ -69,6 +69,9 @@ async def test_object_store_data_survives_down_and_up(stack: Settings) -> None:
 def test_a_taken_port_is_a_clear_error(tmp_path: Path) -> None:
     settings = stack_settings(tmp_path)
     with socket.socket() as blocker:
+        # free_block() checks with SO_REUSEADDR, so a port an earlier test left in TIME_WAIT
+        # counts as free: bind the same way, or the blocker itself fails to bind.
+        blocker.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         blocker.bind(("127.0.0.1", settings.broker_port))
         blocker.listen()
         with pytest.raises(
