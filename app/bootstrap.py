@@ -8,12 +8,13 @@ from typing import Any
 import faust
 
 from agents import ingest
+from app.adapters.flusher import Flusher
 from app.adapters.ingest import Ingestor
 from app.adapters.queries import Queries
-from app.lifecycle import guard_local_state
+from app.lifecycle import guard_local_state, on_stop
 from app.profiles import PROFILES
 from app.settings import Settings
-from app.topics import DEAD_LETTERS
+from app.topics import DEAD_LETTERS, LOGGED
 from app.web import api
 from tables import views
 from tables.views import TableStore
@@ -22,11 +23,19 @@ from tables.views import TableStore
 class Modelview:
     """What a running app holds, for tests and commands that need more than the Faust app."""
 
-    def __init__(self, settings: Settings, app: faust.App, table: Any, ingestor: Ingestor) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        app: faust.App,
+        table: Any,
+        ingestor: Ingestor,
+        flusher: Flusher,
+    ) -> None:
         self.settings = settings
         self.app = app
         self.table = table
         self.ingestor = ingestor
+        self.flusher = flusher
         self.queries = Queries(TableStore(table), settings.partitions)
 
 
@@ -56,9 +65,17 @@ def create(settings: Settings, **overrides: Any) -> Modelview:
         TableStore(table), send_dead_letter, settings.max_event_bytes, table.wait_changelog
     )
     ingest.register(app, ingestor, settings)
-    mv = Modelview(settings, app, table, ingestor)
-    api.register(app, table, mv.queries, settings, ingestor.counts)
+    flusher = Flusher(
+        settings,
+        owned=lambda: ((tp.topic, tp.partition) for tp in app.assignor.assigned_actives()),
+        topics=LOGGED,
+    )
+    app.task(flusher.run)
+    mv = Modelview(settings, app, table, ingestor, flusher)
+    api.register(app, table, mv.queries, settings, ingestor.counts, flusher.status)
     guard_local_state(app, settings)
+    # Before the task is cancelled: a clean stop leaves nothing that is only in Kafka.
+    on_stop(app, flusher.stop)
     return mv
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -50,13 +51,24 @@ def guard_local_state(app: faust.App, settings: Settings) -> None:
         marker.write_text("")
         run_sync(ensure_topics(settings, replication=app.conf.topic_replication_factor), timeout=60)
 
-    original_stop = app.on_stop
-
-    async def on_stop() -> None:
-        await original_stop()
+    async def forget_marker() -> None:
         (root / RUNNING).unlink(missing_ok=True)
 
-    app.on_stop = on_stop  # type: ignore[method-assign]
+    on_stop(app, forget_marker, last=True)
+
+
+def on_stop(app: faust.App, callback: Callable[[], Awaitable[None]], last: bool = False) -> None:
+    """Run `callback` when the app stops, before its tasks are cancelled (or after, if `last`)."""
+    original = app.on_stop
+
+    async def chained() -> None:
+        if not last:
+            await callback()
+        await original()
+        if last:
+            await callback()
+
+    app.on_stop = chained  # type: ignore[method-assign]
 
 
 def _broker_has_log(settings: Settings) -> bool:

@@ -39,6 +39,10 @@ class Settings:
     max_event_bytes: int = 256 * 1024
     max_body_bytes: int = 8 * 1024 * 1024
     app_id: str = "modelview"
+    # Cold segments: a partition's new records go to S3 once there are this many, or once the
+    # oldest has waited this long. The second bounds what a broker that loses its log loses.
+    flush_records: int = 10_000
+    flush_seconds: float = 5.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -62,6 +66,10 @@ class Settings:
             raise SettingsError("MODELVIEW_BROKER_PROFILE must be 'local' or 'kafka'")
         if self.partitions < 1:
             raise SettingsError("MODELVIEW_PARTITIONS must be at least 1")
+        if self.flush_records < 1 or self.flush_seconds <= 0:
+            raise SettingsError(
+                "MODELVIEW_FLUSH_RECORDS and MODELVIEW_FLUSH_SECONDS must be positive"
+            )
         if self.batch_size < 1:
             raise SettingsError("MODELVIEW_BATCH_SIZE must be at least 1")
         for name, url in (("BROKER_URL", self.broker_url), ("S3_ENDPOINT", self.s3_endpoint)):

@@ -6,3 +6,6 @@ PREDICTIONS = "modelview.predictions"
 TAGS = "modelview.tags"
 MODEL_EVENTS = "modelview.model-events"
 DEAD_LETTERS = "modelview.dead-letters"
+
+# The topics whose records are the source of truth, kept forever as cold segments.
+LOGGED = (PREDICTIONS, TAGS)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import random
 import signal
@@ -53,16 +54,12 @@ def stack_settings(data_dir: Path, partitions: int = 4) -> Settings:
 
 
 def env_for(settings: Settings) -> dict[str, str]:
+    """The environment a user would set for these settings: every field, spelled out."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MODELVIEW_")}
-    env.update(
-        MODELVIEW_BROKER_URL=settings.broker_url,
-        MODELVIEW_S3_ENDPOINT=settings.s3_endpoint,
-        MODELVIEW_WEB_PORT=str(settings.web_port),
-        MODELVIEW_DATA_DIR=str(settings.data_dir),
-        MODELVIEW_PARTITIONS=str(settings.partitions),
-        MODELVIEW_S3_ACCESS_KEY=settings.s3_access_key,
-        MODELVIEW_S3_SECRET_KEY=settings.s3_secret_key,
-    )
+    for field in dataclasses.fields(settings):
+        value = getattr(settings, field.name)
+        if value is not None:
+            env["MODELVIEW_" + field.name.upper()] = str(value)
     return env
 
 

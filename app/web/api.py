@@ -26,6 +26,7 @@ def register(
     queries: Queries,
     settings: Settings,
     ingest_counts: Mapping[str, int],
+    flush_status: Callable[[], Mapping[str, Any]],
 ) -> None:
     topics = {
         name: app.topic(
@@ -146,6 +147,7 @@ def register(
             }
             body["lag"] = lag(app, queries.snapshot(), active)
             body["ingest"] = dict(ingest_counts)
+            body["flush"] = dict(flush_status())
             return self.json(body, status=200)
 
 

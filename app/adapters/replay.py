@@ -1,0 +1,89 @@
+"""The replay reader: one topic-partition's log, cold segments first, then Kafka, exactly once.
+
+Whether Kafka still holds the old offsets, dropped them by retention, or lost everything, the
+reader returns each offset once and in order, or raises `LogGap` naming what is missing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from app.adapters import segments
+from app.domain.segments import LogGap, LogRecord, next_offset, plan_replay
+from app.settings import Settings
+
+
+async def kafka_bounds(consumer: AIOKafkaConsumer, tp: TopicPartition) -> tuple[int, int]:
+    """The broker's log start and high-water mark for `tp` (0, 0 if it has no such partition).
+
+    The high-water mark comes from a fetch: the local broker's ListOffsets(latest) is wrong
+    after batched writes.
+    """
+    if tp.topic not in await consumer.topics():  # refreshes the metadata
+        return 0, 0
+    partitions = consumer.partitions_for_topic(tp.topic)
+    if not partitions or tp.partition not in partitions:
+        return 0, 0
+    consumer.assign([tp])
+    start = (await consumer.beginning_offsets([tp]))[tp]
+    consumer.seek(tp, start)
+    while consumer.highwater(tp) is None:
+        await consumer.getmany(tp, timeout_ms=200, max_records=1)
+    highwater: int = consumer.highwater(tp)
+    return start, highwater
+
+
+async def read_partition(
+    settings: Settings,
+    client: Any,
+    consumer: AIOKafkaConsumer,
+    topic: str,
+    partition: int,
+    start: int = 0,
+    stop: int | None = None,
+) -> AsyncIterator[list[LogRecord]]:
+    """Batches of records with `start <= offset < stop` (default: everything logged so far)."""
+    found = await segments.list_segments(client, settings.s3_bucket, topic, partition)
+    tp = TopicPartition(topic, partition)
+    kafka_start, kafka_end = await kafka_bounds(consumer, tp)
+    end = max(kafka_end, next_offset(found)) if stop is None else stop
+    plan = plan_replay(found, start, end, kafka_start, kafka_end)
+    position = start
+    for segment in plan.segments:
+        data = await segments.get(client, settings.s3_bucket, segment)
+        batch = [r for r in segments.decode(topic, data) if position <= r.offset < plan.kafka_from]
+        if batch:
+            position = batch[-1].offset + 1
+            yield batch
+    if plan.kafka_from >= plan.stop:
+        return
+    consumer.assign([tp])
+    consumer.seek(tp, plan.kafka_from)
+    while position < plan.stop:
+        fetched = await consumer.getmany(tp, timeout_ms=1000, max_records=10_000)
+        batch = [
+            LogRecord(m.topic, m.partition, m.offset, m.timestamp, m.key, m.value)
+            for m in fetched.get(tp, [])
+            if position <= m.offset < plan.stop
+        ]
+        if batch:
+            position = batch[-1].offset + 1
+            yield batch
+        elif not fetched and (consumer.highwater(tp) or 0) <= position:
+            raise LogGap(
+                f"{topic}[{partition}]: Kafka ends at {position}, short of {plan.stop}; "
+                "the broker lost records while they were being read"
+            )
+
+
+def consumer_for(settings: Settings) -> AIOKafkaConsumer:
+    return AIOKafkaConsumer(
+        bootstrap_servers=settings.bootstrap_servers,
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="none",
+        max_partition_fetch_bytes=8 * 1024 * 1024,
+    )

@@ -1,0 +1,90 @@
+"""Segments as Parquet objects in S3: encode, decode, list, put and get.
+
+Columns: `partition`, `offset`, `timestamp` (the Kafka timestamp, UTC), `key` and `value`
+(the record's exact bytes, valid or not). pandas, pyarrow or DuckDB read them as they are.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from app.domain.segments import LogRecord, Segment, parse_segment_key, partition_prefix
+
+SCHEMA = pa.schema(
+    [
+        pa.field("partition", pa.int32(), nullable=False),
+        pa.field("offset", pa.int64(), nullable=False),
+        pa.field("timestamp", pa.timestamp("ms", tz="UTC"), nullable=False),
+        pa.field("key", pa.binary()),
+        pa.field("value", pa.binary()),
+    ],
+    metadata={b"modelview.format": b"1"},
+)
+
+
+def encode(records: Sequence[LogRecord]) -> bytes:
+    table = pa.Table.from_pydict(
+        {
+            "partition": [r.partition for r in records],
+            "offset": [r.offset for r in records],
+            "timestamp": [r.timestamp_ms for r in records],
+            "key": [r.key for r in records],
+            "value": [r.value for r in records],
+        },
+        schema=SCHEMA,
+    )
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer, compression="zstd")
+    return buffer.getvalue()
+
+
+def decode(topic: str, data: bytes) -> list[LogRecord]:
+    table = pq.read_table(io.BytesIO(data))
+    columns = table.to_pydict()
+    timestamps = table.column("timestamp").cast(pa.int64()).to_pylist()
+    return [
+        LogRecord(topic, p, o, t, k, v)
+        for p, o, t, k, v in zip(
+            columns["partition"],
+            columns["offset"],
+            timestamps,
+            columns["key"],
+            columns["value"],
+            strict=True,
+        )
+    ]
+
+
+async def list_segments(
+    client: Any, bucket: str, topic: str, partition: int, after: str = ""
+) -> list[Segment]:
+    """The partition's segments in offset order (keys sort by first offset), after key `after`."""
+    found: list[Segment] = []
+    kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": partition_prefix(topic, partition)}
+    if after:
+        kwargs["StartAfter"] = after
+    paginator = client.get_paginator("list_objects_v2")
+    async for page in paginator.paginate(**kwargs):
+        for item in page.get("Contents", []):
+            segment = parse_segment_key(item["Key"])
+            if segment is not None and segment.topic == topic and segment.partition == partition:
+                found.append(segment)
+    return sorted(found)
+
+
+async def put(client: Any, bucket: str, segment: Segment, data: bytes) -> None:
+    await client.put_object(
+        Bucket=bucket, Key=segment.key, Body=data, ContentType="application/vnd.apache.parquet"
+    )
+
+
+async def get(client: Any, bucket: str, segment: Segment) -> bytes:
+    response = await client.get_object(Bucket=bucket, Key=segment.key)
+    async with response["Body"] as body:
+        data: bytes = await body.read()
+    return data
