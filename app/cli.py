@@ -6,10 +6,12 @@ import argparse
 import json
 import sys
 
+from app.adapters.restore import RestoreError
+from app.domain.segments import LogGap
 from app.settings import Settings, SettingsError
 from app.stack import Stack, StackError
 
-OURS = ("stack", "demo")
+OURS = ("stack", "demo", "rebuild")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -17,7 +19,7 @@ def main(argv: list[str] | None = None) -> None:
     if args and args[0] in OURS:
         try:
             sys.exit(_ours(args))
-        except (SettingsError, StackError) as exc:
+        except (SettingsError, StackError, LogGap, RestoreError) as exc:
             print(f"modelview: {exc}", file=sys.stderr)
             sys.exit(2)
     from app.bootstrap import default_app
@@ -36,12 +38,24 @@ def _ours(args: list[str]) -> int:
     )
     demo.add_argument("--events", type=int, default=2000)
     demo.add_argument("--keep", action="store_true", help="leave the worker and stack running")
+    rebuild = sub.add_parser(
+        "rebuild", help="fold the whole log again (cold segments, then Kafka) and compare"
+    )
+    rebuild.add_argument(
+        "--no-compare", action="store_true", help="fold only; do not read the live views"
+    )
     ns = parser.parse_args(args)
     settings = Settings.from_env()
+    if ns.command == "rebuild":
+        from app.rebuild import run
+
+        return run(settings, compare=not ns.no_compare)
     if ns.command == "stack":
         local = Stack(settings)
         if ns.action == "up":
-            local.up()
+            restored = local.up()
+            if restored:
+                print(f"the broker had lost its log: restored {restored} records from S3")
             print(json.dumps(local.status(), indent=2))
         elif ns.action == "down":
             local.down()

@@ -65,7 +65,12 @@ class Stack:
     def weed_ports(self) -> dict[str, int]:
         return {name: self.settings.s3_port + i + 1 for i, name in enumerate(WEED_PORT_NAMES)}
 
-    def up(self, timeout: float = 60.0) -> None:
+    def up(self, timeout: float = 60.0) -> int:
+        """Start what is not running; returns how many records were restored to the broker.
+
+        The topics are created here, before anyone can publish, so that a broker that lost
+        its log gets the flushed records back at their old offsets.
+        """
         self.root.mkdir(parents=True, exist_ok=True)
         if self.broker.pid() is None:
             self._check_free(self.broker.name, [self.broker.port])
@@ -77,6 +82,10 @@ class Stack:
         for service in (self.broker, self.s3):
             self._wait_ready(service, deadline)
         _wait_for(self._ensure_bucket, deadline, "the S3 bucket")
+        from app.adapters.restore import restore_log
+        from app.adapters.sync import run_sync
+
+        return run_sync(restore_log(self.settings), timeout=900).total
 
     def down(self, grace: float = 10.0) -> None:
         for service in (self.broker, self.s3):

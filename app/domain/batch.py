@@ -18,7 +18,7 @@ from typing import Any, Literal
 from app.domain.codec import InvalidEvent, decode_prediction, decode_tag
 from app.domain.events import PredictionEvent, TagEvent
 from app.domain.examples import Example, Outcome, apply_prediction, apply_tag
-from app.domain.stats import AggKey, Counts, add, delta, example_time
+from app.domain.stats import AggKey, Counts, add, delta, example_time, hour_of
 
 Kind = Literal["prediction", "tag"]
 
@@ -122,7 +122,8 @@ def fold_batch(
             continue
         result.applied += 1
         writes[key] = new
-        _apply_delta(get, writes, partition, old, new)
+        applied_tag = event if isinstance(event, TagEvent) and new.tag is event else None
+        _apply_delta(get, writes, partition, old, new, applied_tag)
     return result
 
 
@@ -151,21 +152,45 @@ def _apply_delta(
     partition: int,
     old: Example | None,
     new: Example,
+    tag: TagEvent | None,
 ) -> None:
+    """Move the aggregates by `new - old`, and their `updated_at`, the same whatever the order.
+
+    A replay may meet a prediction and its tags in another interleaving than the live worker
+    did, so every aggregate value must depend only on the facts, not on their order:
+    - a model version's aggregates never lose a member, and an example's newest fact only
+      grows, so they take the newest fact of every member, on every change of the member;
+    - a dataset takes the `tagged_at` of every tag that named it when applied, whether or not
+      the prediction had arrived, and is listed from then on.
+    """
     changes = delta(old, new)
-    if not changes:
-        return
-    moment = example_time(new)
     idx_key = index_key(partition)
     index: Index = get(idx_key) or Index()
+    touched: dict[AggKey, datetime | None] = {}
+    if new.prediction is not None:
+        moment = example_time(new)
+        pred = new.prediction
+        touched[AggKey("model", pred.model, pred.model_version)] = moment
+        touched[AggKey("model_hour", pred.model, pred.model_version, hour_of(pred.occurred_at))] = (
+            moment
+        )
+    if tag is not None:
+        for name in tag.datasets:
+            touched[AggKey("dataset", name)] = tag.tagged_at
+    for agg in changes:
+        touched.setdefault(agg, None)
     new_index = index
-    for agg, counts in changes.items():
+    for agg, moment in touched.items():
         key = agg_key(partition, agg)
-        current: Agg = get(key) or Agg({})
-        updated = current.updated_at
+        current: Agg | None = get(key)
+        counts = current.counts if current else {}
+        updated = current.updated_at if current else None
         if moment is not None and (updated is None or moment > updated):
             updated = moment
-        writes[key] = Agg(add(current.counts, counts), updated)
+        if agg in changes:
+            counts = add(counts, changes[agg])
+        if current is None or counts != current.counts or updated != current.updated_at:
+            writes[key] = Agg(counts, updated)
         new_index = _indexed(new_index, agg)
     if new_index is not index:
         writes[idx_key] = new_index

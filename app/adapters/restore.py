@@ -1,0 +1,127 @@
+"""Put a lost log back: write each partition's flushed records to the broker at their old offsets.
+
+The local broker keeps topics in memory, so a restart loses them; the cold segments still hold
+every flushed record. Written back in offset order to empty partitions, records get their old
+offsets again, which is checked record by record. With Apache Kafka nothing is ever missing
+and this finds nothing to do.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from app.adapters import segments
+from app.adapters.replay import consumer_for, kafka_bounds
+from app.adapters.s3 import s3_client
+from app.adapters.topics import ensure_topics
+from app.domain.segments import next_offset
+from app.settings import Settings
+from app.topics import LOGGED
+
+log = logging.getLogger(__name__)
+
+
+class RestoreError(RuntimeError):
+    """The broker's log and the cold segments disagree in a way a restore cannot mend."""
+
+
+@dataclass
+class RestoreReport:
+    records: dict[str, int] = field(default_factory=dict)  # per topic
+
+    @property
+    def total(self) -> int:
+        return sum(self.records.values())
+
+
+async def restore_log(settings: Settings, replication: int = 1) -> RestoreReport:
+    """Write back every flushed record the broker is missing; a no-op when it has them all."""
+    await ensure_topics(settings, replication)
+    report = RestoreReport()
+    consumer = consumer_for(settings)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.bootstrap_servers,
+        acks="all",
+        linger_ms=20,
+        max_batch_size=1024 * 1024,
+        max_request_size=16 * 1024 * 1024,
+    )
+    await consumer.start()
+    await producer.start()
+    try:
+        async with s3_client(settings) as client:
+            for topic in LOGGED:
+                await _check_partitions(client, settings, topic)
+                report.records[topic] = 0
+                for partition in range(settings.partitions):
+                    report.records[topic] += await _restore_partition(
+                        settings, client, consumer, producer, topic, partition
+                    )
+    finally:
+        await producer.stop()
+        await consumer.stop()
+    if report.total:
+        log.warning("restored %d records from cold segments: %s", report.total, report.records)
+    return report
+
+
+async def _check_partitions(client: Any, settings: Settings, topic: str) -> None:
+    response = await client.list_objects_v2(
+        Bucket=settings.s3_bucket, Prefix=f"log/{topic}/", Delimiter="/"
+    )
+    for prefix in response.get("CommonPrefixes", []):
+        name = prefix["Prefix"].rstrip("/").rsplit("/", 1)[-1]
+        if name.startswith("partition=") and int(name.split("=", 1)[1]) >= settings.partitions:
+            raise RestoreError(
+                f"cold segments hold {topic} {name}, but MODELVIEW_PARTITIONS={settings.partitions}: "
+                "the log was written with more partitions; set MODELVIEW_PARTITIONS to match it"
+            )
+
+
+async def _restore_partition(
+    settings: Settings,
+    client: Any,
+    consumer: AIOKafkaConsumer,
+    producer: AIOKafkaProducer,
+    topic: str,
+    partition: int,
+) -> int:
+    found = await segments.list_segments(client, settings.s3_bucket, topic, partition)
+    if not found:
+        return 0
+    _, highwater = await kafka_bounds(consumer, TopicPartition(topic, partition))
+    flushed = next_offset(found)
+    if highwater >= flushed:
+        return 0
+    written, position = 0, highwater
+    for segment in found:
+        if segment.last < position:
+            continue
+        if segment.first > position:
+            raise RestoreError(
+                f"{topic}[{partition}]: the broker ends at offset {position} and the next cold "
+                f"segment starts at {segment.first}; offsets {position}..{segment.first - 1} "
+                "are in neither, so the log cannot be put back at its old offsets"
+            )
+        data = await segments.get(client, settings.s3_bucket, segment)
+        records = [r for r in segments.decode(topic, data) if r.offset >= position]
+        futures = [
+            await producer.send(
+                topic, key=r.key, value=r.value, partition=partition, timestamp_ms=r.timestamp_ms
+            )
+            for r in records
+        ]
+        for record, future in zip(records, futures, strict=True):
+            metadata = await future
+            if metadata.offset != record.offset:
+                raise RestoreError(
+                    f"{topic}[{partition}]: record {record.offset} came back at offset "
+                    f"{metadata.offset}; something else is writing to this partition"
+                )
+        written += len(records)
+        position = segment.last + 1
+    return written
