@@ -9,9 +9,9 @@ import faust
 
 from agents import ingest
 from app.adapters.flusher import Flusher
-from app.adapters.ingest import Ingestor
+from app.adapters.ingest import Ingestor, log_backfill
 from app.adapters.queries import Queries
-from app.lifecycle import guard_local_state, on_stop
+from app.lifecycle import guard_local_state, on_stop, watch_log
 from app.profiles import PROFILES
 from app.settings import Settings
 from app.topics import DEAD_LETTERS, LOGGED
@@ -62,7 +62,11 @@ def create(settings: Settings, **overrides: Any) -> Modelview:
         await (await dead_letters.send(key=key, value=value))
 
     ingestor = Ingestor(
-        TableStore(table), send_dead_letter, settings.max_event_bytes, table.wait_changelog
+        TableStore(table),
+        send_dead_letter,
+        settings.max_event_bytes,
+        table.wait_changelog,
+        backfill=log_backfill(settings),
     )
     ingest.register(app, ingestor, settings)
     flusher = Flusher(
@@ -72,6 +76,7 @@ def create(settings: Settings, **overrides: Any) -> Modelview:
     )
     app.task(flusher.run)
     mv = Modelview(settings, app, table, ingestor, flusher)
+    watch_log(app, settings, flusher, mv.queries)
     api.register(app, table, mv.queries, settings, ingestor.counts, flusher.status)
     guard_local_state(app, settings)
     # Before the task is cancelled: a clean stop leaves nothing that is only in Kafka.

@@ -175,10 +175,10 @@ class Stack:
             )
 
     def _ensure_bucket(self) -> bool:
-        from app.adapters.s3 import ensure_bucket_sync
+        from app.adapters.s3 import ensure_ready_sync
 
         try:
-            ensure_bucket_sync(self.settings)
+            ensure_ready_sync(self.settings)
         except ConnectionError:
             return False
         return True
@@ -216,12 +216,22 @@ def _alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    # A zombie child of ours still answers kill(0); reap it so it counts as gone.
+    # A zombie still answers kill(0): reap it if it is our child, and count it as gone anyway
+    # (another process started it, e.g. a test harness, and has not reaped it yet).
     with contextlib.suppress(ChildProcessError):
         done, _ = os.waitpid(pid, os.WNOHANG)
         if done == pid:
             return False
-    return True
+    return not _zombie(pid)
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    # The state follows the command name, which is in parentheses and may hold spaces.
+    return stat.rsplit(")", 1)[-1].split()[0] == "Z"
 
 
 def _terminate(pid: int, grace: float) -> None:

@@ -7,5 +7,7 @@ TAGS = "modelview.tags"
 MODEL_EVENTS = "modelview.model-events"
 DEAD_LETTERS = "modelview.dead-letters"
 
+CONTRACT = (PREDICTIONS, TAGS, MODEL_EVENTS, DEAD_LETTERS)
+
 # The topics whose records are the source of truth, kept forever as cold segments.
 LOGGED = (PREDICTIONS, TAGS)

@@ -38,12 +38,14 @@ async def kafka_records(settings: Settings, topics: Sequence[str]) -> Records:
     await consumer.start()
     records: Records = {}
     try:
-        await consumer.topics()
+        cluster = await consumer._client.fetch_all_metadata()
         tps = [
             TopicPartition(t, p)
             for t in topics
-            for p in sorted(consumer.partitions_for_topic(t) or ())
+            for p in sorted(cluster.partitions_for_topic(t) or ())
         ]
+        if not tps:
+            return records
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         done: set[TopicPartition] = set()

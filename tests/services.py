@@ -150,3 +150,19 @@ def start_stack(settings: Settings) -> Stack:
     stack = Stack(settings)
     stack.up()
     return stack
+
+
+def run_cli(
+    settings: Settings, *args: str, within: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """`modelview ARGS...` as a user runs it, with these settings in the environment."""
+    modelview = Path(sys.executable).parent / "modelview"
+    return subprocess.run(
+        [str(modelview), *args],
+        env=env_for(settings),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=within,
+        check=False,
+    )

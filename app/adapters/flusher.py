@@ -84,12 +84,17 @@ class Flusher:
             "partitions": len(self.parts),
             "lag_records": sum(max(0, p.highwater - p.next_offset) for p in self.parts.values()),
             "oldest_unflushed_seconds": round(max(ages, default=0.0), 3),
+            "buffered_records": sum(len(p.buffer) for p in self.parts.values()),
             "segments_written": self.stats.segments,
             "records_written": self.stats.records,
             "bytes_written": self.stats.bytes,
             "failures": self.stats.failures,
             "last_error": self.stats.last_error,
         }
+
+    def flushed(self) -> dict[TP, int]:
+        """Per partition whose progress is known: the first offset not yet in S3."""
+        return {tp: p.next_offset for tp, p in self.parts.items() if p.known}
 
     def lag(self) -> int:
         return int(self.status()["lag_records"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import weakref
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Sequence
@@ -11,16 +12,23 @@ from faust.streams import _current_event
 
 from app.adapters import viewcodec
 from app.adapters.deadletters import encode_dead_letter
+from app.adapters.replay import consumer_for, read_partition
+from app.adapters.s3 import s3_client
 from app.adapters.txn import PartitionTxn, Store
 from app.domain.batch import Kind, SourceRecord, fold_batch
+from app.settings import Settings
 from app.topics import PREDICTIONS, TAGS
 
 KINDS: dict[str, Kind] = {PREDICTIONS: "prediction", TAGS: "tag"}
+GAP_CHUNK = 5_000
+log = logging.getLogger(__name__)
 
 # Sends one dead letter and waits until the broker has it.
 SendDeadLetter = Callable[[bytes | None, bytes], Awaitable[None]]
 # Waits until every table write so far is in the changelog.
 Flush = Callable[[], Awaitable[None]]
+# Reads a topic-partition's records with start <= offset < stop from the log (S3, then Kafka).
+Backfill = Callable[[str, int, int, int], Awaitable[list[SourceRecord]]]
 
 
 async def _nothing_to_flush() -> None:
@@ -34,9 +42,11 @@ class Ingestor:
         send_dead_letter: SendDeadLetter,
         max_event_bytes: int,
         flush: Flush = _nothing_to_flush,
+        backfill: Backfill | None = None,
     ) -> None:
         self.store = store
         self.flush = flush
+        self.backfill = backfill
         self.txn = PartitionTxn(store)
         self.send_dead_letter = send_dead_letter
         self.max_event_bytes = max_event_bytes
@@ -58,6 +68,39 @@ class Ingestor:
         await self.flush()
 
     async def process_partition(self, partition: int, records: Sequence[SourceRecord]) -> None:
+        cursor = self.txn.cursor(partition)
+        missed = await self._missed(partition, cursor, records)
+        for start in range(0, len(missed), GAP_CHUNK):
+            await self._fold(partition, missed[start : start + GAP_CHUNK])
+        await self._fold(partition, records)
+
+    async def _missed(
+        self, partition: int, cursor: dict[str, int], records: Sequence[SourceRecord]
+    ) -> list[SourceRecord]:
+        """Records before the first delivered one that views which never saw this topic lack.
+
+        Fresh views (after the broker lost its log) can meet a consumer group whose offsets
+        a worker committed after the broker's restart; the records below them are in the log
+        all the same, and are folded first.
+        """
+        if self.backfill is None:
+            return []
+        missed: list[SourceRecord] = []
+        for topic in sorted({r.topic for r in records} - set(cursor)):
+            first = min(r.offset for r in records if r.topic == topic)
+            if first > 0:
+                log.warning(
+                    "views of %s[%d] start empty but delivery starts at offset %d: "
+                    "folding offsets 0..%d from the log first",
+                    topic,
+                    partition,
+                    first,
+                    first - 1,
+                )
+                missed += await self.backfill(topic, partition, 0, first)
+        return missed
+
+    async def _fold(self, partition: int, records: Sequence[SourceRecord]) -> None:
         cursor = self.txn.cursor(partition)
         result = fold_batch(self.read, partition, cursor, records, self.max_event_bytes)
         # Dead letters are durable before the cursor passes their records.
@@ -82,3 +125,26 @@ def _record(message: Any) -> SourceRecord:
         key=message.key,
         value=message.value,
     )
+
+
+def log_backfill(settings: Settings) -> Backfill:
+    """A `Backfill` reading the replay log: cold segments, then Kafka."""
+
+    async def backfill(topic: str, partition: int, start: int, stop: int) -> list[SourceRecord]:
+        out: list[SourceRecord] = []
+        consumer = consumer_for(settings)
+        await consumer.start()
+        try:
+            async with s3_client(settings) as client:
+                async for batch in read_partition(
+                    settings, client, consumer, topic, partition, start, stop
+                ):
+                    out += [
+                        SourceRecord(KINDS[r.topic], r.topic, r.partition, r.offset, r.key, r.value)
+                        for r in batch
+                    ]
+        finally:
+            await consumer.stop()
+        return out
+
+    return backfill

@@ -22,9 +22,9 @@ async def kafka_bounds(consumer: AIOKafkaConsumer, tp: TopicPartition) -> tuple[
     The high-water mark comes from a fetch: the local broker's ListOffsets(latest) is wrong
     after batched writes.
     """
-    if tp.topic not in await consumer.topics():  # refreshes the metadata
-        return 0, 0
-    partitions = consumer.partitions_for_topic(tp.topic)
+    # The consumer's own metadata covers only the topics it was assigned: ask for all of it.
+    cluster = await consumer._client.fetch_all_metadata()
+    partitions = cluster.partitions_for_topic(tp.topic)
     if not partitions or tp.partition not in partitions:
         return 0, 0
     consumer.assign([tp])

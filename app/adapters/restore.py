@@ -14,13 +14,13 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from app.adapters import segments
+from app.adapters import epoch, segments
 from app.adapters.replay import consumer_for, kafka_bounds
 from app.adapters.s3 import s3_client
 from app.adapters.topics import ensure_topics
 from app.domain.segments import next_offset
 from app.settings import Settings
-from app.topics import LOGGED
+from app.topics import CONTRACT, LOGGED
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,12 @@ class RestoreReport:
 
 async def restore_log(settings: Settings, replication: int = 1) -> RestoreReport:
     """Write back every flushed record the broker is missing; a no-op when it has them all."""
+    if settings.broker_profile == "local":
+        # Topics the restarted broker lost may hold a stale end offset (see recreate_empty).
+        existing = await epoch.topics(settings)
+        missing = [t for t in CONTRACT if t not in existing]
+        if missing:
+            await epoch.recreate_empty(settings, missing, settings.partitions)
     await ensure_topics(settings, replication)
     report = RestoreReport()
     consumer = consumer_for(settings)

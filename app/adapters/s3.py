@@ -13,6 +13,8 @@ from botocore.exceptions import ClientError, EndpointConnectionError
 from app.adapters.sync import run_sync
 from app.settings import Settings
 
+TRANSIENT = ("InternalError", "ServiceUnavailable", "SlowDown", "500", "503")
+
 
 @asynccontextmanager
 async def s3_client(settings: Settings) -> AsyncIterator[Any]:
@@ -46,5 +48,27 @@ async def ensure_bucket(settings: Settings) -> None:
             raise ConnectionError(str(exc)) from exc
 
 
-def ensure_bucket_sync(settings: Settings) -> None:
-    run_sync(ensure_bucket(settings))
+async def ensure_ready(settings: Settings) -> None:
+    """The bucket exists and objects can be written and read back.
+
+    Right after a start SeaweedFS answers bucket requests before its volume server serves
+    object reads (InternalError): a restore must not begin before then.
+    """
+    await ensure_bucket(settings)
+    async with s3_client(settings) as client:
+        try:
+            key = ".modelview/ready"
+            await client.put_object(Bucket=settings.s3_bucket, Key=key, Body=b"ok")
+            response = await client.get_object(Bucket=settings.s3_bucket, Key=key)
+            async with response["Body"] as body:
+                await body.read()
+        except EndpointConnectionError as exc:
+            raise ConnectionError(str(exc)) from exc
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") not in TRANSIENT:
+                raise
+            raise ConnectionError(str(exc)) from exc
+
+
+def ensure_ready_sync(settings: Settings) -> None:
+    run_sync(ensure_ready(settings))

@@ -13,7 +13,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 from app.settings import Settings
-from app.topics import DEAD_LETTERS, MODEL_EVENTS, PREDICTIONS, TAGS
+from app.topics import CONTRACT, PREDICTIONS, TAGS
 
 CO_PARTITIONED = (PREDICTIONS, TAGS)
 
@@ -26,7 +26,7 @@ async def ensure_topics(settings: Settings, replication: int = 1) -> None:
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
     await admin.start()
     try:
-        wanted = (PREDICTIONS, TAGS, MODEL_EVENTS, DEAD_LETTERS)
+        wanted = CONTRACT
         existing = set(await admin.list_topics())
         missing = [t for t in wanted if t not in existing]
         if missing:

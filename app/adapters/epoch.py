@@ -1,0 +1,83 @@
+"""Know whether the broker still holds the log the views were built from.
+
+A small marker topic is created once the views and the broker's log agree. A broker that
+loses its log loses the marker with it, so its absence at start-up means "whatever the
+broker holds about our views (changelog, consumer offsets) may be from another life":
+the changelog is dropped, and the views are folded again from the log, which
+`restore_log` has put back from S3.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError, UnknownTopicOrPartitionError
+
+from app.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def marker_topic(settings: Settings) -> str:
+    return f"{settings.app_id}-log-epoch"
+
+
+async def topics(settings: Settings) -> set[str]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    await admin.start()
+    try:
+        return set(await admin.list_topics())
+    finally:
+        await admin.close()
+
+
+async def begin(settings: Settings, replication: int) -> None:
+    """The views and the log agree from now on: create the marker."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    await admin.start()
+    try:
+        with contextlib.suppress(TopicAlreadyExistsError):
+            await admin.create_topics([NewTopic(marker_topic(settings), 1, replication)])
+    finally:
+        await admin.close()
+
+
+async def forget_views(settings: Settings, changelog: str) -> None:
+    """Drop the views' changelog: a worker may have written to it after the broker's restart.
+
+    The group's offsets may be from then too; the ingestor folds what lies below them from
+    the log (see `Ingestor._missed`), so they need no reset (this broker refuses commits
+    from outside a group that still lists a dead member).
+    """
+    if settings.broker_profile == "local":
+        leader = f"{settings.app_id}-__assignor-__leader"  # Faust's own, written at rebalances
+        await recreate_empty(settings, [changelog, leader], settings.partitions)
+        return
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    await admin.start()
+    try:
+        if changelog in await admin.list_topics():
+            await admin.delete_topics([changelog])
+    finally:
+        await admin.close()
+
+
+async def recreate_empty(settings: Settings, names: list[str], partitions: int) -> None:
+    """Leave `names` deleted, whatever a producer did to them since the broker restarted.
+
+    Measured on the local broker: a producer that kept its metadata across the restart can
+    write to a topic that no longer exists; the topic stays unlisted, and once created again
+    it reports the old end offset with no records behind it, which stalls Faust's recovery.
+    Creating the topic, then deleting it, clears that state.
+    """
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    await admin.start()
+    try:
+        with contextlib.suppress(TopicAlreadyExistsError):
+            await admin.create_topics([NewTopic(n, partitions, 1) for n in names])
+        with contextlib.suppress(UnknownTopicOrPartitionError):
+            await admin.delete_topics(names)
+    finally:
+        await admin.close()

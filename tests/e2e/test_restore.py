@@ -1,0 +1,131 @@
+"""A broker that loses its log (the local one keeps it in memory) gets it back from S3."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from app.client import HttpClient
+from app.rebuild import same
+from app.settings import Settings
+from app.stack import Stack
+from app.topics import LOGGED, PREDICTIONS, TAGS
+from tests.coldlog import kafka_records, publish, s3_rows
+from tests.e2e.workload import MODELS, build
+from tests.reference import assert_close
+from tests.services import WorkerProcess, run_cli
+from tests.waiting import wait_until
+
+pytestmark = pytest.mark.e2e
+
+
+def as_records(items: list[Any]) -> list[tuple[str, bytes, bytes]]:
+    return [(PREDICTIONS if i.kind == "prediction" else TAGS, i.key, i.raw) for i in items]
+
+
+async def views(url: str) -> dict[str, Any]:
+    async with HttpClient(url) as http:
+        _, datasets = await http.get("/v1/datasets")
+        out = {"datasets": datasets}
+        for model in MODELS:
+            _, out[model] = await http.get(
+                f"/v1/models/{model}/metrics?from=2026-11-01T00&to=2026-12-31T00"
+            )
+        return out
+
+
+async def wait_flushed(settings: Settings, process: WorkerProcess, records: int) -> None:
+    async def done() -> bool:
+        flush = (process.health() or {}).get("flush") or {}
+        return flush.get("lag_records") == 0 and flush.get("records_written", 0) >= records  # type: ignore[union-attr,operator]
+
+    await wait_until(done, within=90, what=f"{records} records flushed")
+
+
+async def test_stack_down_and_up_loses_nothing_flushed(
+    stack: Settings, worker: Callable[..., WorkerProcess]
+) -> None:
+    settings = stack.with_(flush_records=1_000, flush_seconds=0.5)
+    workload = build(2_500, seed=11)
+    first = worker(settings)
+    sent = await publish(settings, as_records(workload.items))
+    first.wait_caught_up()
+    before = await views(first.url)
+    assert first.stop() == 0  # a clean stop flushes everything
+    logged = await kafka_records(settings, LOGGED)
+    assert len(logged) == sent
+    rows, _ = await s3_rows(settings)
+    assert rows == logged
+
+    assert run_cli(settings, "stack", "down").returncode == 0
+    up = run_cli(settings, "stack", "up")
+    assert up.returncode == 0, up.stderr
+    assert f"restored {sent} records" in up.stdout
+    # Every record is back at its old offset, with its key, bytes and timestamp.
+    assert await kafka_records(settings, LOGGED) == logged
+
+    again = worker(settings)
+    again.wait_caught_up()
+    after = await views(again.url)
+    # Folded again in another interleaving: equal, floats to within their last bits.
+    assert same(after, before), (after, before)
+    for dataset in after["datasets"]["datasets"]:
+        assert_close(dataset, workload.reference.datasets()[dataset["name"]], dataset["name"])
+    rebuilt = run_cli(settings, "rebuild")
+    assert rebuilt.returncode == 0 and "views equal" in rebuilt.stdout, rebuilt.stdout
+
+
+async def test_broker_killed_mid_stream_restores_all_but_the_unflushed_window(
+    stack: Settings, worker: Callable[..., WorkerProcess]
+) -> None:
+    settings = stack.with_(flush_records=1_000, flush_seconds=1.0)
+    workload = build(4_000, seed=12)
+    records = as_records(workload.items)
+    live = worker(settings)
+    half = len(records) // 2
+    await publish(settings, records[:half])
+    await wait_flushed(settings, live, half)
+    # More events stream in; the broker dies in the middle of them.
+    for start in range(half, len(records) - 500, 500):
+        await publish(settings, records[start : start + 500])
+    local = Stack(settings)
+    pid = local.broker.pid()
+    assert pid is not None
+    os.killpg(pid, signal.SIGKILL)
+    # What the flusher had already read still reaches S3; then S3 is all there is.
+    await wait_until(
+        lambda: ((live.health() or {}).get("flush") or {}).get("buffered_records") == 0,  # type: ignore[union-attr]
+        within=30,
+        what="the flusher's buffer written",
+    )
+    flushed, _ = await s3_rows(settings)
+    published = len(records) - 500
+
+    restored = local.up()
+    assert restored == len(flushed)
+    in_kafka = await kafka_records(settings, LOGGED)
+    assert in_kafka == flushed  # every flushed record, at its old offset
+    lost = published - len(flushed)
+    print(
+        f"\nbroker kill -9: {published} published, {len(flushed)} flushed and restored, {lost} lost (flush_seconds={settings.flush_seconds})"
+    )
+
+    # The running worker notices that its broker lost the log and stops; a restart rebuilds.
+    await wait_until(
+        lambda: live.process is not None and live.process.poll() is not None,
+        within=60,
+        what="worker to stop",
+    )
+    assert live.process is not None and live.process.returncode == 75, live.log_tail()
+    again = worker(settings)
+    await publish(settings, records[-500:])
+    again.wait_caught_up()
+    rebuilt = run_cli(settings, "rebuild")
+    assert rebuilt.returncode == 0 and "views equal" in rebuilt.stdout, rebuilt.stdout
+    health = again.health() or {}
+    ingest: dict[str, int] = health["ingest"]  # type: ignore[assignment]
+    assert sum(ingest.values()) - ingest.get("replayed", 0) == len(flushed) + 500
