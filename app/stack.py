@@ -216,22 +216,25 @@ def _alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    # A zombie still answers kill(0): reap it if it is our child, and count it as gone anyway
-    # (another process started it, e.g. a test harness, and has not reaped it yet).
-    with contextlib.suppress(ChildProcessError):
+    # A zombie still answers kill(0). Our own child: waitpid reaps it once every thread has
+    # exited. Another's (a test harness started it): read its state, see _zombie.
+    try:
         done, _ = os.waitpid(pid, os.WNOHANG)
-        if done == pid:
-            return False
-    return not _zombie(pid)
+    except ChildProcessError:
+        return not _zombie(pid)
+    return done != pid
 
 
 def _zombie(pid: int) -> bool:
+    """Exited, every thread included: a Go server's main thread can be a zombie while its
+    other threads still hold its ports."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
+        threads = len(os.listdir(f"/proc/{pid}/task"))
     except OSError:
         return False
     # The state follows the command name, which is in parentheses and may hold spaces.
-    return stat.rsplit(")", 1)[-1].split()[0] == "Z"
+    return stat.rsplit(")", 1)[-1].split()[0] == "Z" and threads <= 1
 
 
 def _terminate(pid: int, grace: float) -> None:

@@ -1,6 +1,12 @@
 #!/usr/bin/env bash
 # Benchmarks: each prints a ratio against a baseline measured in the same run.
+# `bash scripts/bench.sh` runs them all; `bash scripts/bench.sh cold` runs one (ingest, cold).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-exec .venv/bin/python -m bench.ingest "$@"
+for name in "${@:-ingest cold}"; do
+    for bench in $name; do
+        echo "== bench.$bench"
+        .venv/bin/python -m "bench.$bench"
+    done
+done

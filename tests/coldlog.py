@@ -10,8 +10,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from app.adapters import segments
 from app.adapters.s3 import s3_client
+from app.domain.segments import LogRecord, Segment
 from app.settings import Settings
+from app.topics import LOGGED
 
 # (topic, partition, offset) -> (key, value, timestamp ms)
 Records = dict[tuple[str, int, int], tuple[bytes | None, bytes | None, int]]
@@ -90,3 +93,25 @@ async def s3_rows(
                     seen[(topic, p, o)] += 1
                     rows[(topic, p, o)] = (k, v, t)
     return rows, seen
+
+
+async def flush_head(settings: Settings, logged: Records, share: float) -> Records:
+    """Write the first `share` of each partition to S3 in uneven segments; returns what was written."""
+    written: Records = {}
+    async with s3_client(settings) as client:
+        for topic in LOGGED:
+            for p in range(settings.partitions):
+                offsets = sorted(o for (t, q, o) in logged if (t, q) == (topic, p))
+                head = offsets[: int(len(offsets) * share)]
+                for start in range(0, len(head), 97):
+                    chunk = head[start : start + 97]
+                    records = [
+                        LogRecord(topic, p, o, logged[(topic, p, o)][2], *logged[(topic, p, o)][:2])
+                        for o in chunk
+                    ]
+                    segment = Segment(chunk[0], chunk[-1], topic, p)
+                    await segments.put(
+                        client, settings.s3_bucket, segment, segments.encode(records)
+                    )
+                    written.update({(topic, p, o): logged[(topic, p, o)] for o in chunk})
+    return written

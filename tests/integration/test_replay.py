@@ -5,39 +5,15 @@ from __future__ import annotations
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
-from app.adapters import segments
 from app.adapters.replay import consumer_for, read_partition
 from app.adapters.restore import restore_log
 from app.adapters.s3 import s3_client
 from app.adapters.topics import ensure_topics
-from app.domain.segments import LogRecord, Segment
 from app.settings import Settings
 from app.topics import LOGGED, PREDICTIONS, TAGS
-from tests.coldlog import Records, kafka_records, publish
+from tests.coldlog import Records, flush_head, kafka_records, publish
 
 pytestmark = pytest.mark.integration
-
-
-async def flush_head(settings: Settings, logged: Records, share: float) -> Records:
-    """Write the first `share` of each partition to S3 in uneven segments; returns what was written."""
-    written: Records = {}
-    async with s3_client(settings) as client:
-        for topic in LOGGED:
-            for p in range(settings.partitions):
-                offsets = sorted(o for (t, q, o) in logged if (t, q) == (topic, p))
-                head = offsets[: int(len(offsets) * share)]
-                for start in range(0, len(head), 97):
-                    chunk = head[start : start + 97]
-                    records = [
-                        LogRecord(topic, p, o, logged[(topic, p, o)][2], *logged[(topic, p, o)][:2])
-                        for o in chunk
-                    ]
-                    segment = Segment(chunk[0], chunk[-1], topic, p)
-                    await segments.put(
-                        client, settings.s3_bucket, segment, segments.encode(records)
-                    )
-                    written.update({(topic, p, o): logged[(topic, p, o)] for o in chunk})
-    return written
 
 
 async def replay_all(settings: Settings) -> Records:

@@ -1,0 +1,54 @@
+"""Fresh views meeting a consumer group that starts mid-log fold the skipped records first."""
+
+from __future__ import annotations
+
+import orjson
+
+from app.adapters.ingest import Ingestor
+from app.domain.batch import SourceRecord
+from app.domain.segments import LogRecord
+from app.rebuild import differences, fold_records
+from app.topics import PREDICTIONS, TAGS
+from tests.factories import prediction, tag
+
+
+def log(n: int) -> tuple[list[SourceRecord], list[SourceRecord]]:
+    predictions = [prediction() for _ in range(n)]
+    tags = [tag(p["event_id"]) for p in predictions]
+
+    def records(topic: str, events: list[dict[str, object]]) -> list[SourceRecord]:
+        kind = "prediction" if topic == PREDICTIONS else "tag"
+        return [
+            SourceRecord(kind, topic, 0, o, str(e["event_id"]).encode(), orjson.dumps(e))  # type: ignore[arg-type]
+            for o, e in enumerate(events)
+        ]
+
+    return records(PREDICTIONS, predictions), records(TAGS, tags)
+
+
+async def test_views_that_never_saw_a_topic_fold_what_the_group_skipped() -> None:
+    predictions, tags = log(30)
+    asked: list[tuple[str, int, int, int]] = []
+
+    async def backfill(topic: str, partition: int, start: int, stop: int) -> list[SourceRecord]:
+        asked.append((topic, partition, start, stop))
+        return [
+            r for r in (predictions if topic == PREDICTIONS else tags) if start <= r.offset < stop
+        ]
+
+    async def no_letters(key: bytes | None, value: bytes) -> None:
+        raise AssertionError("no dead letters expected")
+
+    store: dict[str, bytes] = {}
+    ingestor = Ingestor(store, no_letters, 1 << 20, backfill=backfill)
+    # The group's offsets say 12 and 20: delivery starts there.
+    await ingestor.process_partition(0, predictions[12:] + tags[20:])
+    assert sorted(asked) == [(PREDICTIONS, 0, 0, 12), (TAGS, 0, 0, 20)]
+    # Later batches start where the views are: nothing more to fill.
+    await ingestor.process_partition(0, predictions[25:])
+    assert len(asked) == 2
+
+    expected: dict[str, bytes] = {}
+    as_log = [LogRecord(r.topic, 0, r.offset, 0, r.key, r.value) for r in predictions + tags]
+    fold_records(expected, 0, as_log, 1 << 20)
+    assert differences(store, expected, 0) == []
