@@ -40,8 +40,11 @@ async def test_worker_refuses_topics_that_are_not_co_partitioned(
 ) -> None:
     admin = AIOKafkaAdminClient(bootstrap_servers=stack.bootstrap_servers)
     await admin.start()
+    # `stack up` created the contract topics; someone re-creates one with another count.
+    await admin.delete_topics([TAGS])
     await admin.create_topics([NewTopic(TAGS, stack.partitions + 1, 1)])
     await admin.close()
+    assert (await partition_counts(stack))[TAGS] == stack.partitions + 1
     process = WorkerProcess(stack, tmp_path / "refused.log").start()
     assert process.process is not None
     assert process.process.wait(60) != 0
