@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import io
 import os
 import platform
 import shutil
+import signal
 import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow.parquet as pq
+from aiokafka import AIOKafkaProducer
 
 from app.adapters.flusher import Flusher
 from app.adapters.replay import consumer_for, read_partition
@@ -92,7 +95,9 @@ async def raw_read(settings: object, keys: list[str]) -> tuple[float, int]:
 
 async def main(predictions: int) -> None:
     root = Path(tempfile.mkdtemp(prefix="modelview-bench-"))
-    settings = stack_settings(root / "data", partitions=8).with_(flush_records=10_000)
+    settings = stack_settings(root / "data", partitions=8).with_(
+        flush_records=10_000, flush_seconds=0.5
+    )
     stack = start_stack(settings)
     try:
         await ensure_topics(settings)
@@ -132,7 +137,49 @@ async def main(predictions: int) -> None:
     print(f"replay ratio (reader / raw read): {read_seconds / replay_seconds:.3f}")
 
 
+async def unflushed_window(
+    rate: int = 1_000, seconds: float = 8.0, flush_seconds: float = 1.0
+) -> None:
+    """Records lost when the local broker dies mid-stream, as seconds of a steady stream."""
+    root = Path(tempfile.mkdtemp(prefix="modelview-bench-"))
+    settings = stack_settings(root / "data", partitions=8).with_(flush_seconds=flush_seconds)
+    stack = start_stack(settings)
+    try:
+        await ensure_topics(settings)
+        owned = [(t, p) for t in LOGGED for p in range(settings.partitions)]
+        flusher = Flusher(settings, owned=lambda: owned, topics=LOGGED)
+        task = asyncio.create_task(flusher.run())
+        producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, linger_ms=5)
+        await producer.start()
+        sent, started = 0, time.perf_counter()
+        while time.perf_counter() - started < seconds:
+            due = int((time.perf_counter() - started) * rate)
+            for i in range(sent, due):
+                await producer.send(PREDICTIONS, key=b"%d" % i, value=b"x" * 200)
+            sent = max(sent, due)
+            await asyncio.sleep(0.005)
+        await producer.flush()
+        os.killpg(stack.broker.pid() or 0, signal.SIGKILL)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(producer.stop(), 5)
+        while flusher.status()["buffered_records"]:  # noqa: ASYNC110 (what it read still lands)
+            await asyncio.sleep(0.05)
+        flushed = flusher.stats.records
+        task.cancel()
+        with contextlib.suppress(BaseException):
+            await task
+    finally:
+        stack.down()
+        shutil.rmtree(root, ignore_errors=True)
+    lost = sent - flushed
+    print(
+        f"broker kill -9 at {rate} records/s, flush_seconds={flush_seconds}: {sent} sent, "
+        f"{flushed} in S3, {lost} lost = {lost / rate:.2f} s of stream"
+    )
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--predictions", type=int, default=100_000)
     asyncio.run(main(parser.parse_args().predictions))
+    asyncio.run(unflushed_window())

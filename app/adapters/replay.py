@@ -29,11 +29,16 @@ async def kafka_bounds(consumer: AIOKafkaConsumer, tp: TopicPartition) -> tuple[
         return 0, 0
     consumer.assign([tp])
     start = (await consumer.beginning_offsets([tp]))[tp]
+    # Exact on Kafka; on the local broker a lower bound that is above `start` whenever the
+    # partition holds a record past it. Equal means empty: no fetch to wait on.
+    lower = (await consumer.end_offsets([tp]))[tp]
+    if lower <= start:
+        return start, start
     consumer.seek(tp, start)
     while consumer.highwater(tp) is None:
         await consumer.getmany(tp, timeout_ms=200, max_records=1)
     highwater: int = consumer.highwater(tp)
-    return start, highwater
+    return start, max(highwater, lower)
 
 
 async def read_partition(
