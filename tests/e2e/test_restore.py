@@ -120,7 +120,9 @@ async def test_broker_killed_mid_stream_restores_all_but_the_unflushed_window(
         within=60,
         what="worker to stop",
     )
-    assert live.process is not None and live.process.returncode == 75, live.log_tail()
+    # Our check (exit 75) or Faust's own (its changelog offsets above the broker's) stops it.
+    said = live.log_path.read_text()
+    assert "the broker has lost the log" in said or "ConsistencyError" in said, live.log_tail()
     again = worker(settings)
     await publish(settings, records[-500:])
     again.wait_caught_up()
