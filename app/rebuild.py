@@ -18,14 +18,12 @@ import orjson
 from aiokafka import TopicPartition
 from tqdm import tqdm
 
-from app.adapters import viewcodec
 from app.adapters.changelog import read_views
-from app.adapters.ingest import KINDS
-from app.adapters.replay import consumer_for, kafka_bounds, read_partition
+from app.adapters.refold import fold_partition
+from app.adapters.replay import consumer_for, kafka_bounds
 from app.adapters.s3 import s3_client
 from app.adapters.segments import list_segments
-from app.adapters.txn import PartitionTxn, read_cursor, wal_key
-from app.domain.batch import SourceRecord, fold_batch
+from app.adapters.txn import read_cursor, wal_key
 from app.domain.segments import next_offset
 from app.settings import Settings
 from app.topics import LOGGED
@@ -57,25 +55,6 @@ class RebuildReport:
         return sum(p.keys for p in self.partitions)
 
 
-def fold_records(
-    store: dict[str, bytes], partition: int, records: list[Any], max_event_bytes: int
-) -> None:
-    """The live ingest step minus the I/O: fold, then commit through the same wal."""
-    txn = PartitionTxn(store)
-
-    def read(key: str) -> Any:
-        return viewcodec.decode(key, store.get(key))
-
-    cursor = txn.cursor(partition)
-    source = [
-        SourceRecord(KINDS[r.topic], r.topic, r.partition, r.offset, r.key, r.value)
-        for r in records
-    ]
-    result = fold_batch(read, partition, cursor, source, max_event_bytes)
-    writes = {k: viewcodec.encode(k, v) for k, v in result.writes.items()}
-    txn.commit(partition, writes, result.cursor)
-
-
 async def rebuild(
     settings: Settings, compare: bool = True, progress: Callable[[int], None] | None = None
 ) -> RebuildReport:
@@ -90,16 +69,9 @@ async def rebuild(
                 if live is not None:
                     cursor = read_cursor(live, partition)
                     stops = {t: cursor.get(t, -1) + 1 for t in LOGGED}
-                store: dict[str, bytes] = {}
-                count = 0
-                for topic in LOGGED:
-                    async for batch in read_partition(
-                        settings, client, consumer, topic, partition, stop=stops[topic]
-                    ):
-                        fold_records(store, partition, batch, settings.max_event_bytes)
-                        count += len(batch)
-                        if progress:
-                            progress(len(batch))
+                store, count = await fold_partition(
+                    settings, client, consumer, partition, stops, progress
+                )
                 result = PartitionResult(partition, count, len(store), live is not None)
                 if live is not None:
                     result.differences = differences(live, store, partition)

@@ -5,9 +5,10 @@ from __future__ import annotations
 import orjson
 
 from app.adapters.ingest import Ingestor
+from app.adapters.refold import fold_records
 from app.domain.batch import SourceRecord
 from app.domain.segments import LogRecord
-from app.rebuild import differences, fold_records
+from app.rebuild import differences
 from app.topics import PREDICTIONS, TAGS
 from tests.factories import prediction, tag
 

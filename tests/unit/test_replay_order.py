@@ -11,8 +11,9 @@ import random
 
 import orjson
 
+from app.adapters.refold import fold_records
 from app.domain.segments import LogRecord
-from app.rebuild import differences, fold_records
+from app.rebuild import differences
 from app.topics import PREDICTIONS, TAGS
 from tests import factories
 

@@ -1,0 +1,58 @@
+"""Fold a stretch of the log again, off-line, with the agents' own fold: for rebuilds and snapshots."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer
+
+from app.adapters import viewcodec
+from app.adapters.ingest import KINDS
+from app.adapters.replay import read_partition
+from app.adapters.txn import PartitionTxn
+from app.domain.batch import SourceRecord, fold_batch
+from app.domain.segments import LogRecord
+from app.settings import Settings
+from app.topics import LOGGED
+
+
+def fold_records(
+    store: dict[str, bytes], partition: int, records: list[LogRecord], max_event_bytes: int
+) -> None:
+    """The live ingest step minus the I/O: fold, then commit through the same wal."""
+    txn = PartitionTxn(store)
+
+    def read(key: str) -> Any:
+        return viewcodec.decode(key, store.get(key))
+
+    cursor = txn.cursor(partition)
+    source = [
+        SourceRecord(KINDS[r.topic], r.topic, r.partition, r.offset, r.key, r.value)
+        for r in records
+    ]
+    result = fold_batch(read, partition, cursor, source, max_event_bytes)
+    writes = {k: viewcodec.encode(k, v) for k, v in result.writes.items()}
+    txn.commit(partition, writes, result.cursor)
+
+
+async def fold_partition(
+    settings: Settings,
+    client: Any,
+    consumer: AIOKafkaConsumer,
+    partition: int,
+    stops: Mapping[str, int | None],
+    progress: Callable[[int], None] | None = None,
+) -> tuple[dict[str, bytes], int]:
+    """Partition `partition`'s views as of offsets `stops` (per topic, exclusive; None: all)."""
+    store: dict[str, bytes] = {}
+    count = 0
+    for topic in LOGGED:
+        async for batch in read_partition(
+            settings, client, consumer, topic, partition, stop=stops.get(topic)
+        ):
+            fold_records(store, partition, batch, settings.max_event_bytes)
+            count += len(batch)
+            if progress:
+                progress(len(batch))
+    return store, count
