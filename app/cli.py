@@ -10,8 +10,9 @@ from app.adapters.restore import RestoreError
 from app.domain.segments import LogGap
 from app.settings import Settings, SettingsError
 from app.stack import Stack, StackError
+from app.training import TrainingError
 
-OURS = ("stack", "demo", "rebuild")
+OURS = ("stack", "demo", "rebuild", "train", "models")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -19,7 +20,7 @@ def main(argv: list[str] | None = None) -> None:
     if args and args[0] in OURS:
         try:
             sys.exit(_ours(args))
-        except (SettingsError, StackError, LogGap, RestoreError) as exc:
+        except (SettingsError, StackError, LogGap, RestoreError, TrainingError) as exc:
             print(f"modelview: {exc}", file=sys.stderr)
             sys.exit(2)
     from app.bootstrap import default_app
@@ -44,8 +45,27 @@ def _ours(args: list[str]) -> int:
     rebuild.add_argument(
         "--no-compare", action="store_true", help="fold only; do not read the live views"
     )
+    train = sub.add_parser("train", help="snapshot a dataset from the log and train a version")
+    train.add_argument("dataset")
+    train.add_argument("--model", help="model name (default: the dataset's name)")
+    train.add_argument("--trainer", default="baseline")
+    train.add_argument(
+        "--as-of", help='offsets to stop at, JSON: {"modelview.predictions": {"0": 120, ...}, ...}'
+    )
+    train.add_argument("--holdout", type=float, default=0.0, help="share of events kept out")
+    train.add_argument("--seed", type=int, default=0)
+    models = sub.add_parser("models", help="model versions")
+    models.add_argument("action", choices=["rebuild"])
+    models.add_argument("model")
+    models.add_argument("version", type=int)
     ns = parser.parse_args(args)
     settings = Settings.from_env()
+    if ns.command in ("train", "models"):
+        from app.commands import models_rebuild, train_command
+
+        if ns.command == "train":
+            return train_command(settings, ns)
+        return models_rebuild(settings, ns.model, ns.version)
     if ns.command == "rebuild":
         from app.rebuild import run
 

@@ -1,0 +1,172 @@
+"""Dataset snapshots in S3: materialized from the log as of an offset vector, then immutable.
+
+`snapshots/{dataset}/{snapshot_id}/data.parquet` holds the rows, `manifest.json` the spec,
+the as-of offsets, the row count and the content hash, so that anyone can fold the same log
+to the same offsets and prove the same rows.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+from aiokafka import TopicPartition
+
+from app.adapters import segments, viewcodec
+from app.adapters.refold import fold_partition
+from app.adapters.replay import consumer_for, kafka_bounds
+from app.adapters.s3 import s3_client
+from app.domain.codec import format_time
+from app.domain.datasets import AsOf, DatasetSpec, Manifest, Row, content_hash, delta, rows_of
+from app.domain.examples import Example
+from app.domain.segments import next_offset
+from app.settings import Settings
+from app.topics import LOGGED
+
+PREFIX = "snapshots"
+
+
+def snapshot_prefix(dataset: str, snapshot_id: str) -> str:
+    return f"{PREFIX}/{dataset}/{snapshot_id}/"
+
+
+async def log_end(settings: Settings) -> AsOf:
+    """Where the log ends now, per topic and partition: the default as-of point."""
+    out: dict[str, dict[int, int]] = {}
+    consumer = consumer_for(settings)
+    await consumer.start()
+    try:
+        async with s3_client(settings) as client:
+            for topic in LOGGED:
+                out[topic] = {}
+                for p in range(settings.partitions):
+                    found = await segments.list_segments(client, settings.s3_bucket, topic, p)
+                    _, end = await kafka_bounds(consumer, TopicPartition(topic, p))
+                    out[topic][p] = max(end, next_offset(found))
+    finally:
+        await consumer.stop()
+    return out
+
+
+async def materialize(
+    settings: Settings,
+    spec: DatasetSpec,
+    as_of: AsOf,
+    progress: Callable[[int], None] | None = None,
+) -> list[Row]:
+    """The spec's rows in the fold of the log up to `as_of`: the tags known by then, no later."""
+    rows: list[Row] = []
+    consumer = consumer_for(settings)
+    await consumer.start()
+    try:
+        async with s3_client(settings) as client:
+            for p in range(settings.partitions):
+                stops = {t: as_of.get(t, {}).get(p, 0) for t in LOGGED}
+                store, _ = await fold_partition(settings, client, consumer, p, stops, progress)
+                examples: list[Example] = [
+                    viewcodec.decode(k, v) for k, v in store.items() if k.startswith("ex/")
+                ]
+                rows += rows_of(examples, spec)
+    finally:
+        await consumer.stop()
+    return sorted(rows, key=lambda r: r.event_id)
+
+
+def encode_rows(rows: list[Row]) -> bytes:
+    """Parquet, one row per example; features, prediction and label as JSON text."""
+    table = pa.Table.from_pydict(
+        {
+            "event_id": [r.event_id for r in rows],
+            "model": [r.model for r in rows],
+            "model_version": [r.model_version for r in rows],
+            "occurred_at": [r.occurred_at for r in rows],
+            "features": [orjson.dumps(r.features).decode() for r in rows],
+            "prediction": [orjson.dumps(r.prediction).decode() for r in rows],
+            "label": [orjson.dumps(r.label).decode() for r in rows],
+            "tag_id": [r.tag_id for r in rows],
+            "tagged_at": [r.tagged_at for r in rows],
+            "holdout": [r.holdout for r in rows],
+        }
+    )
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer, compression="zstd")
+    return buffer.getvalue()
+
+
+def decode_rows(data: bytes) -> list[Row]:
+    columns = pq.read_table(io.BytesIO(data)).to_pydict()
+    return [
+        Row(
+            event_id=columns["event_id"][i],
+            model=columns["model"][i],
+            model_version=columns["model_version"][i],
+            occurred_at=columns["occurred_at"][i],
+            features=orjson.loads(columns["features"][i]),
+            prediction=orjson.loads(columns["prediction"][i]),
+            label=orjson.loads(columns["label"][i]),
+            tag_id=columns["tag_id"][i],
+            tagged_at=columns["tagged_at"][i],
+            holdout=columns["holdout"][i],
+        )
+        for i in range(len(columns["event_id"]))
+    ]
+
+
+async def save(settings: Settings, manifest: Manifest, rows: list[Row]) -> None:
+    prefix = snapshot_prefix(manifest.dataset, manifest.snapshot_id)
+    async with s3_client(settings) as client:
+        await client.put_object(
+            Bucket=settings.s3_bucket, Key=prefix + "data.parquet", Body=encode_rows(rows)
+        )
+        # The manifest last: a snapshot whose manifest exists is complete.
+        await client.put_object(
+            Bucket=settings.s3_bucket,
+            Key=prefix + "manifest.json",
+            Body=orjson.dumps(manifest.to_dict(), option=orjson.OPT_INDENT_2),
+        )
+
+
+async def load(settings: Settings, dataset: str, snapshot_id: str) -> tuple[Manifest, list[Row]]:
+    prefix = snapshot_prefix(dataset, snapshot_id)
+    async with s3_client(settings) as client:
+        manifest = Manifest.from_dict(
+            orjson.loads(await _get(client, settings, prefix + "manifest.json"))
+        )
+        rows = decode_rows(await _get(client, settings, prefix + "data.parquet"))
+    return manifest, rows
+
+
+async def _get(client: Any, settings: Settings, key: str) -> bytes:
+    response = await client.get_object(Bucket=settings.s3_bucket, Key=key)
+    async with response["Body"] as body:
+        data: bytes = await body.read()
+    return data
+
+
+async def take(
+    settings: Settings,
+    spec: DatasetSpec,
+    as_of: AsOf | None = None,
+    parent: tuple[Manifest, list[Row]] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[Manifest, list[Row]]:
+    """Materialize, describe against `parent` (the last snapshot trained on), and save."""
+    point = as_of if as_of is not None else await log_end(settings)
+    rows = await materialize(settings, spec, point, progress)
+    manifest = Manifest(
+        dataset=spec.dataset,
+        spec=spec,
+        as_of=point,
+        rows=len(rows),
+        content_hash=content_hash(rows),
+        created_at=format_time(datetime.now(UTC)),
+        parent=parent[0].snapshot_id if parent else None,
+        delta=delta(parent[1] if parent else [], rows),
+    )
+    await save(settings, manifest, rows)
+    return manifest, rows

@@ -1,0 +1,102 @@
+"""`Trainer` and `Model`: the only things training, validation and serving know of learning.
+
+The baseline (the mean, or the majority class) is the first model a dataset gets and the one
+every infrastructure test uses; the Keras trainer lives in its own module so that TensorFlow
+is imported only when a Keras model is trained or loaded.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import orjson
+
+from app.domain.events import Feature, Value, is_number
+
+Features = Mapping[str, Feature]
+
+
+def task_of(labels: Sequence[Value]) -> str:
+    """'regression' when every label is a number, else 'classification'."""
+    return "regression" if labels and all(is_number(v) for v in labels) else "classification"
+
+
+class Model(Protocol):
+    @property
+    def kind(self) -> str: ...
+
+    def predict(self, batch: Sequence[Features]) -> list[Value]: ...
+
+    def save(self, directory: Path) -> None: ...
+
+    def describe(self) -> dict[str, Any]: ...
+
+
+class Trainer(Protocol):
+    @property
+    def kind(self) -> str: ...
+
+    def fit(
+        self,
+        features: Sequence[Features],
+        labels: Sequence[Value],
+        warm_start: Model | None = None,
+        seed: int = 0,
+    ) -> Model: ...
+
+    def load(self, directory: Path) -> Model: ...
+
+
+@dataclass(frozen=True)
+class ConstantModel:
+    """Predicts one value: the mean label, or the most frequent class."""
+
+    value: Value
+    task: str
+    trained_on: int
+    kind: str = "baseline"
+
+    def predict(self, batch: Sequence[Features]) -> list[Value]:
+        return [self.value] * len(batch)
+
+    def save(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / "baseline.json").write_bytes(orjson.dumps(self.describe()))
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "task": self.task,
+            "value": self.value,
+            "trained_on": self.trained_on,
+        }
+
+
+class BaselineTrainer:
+    kind = "baseline"
+
+    def fit(
+        self,
+        features: Sequence[Features],
+        labels: Sequence[Value],
+        warm_start: Model | None = None,
+        seed: int = 0,
+    ) -> ConstantModel:
+        if not labels:
+            raise ValueError("no labeled rows to train on")
+        task = task_of(labels)
+        if task == "regression":
+            value: Value = sum(float(v) for v in labels) / len(labels)
+        else:
+            # Ties go to the smallest class name, so the same rows give the same model.
+            counts = Counter(labels)
+            value = min(counts, key=lambda c: (-counts[c], str(c)))
+        return ConstantModel(value, task, len(labels))
+
+    def load(self, directory: Path) -> ConstantModel:
+        data = orjson.loads((directory / "baseline.json").read_bytes())
+        return ConstantModel(data["value"], data["task"], data["trained_on"])

@@ -1,0 +1,159 @@
+"""Train a model version from a dataset snapshot, and record exactly what it came from.
+
+A version is a view over prediction events: its manifest names the snapshot (spec, as-of
+offsets, content hash) it was fitted on, and a `ModelTrained` event on
+`modelview.model-events` announces it. Artifacts live in S3 under `models/{model}/{version}/`.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaProducer
+from botocore.exceptions import ClientError
+
+from app.adapters import snapshots
+from app.adapters.s3 import s3_client
+from app.domain.codec import format_time
+from app.domain.datasets import AsOf, DatasetSpec, Manifest, content_hash
+from app.learning.base import BaselineTrainer, Trainer
+from app.settings import Settings
+from app.topics import MODEL_EVENTS
+
+MODELS = "models"
+
+
+class TrainingError(RuntimeError):
+    """Nothing to train on, or the snapshot cannot be reproduced."""
+
+
+def trainer_named(name: str) -> Trainer:
+    if name == "baseline":
+        return BaselineTrainer()
+    raise TrainingError(f"unknown trainer {name!r}: baseline (Keras is not built yet)")
+
+
+async def versions(settings: Settings, model: str) -> list[int]:
+    found = []
+    async with s3_client(settings) as client:
+        paginator = client.get_paginator("list_objects_v2")
+        async for page in paginator.paginate(
+            Bucket=settings.s3_bucket, Prefix=f"{MODELS}/{model}/", Delimiter="/"
+        ):
+            for prefix in page.get("CommonPrefixes", []):
+                name = prefix["Prefix"].rstrip("/").rsplit("/", 1)[-1]
+                if name.isdigit():
+                    found.append(int(name))
+    return sorted(found)
+
+
+async def version_manifest(settings: Settings, model: str, version: int) -> dict[str, Any]:
+    async with s3_client(settings) as client:
+        response = await client.get_object(
+            Bucket=settings.s3_bucket, Key=f"{MODELS}/{model}/{version}/manifest.json"
+        )
+        async with response["Body"] as body:
+            data: dict[str, Any] = orjson.loads(await body.read())
+    return data
+
+
+async def train(
+    settings: Settings,
+    spec: DatasetSpec,
+    model: str | None = None,
+    trainer: Trainer | None = None,
+    as_of: AsOf | None = None,
+    seed: int = 0,
+    progress: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
+    """Snapshot, fit, store, announce; returns the version's manifest (also the event)."""
+    name = model or spec.dataset
+    fitter = trainer or BaselineTrainer()
+    existing = await versions(settings, name)
+    parent = None
+    if existing:
+        last = await version_manifest(settings, name, existing[-1])
+        parent = await snapshots.load(settings, spec.dataset, last["snapshot"]["snapshot_id"])
+    manifest, rows = await snapshots.take(settings, spec, as_of, parent, progress)
+    train_rows = [r for r in rows if not r.holdout]
+    if not train_rows:
+        raise TrainingError(
+            f"dataset {spec.dataset!r} has no labeled examples as of the given offsets"
+        )
+    fitted = fitter.fit([r.features for r in train_rows], [r.label for r in train_rows], seed=seed)
+    version = (existing[-1] + 1) if existing else 1
+    record = {
+        "type": "ModelTrained",
+        "model": name,
+        "version": str(version),
+        "trainer": fitter.kind,
+        "trained_at": format_time(datetime.now(UTC)),
+        "seed": seed,
+        "snapshot": manifest.to_dict(),
+        "train_rows": len(train_rows),
+        "holdout_rows": len(rows) - len(train_rows),
+        "parent_version": str(existing[-1]) if existing else None,
+        "describe": fitted.describe(),
+        "artifacts": f"{MODELS}/{name}/{version}/",
+    }
+    await _store(settings, name, version, fitted, record)
+    await _announce(settings, name, record)
+    return record
+
+
+async def _store(
+    settings: Settings, model: str, version: int, fitted: Any, record: dict[str, Any]
+) -> None:
+    prefix = f"{MODELS}/{model}/{version}/"
+    files = _saved(fitted)
+    async with s3_client(settings) as client:
+        for name, data in files:
+            await client.put_object(
+                Bucket=settings.s3_bucket, Key=prefix + "artifact/" + name, Body=data
+            )
+        try:
+            # Two trainings racing for one version number: the second is refused, not merged.
+            await client.put_object(
+                Bucket=settings.s3_bucket,
+                Key=prefix + "manifest.json",
+                Body=orjson.dumps(record, option=orjson.OPT_INDENT_2),
+                IfNoneMatch="*",
+            )
+        except ClientError as exc:
+            raise TrainingError(
+                f"version {version} of {model} was written meanwhile: {exc}"
+            ) from exc
+
+
+def _saved(fitted: Any) -> list[tuple[str, bytes]]:
+    """The files `fitted.save` writes, as (relative name, bytes)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        fitted.save(Path(tmp))
+        return [
+            (path.relative_to(tmp).as_posix(), path.read_bytes())
+            for path in sorted(Path(tmp).rglob("*"))
+            if path.is_file()
+        ]
+
+
+async def _announce(settings: Settings, model: str, record: dict[str, Any]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all")
+    await producer.start()
+    try:
+        await producer.send_and_wait(MODEL_EVENTS, key=model.encode(), value=orjson.dumps(record))
+    finally:
+        await producer.stop()
+
+
+async def rebuild_snapshot(settings: Settings, model: str, version: int) -> tuple[bool, str, str]:
+    """Fold the log again to the version's as-of offsets: (equal, recorded hash, new hash)."""
+    record = await version_manifest(settings, model, version)
+    manifest = Manifest.from_dict(record["snapshot"])
+    rows = await snapshots.materialize(settings, manifest.spec, manifest.as_of)
+    again = content_hash(rows)
+    return again == manifest.content_hash, manifest.content_hash, again
