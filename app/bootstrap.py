@@ -8,15 +8,18 @@ from typing import Any
 import faust
 
 from agents import ingest
+from agents import registry as registry_agent
+from app.adapters.deadletters import encode_dead_letter
 from app.adapters.flusher import Flusher
 from app.adapters.ingest import Ingestor, log_backfill
 from app.adapters.queries import Queries
+from app.domain.batch import DeadLetter, SourceRecord
 from app.lifecycle import guard_local_state, on_stop, watch_log
 from app.profiles import PROFILES
 from app.settings import Settings
-from app.topics import DEAD_LETTERS, LOGGED
+from app.topics import COLD, DEAD_LETTERS
 from app.web import api
-from tables import views
+from tables import registry, views
 from tables.views import TableStore
 
 
@@ -72,12 +75,26 @@ def create(settings: Settings, **overrides: Any) -> Modelview:
     flusher = Flusher(
         settings,
         owned=lambda: ((tp.topic, tp.partition) for tp in app.assignor.assigned_actives()),
-        topics=LOGGED,
+        topics=COLD,
     )
     app.task(flusher.run)
     mv = Modelview(settings, app, table, ingestor, flusher)
     watch_log(app, settings, flusher, mv.queries)
-    api.register(app, table, mv.queries, settings, ingestor.counts, flusher.status)
+    registry_table = registry.define(app, settings)
+
+    async def reject_model_event(message: Any, reason: str) -> None:
+        record = SourceRecord(
+            "model_event",
+            message.topic,
+            message.partition,
+            message.offset,
+            message.key,
+            message.value,
+        )
+        await send_dead_letter(message.key, encode_dead_letter(DeadLetter(record, reason)))
+
+    registry_agent.register(app, registry_table, settings, reject_model_event)
+    api.register(app, table, mv.queries, settings, ingestor.counts, flusher.status, registry_table)
     guard_local_state(app, settings)
     # Before the task is cancelled: a clean stop leaves nothing that is only in Kafka.
     on_stop(app, flusher.stop)

@@ -18,7 +18,7 @@ from app.adapters.restore import restore_log
 from app.adapters.sync import run_sync
 from app.adapters.watchdog import EXIT_LOG_LOST, LogWatch
 from app.settings import Settings
-from app.topics import LOGGED
+from app.topics import COLD
 from tables.views import TABLE_NAME
 
 log = logging.getLogger(__name__)
@@ -88,7 +88,7 @@ def watch_log(app: faust.App, settings: Settings, flusher: Flusher, queries: Que
         settings,
         marker=epoch.marker_topic(settings),
         owned=lambda: [
-            (tp.topic, tp.partition) for tp in app.assignor.assigned_actives() if tp.topic in LOGGED
+            (tp.topic, tp.partition) for tp in app.assignor.assigned_actives() if tp.topic in COLD
         ],
         applied=lambda p: queries.snapshot().cursor(p),
         flushed=flusher.flushed,

@@ -11,3 +11,7 @@ CONTRACT = (PREDICTIONS, TAGS, MODEL_EVENTS, DEAD_LETTERS)
 
 # The topics whose records are the source of truth, kept forever as cold segments.
 LOGGED = (PREDICTIONS, TAGS)
+
+# What the flusher keeps in S3 and a restore puts back: the log, and the model events the
+# registry is folded from.
+COLD = (PREDICTIONS, TAGS, MODEL_EVENTS)

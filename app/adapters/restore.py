@@ -20,7 +20,7 @@ from app.adapters.s3 import s3_client
 from app.adapters.topics import ensure_topics
 from app.domain.segments import next_offset
 from app.settings import Settings
-from app.topics import CONTRACT, LOGGED
+from app.topics import COLD, CONTRACT
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ async def restore_log(settings: Settings, replication: int = 1) -> RestoreReport
     await producer.start()
     try:
         async with s3_client(settings) as client:
-            for topic in LOGGED:
+            for topic in COLD:
                 await _check_partitions(client, settings, topic)
                 report.records[topic] = 0
                 for partition in range(settings.partitions):

@@ -20,7 +20,7 @@ from app.domain.events import PredictionEvent, TagEvent
 from app.domain.examples import Example, Outcome, apply_prediction, apply_tag
 from app.domain.stats import AggKey, Counts, add, delta, example_time, hour_of
 
-Kind = Literal["prediction", "tag"]
+Kind = Literal["prediction", "tag", "model_event"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,6 +27,7 @@ def register(
     settings: Settings,
     ingest_counts: Mapping[str, int],
     flush_status: Callable[[], Mapping[str, Any]],
+    registry: Any,
 ) -> None:
     topics = {
         name: app.topic(
@@ -125,6 +126,33 @@ def register(
                 return error(self, 400, "bad window", str(exc))
             return self.json({"model": model, "versions": snapshot.model_metrics(model, hours)})
 
+    @app.page("/v1/models")
+    class Models(View):
+        async def get(self, request: Request) -> Response:
+            entries = [orjson.loads(v) for v in registry.values() if v is not None]
+            return self.json(
+                {
+                    "models": [
+                        {
+                            "model": e["model"],
+                            "champion": e["champion"],
+                            "versions": sorted(e["versions"], key=_version_order),
+                        }
+                        for e in sorted(entries, key=lambda e: e["model"])
+                    ]
+                }
+            )
+
+    @app.page("/v1/models/{model}")
+    class ModelDetail(View):
+        async def get(self, request: Request, model: str) -> Response:
+            raw = registry.get(model.encode())
+            if raw is None:
+                return error(self, 404, "no such model", {"model": model})
+            entry = orjson.loads(raw)
+            versions = [entry["versions"][v] for v in sorted(entry["versions"], key=_version_order)]
+            return self.json({"model": model, "champion": entry["champion"], "versions": versions})
+
     @app.page("/healthz")
     class Health(View):
         async def get(self, request: Request) -> Response:
@@ -149,6 +177,10 @@ def register(
             body["ingest"] = dict(ingest_counts)
             body["flush"] = dict(flush_status())
             return self.json(body, status=200)
+
+
+def _version_order(version: str) -> tuple[int, str]:
+    return (int(version), "") if version.isdigit() else (1 << 62, version)
 
 
 async def read_json(request: Any, limit: int) -> Any:

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer
 
+from app.client import HttpClient
 from app.settings import Settings
-from app.topics import MODEL_EVENTS, PREDICTIONS, TAGS
+from app.topics import DEAD_LETTERS, MODEL_EVENTS, PREDICTIONS, TAGS
 from app.training import version_manifest
 from tests import factories
-from tests.coldlog import publish
-from tests.services import run_cli
+from tests.coldlog import kafka_records, publish
+from tests.services import WorkerProcess, run_cli
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -59,7 +63,10 @@ def train(settings: Settings, *args: str) -> str:
     return done.stdout
 
 
-async def test_train_snapshot_lineage_and_reproduction(stack: Settings) -> None:
+async def test_train_snapshot_lineage_and_reproduction(
+    stack: Settings, worker: Callable[..., WorkerProcess]
+) -> None:
+    process = worker()  # folds the model events into the registry view
     # Labeled examples, some unlabeled or in another dataset, which the snapshot leaves out.
     first_p, first_t = labeled(120, 0)
     other_p, other_t = labeled(30, 500, dataset="audit")
@@ -108,3 +115,34 @@ async def test_train_snapshot_lineage_and_reproduction(stack: Settings) -> None:
 
     nothing = run_cli(stack, "train", "no-such-dataset")
     assert nothing.returncode == 2 and "no labeled examples" in nothing.stderr
+
+    # The registry view, folded from those events, shows versions and lineage over HTTP.
+    async with HttpClient(process.url) as http:
+
+        async def three() -> bool:
+            status, body = await http.get("/v1/models/delay")
+            return status == 200 and len(body["versions"]) == 3
+
+        await wait_until(three, within=30, what="three versions in the registry")
+        _, body = await http.get("/v1/models/delay")
+        second = body["versions"][1]
+        assert second["version"] == "2" and second["status"] == "trained"
+        assert second["parent_version"] == "1"
+        assert second["snapshot"]["parent"] == v1["snapshot"]["snapshot_id"]
+        assert second["snapshot"]["delta"] == {"added": 40, "relabeled": 1, "removed": 0}
+        assert second["snapshot"]["as_of"] == v2["snapshot"]["as_of"]
+        _, listing = await http.get("/v1/models")
+        assert listing["models"] == [
+            {"model": "delay", "champion": None, "versions": ["1", "2", "3"]}
+        ]
+        status, _ = await http.get("/v1/models/nope")
+        assert status == 404
+
+    # A model event nobody can use is dead-lettered with its reason; the agent goes on.
+    await publish(stack, [(MODEL_EVENTS, b"delay", b'{"type": "ModelExploded"}')])
+
+    async def dead_lettered() -> bool:
+        letters = await kafka_records(stack, [DEAD_LETTERS])
+        return any(b"type must be one of" in (v or b"") for _, v, _ in letters.values())
+
+    await wait_until(dead_lettered, within=30, what="the bad model event dead-lettered")

@@ -1,0 +1,41 @@
+"""The registry agent: folds model events into the `registry` table."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import faust
+import orjson
+
+from app.domain import registry
+from app.settings import Settings
+from app.topics import MODEL_EVENTS
+
+# (key, raw value, reason): dead-letters a record it cannot use.
+Reject = Callable[[Any, str], Awaitable[None]]
+
+
+def register(app: faust.App, table: Any, settings: Settings, reject: Reject) -> Any:
+    source = app.topic(
+        MODEL_EVENTS,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=settings.partitions,
+    )
+
+    async def fold(stream: Any) -> None:
+        async for event in stream.events():
+            try:
+                body = registry.check(orjson.loads(event.message.value or b"null"))
+            except (orjson.JSONDecodeError, registry.InvalidModelEvent) as exc:
+                await reject(event.message, str(exc))
+                continue
+            key = body["model"].encode()
+            current = table.get(key)
+            state = orjson.loads(current) if current is not None else None
+            table[key] = orjson.dumps(registry.apply(state, body))
+
+    return app.agent(source, name="registry")(fold)

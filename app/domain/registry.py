@@ -1,0 +1,76 @@
+"""The model registry as a fold of model events: versions, their lineage, and the champion."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+KINDS = ("ModelTrained", "ModelValidated", "ModelPromoted", "ModelRejected")
+
+
+class InvalidModelEvent(ValueError):
+    pass
+
+
+def check(event: Any) -> dict[str, Any]:
+    if not isinstance(event, dict):
+        raise InvalidModelEvent("a model event must be a JSON object")
+    kind = event.get("type")
+    if kind not in KINDS:
+        raise InvalidModelEvent(f"type must be one of {', '.join(KINDS)}, not {kind!r}")
+    for name in ("model", "version"):
+        if not isinstance(event.get(name), str) or not event[name]:
+            raise InvalidModelEvent(f"{name}: required, a non-empty string")
+    return event
+
+
+def lineage(trained: Mapping[str, Any]) -> dict[str, Any]:
+    """What a version came from, as the registry shows it."""
+    snapshot = trained.get("snapshot") or {}
+    delta = snapshot.get("delta") or {}
+    return {
+        "trainer": trained.get("trainer"),
+        "trained_at": trained.get("trained_at"),
+        "parent_version": trained.get("parent_version"),
+        "train_rows": trained.get("train_rows"),
+        "holdout_rows": trained.get("holdout_rows"),
+        "snapshot": {
+            "snapshot_id": snapshot.get("snapshot_id"),
+            "dataset": snapshot.get("dataset"),
+            "content_hash": snapshot.get("content_hash"),
+            "as_of": snapshot.get("as_of"),
+            "parent": snapshot.get("parent"),
+            "delta": {k: len(v) for k, v in delta.items()},
+        },
+        "describe": trained.get("describe"),
+        "artifacts": trained.get("artifacts"),
+    }
+
+
+def apply(state: Mapping[str, Any] | None, event: Mapping[str, Any]) -> dict[str, Any]:
+    """The model's registry entry after `event`; applying an event twice changes nothing."""
+    model = dict(state or {"model": event["model"], "versions": {}, "champion": None})
+    versions = {k: dict(v) for k, v in model["versions"].items()}
+    version = versions.setdefault(
+        event["version"], {"version": event["version"], "status": "unknown"}
+    )
+    kind = event["type"]
+    if kind == "ModelTrained":
+        version.update(lineage(event))
+        if version["status"] == "unknown":
+            version["status"] = "trained"
+    elif kind == "ModelValidated":
+        version["validation"] = event.get("report")
+        if version["status"] in ("unknown", "trained"):
+            version["status"] = "validated"
+    elif kind == "ModelPromoted":
+        version["status"] = "champion"
+        previous = model.get("champion")
+        if previous and previous != event["version"] and previous in versions:
+            versions[previous]["status"] = "retired"
+        model["champion"] = event["version"]
+    elif kind == "ModelRejected":
+        version["status"] = "rejected"
+        version["reasons"] = event.get("reasons", [])
+    model["versions"] = versions
+    return model
