@@ -7,6 +7,7 @@ offsets, content hash) it was fitted on, and a `ModelTrained` event on
 
 from __future__ import annotations
 
+import asyncio
 import tempfile
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -35,7 +36,11 @@ class TrainingError(RuntimeError):
 def trainer_named(name: str) -> Trainer:
     if name == "baseline":
         return BaselineTrainer()
-    raise TrainingError(f"unknown trainer {name!r}: baseline (Keras is not built yet)")
+    if name == "keras":
+        from app.learning.keras import KerasTrainer  # TensorFlow only when asked for
+
+        return KerasTrainer()
+    raise TrainingError(f"unknown trainer {name!r}: baseline or keras")
 
 
 async def versions(settings: Settings, model: str) -> list[int]:
@@ -79,13 +84,20 @@ async def train(
     if existing:
         last = await version_manifest(settings, name, existing[-1])
         parent = await snapshots.load(settings, spec.dataset, last["snapshot"]["snapshot_id"])
+    warm = None
+    if existing and last["trainer"] == fitter.kind:
+        # Warm start: go on from the last version's weights (the trainer decides if it can).
+        with tempfile.TemporaryDirectory() as tmp:
+            warm = fitter.load(await _fetch_artifact(settings, last["artifacts"], Path(tmp)))
     manifest, rows = await snapshots.take(settings, spec, as_of, parent, progress)
     train_rows = [r for r in rows if not r.holdout]
     if not train_rows:
         raise TrainingError(
             f"dataset {spec.dataset!r} has no labeled examples as of the given offsets"
         )
-    fitted = fitter.fit([r.features for r in train_rows], [r.label for r in train_rows], seed=seed)
+    fitted = fitter.fit(
+        [r.features for r in train_rows], [r.label for r in train_rows], warm_start=warm, seed=seed
+    )
     version = (existing[-1] + 1) if existing else 1
     record = {
         "type": "ModelTrained",
@@ -98,6 +110,7 @@ async def train(
         "train_rows": len(train_rows),
         "holdout_rows": len(rows) - len(train_rows),
         "parent_version": str(existing[-1]) if existing else None,
+        "warm_start": warm is not None,
         "describe": fitted.describe(),
         "artifacts": f"{MODELS}/{name}/{version}/",
     }
@@ -139,6 +152,28 @@ def _saved(fitted: Any) -> list[tuple[str, bytes]]:
             for path in sorted(Path(tmp).rglob("*"))
             if path.is_file()
         ]
+
+
+async def _fetch_artifact(settings: Settings, prefix: str, into: Path) -> Path:
+    """Download a version's artifact files under `into`; returns their directory."""
+    target = into / "warm"
+    async with s3_client(settings) as client:
+        paginator = client.get_paginator("list_objects_v2")
+        async for page in paginator.paginate(
+            Bucket=settings.s3_bucket, Prefix=prefix + "artifact/"
+        ):
+            for item in page.get("Contents", []):
+                response = await client.get_object(Bucket=settings.s3_bucket, Key=item["Key"])
+                async with response["Body"] as body:
+                    data = await body.read()
+                path = target / item["Key"][len(prefix + "artifact/") :]
+                await asyncio.to_thread(_write, path, data)
+    return target
+
+
+def _write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
 
 
 async def _announce(settings: Settings, model: str, record: dict[str, Any]) -> None:

@@ -8,6 +8,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer
 
+from app.adapters.s3 import s3_client
 from app.client import HttpClient
 from app.settings import Settings
 from app.topics import DEAD_LETTERS, MODEL_EVENTS, PREDICTIONS, TAGS
@@ -146,3 +147,30 @@ async def test_train_snapshot_lineage_and_reproduction(
         return any(b"type must be one of" in (v or b"") for _, v, _ in letters.values())
 
     await wait_until(dead_lettered, within=30, what="the bad model event dead-lettered")
+
+
+async def test_keras_versions_warm_start_from_the_last_one(stack: Settings) -> None:
+    first_p, first_t = labeled(200, 0)
+    await publish(stack, records(first_p, first_t))
+    done = run_cli(stack, "train", "flights-train", "--trainer", "keras", "--seed", "7")
+    assert done.returncode == 0, done.stdout + done.stderr
+    v1 = await version_manifest(stack, "flights-train", 1)
+    assert v1["describe"]["kind"] == "keras" and v1["warm_start"] is False
+    assert v1["describe"]["schema"]["numeric"] == ["distance"]
+    assert v1["describe"]["schema"]["strings"] == ["carrier"]
+
+    second_p, second_t = labeled(50, 300)
+    await publish(stack, records(second_p, second_t))
+    done = run_cli(stack, "train", "flights-train", "--trainer", "keras", "--seed", "7")
+    assert done.returncode == 0, done.stdout + done.stderr
+    v2 = await version_manifest(stack, "flights-train", 2)
+    assert v2["warm_start"] is True and v2["train_rows"] == 250
+    assert len(v2["snapshot"]["delta"]["added"]) == 50
+
+    async with s3_client(stack) as client:
+        listed = await client.list_objects_v2(
+            Bucket=stack.s3_bucket, Prefix="models/flights-train/2/"
+        )
+    names = {item["Key"].split("/2/", 1)[1] for item in listed["Contents"]}
+    assert {"manifest.json", "artifact/model.keras", "artifact/schema.json"} <= names
+    assert "artifact/saved_model/saved_model.pb" in names

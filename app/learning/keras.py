@@ -1,0 +1,188 @@
+"""The Keras trainer: TensorFlow is imported here and nowhere else.
+
+Numbers (and booleans) go through a Normalization layer, strings through a StringLookup
+with one-hot output, so the saved model takes raw feature values. Seeded, with TensorFlow's
+deterministic ops on, so the same rows and seed give the same model on the same machine.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras
+import numpy as np
+import orjson
+import tensorflow as tf
+
+from app.domain.events import Value
+from app.learning.base import Features, Model, task_of
+
+EPOCHS = 30
+BATCH = 64
+
+
+@dataclass(frozen=True)
+class Schema:
+    numeric: tuple[str, ...]
+    strings: tuple[str, ...]
+    task: str
+    classes: tuple[Any, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "numeric": list(self.numeric),
+            "strings": list(self.strings),
+            "task": self.task,
+            "classes": list(self.classes),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Schema:
+        return cls(
+            tuple(data["numeric"]), tuple(data["strings"]), data["task"], tuple(data["classes"])
+        )
+
+
+def infer_schema(features: Sequence[Features], labels: Sequence[Value]) -> Schema:
+    names = sorted({name for row in features for name in row})
+    numeric, strings = [], []
+    for name in names:
+        seen = [row.get(name) for row in features if row.get(name) is not None]
+        if seen and all(isinstance(v, int | float) for v in seen):
+            numeric.append(name)
+        elif seen and all(isinstance(v, str) for v in seen):
+            strings.append(name)
+        # Lists of numbers are left out of this first model.
+    if not numeric and not strings:
+        raise ValueError("no numeric or string features to learn from")
+    task = task_of(labels)
+    classes = tuple(sorted(set(labels), key=str)) if task == "classification" else ()
+    return Schema(tuple(numeric), tuple(strings), task, classes)
+
+
+def _input(i: int) -> str:
+    return f"f{i}"  # feature names may hold characters Keras refuses in layer names
+
+
+def columns(schema: Schema, batch: Sequence[Features]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for i, name in enumerate(schema.numeric):
+        out[_input(i)] = np.array([[_number(row.get(name))] for row in batch], dtype="float32")
+    for j, name in enumerate(schema.strings, start=len(schema.numeric)):
+        out[_input(j)] = tf.constant([[_text(row.get(name))] for row in batch])
+    return out
+
+
+def _number(value: object) -> float:
+    # Missing, or of another type than at training time: the column's neutral value.
+    return float(value) if isinstance(value, int | float) else 0.0
+
+
+def _text(value: object) -> str:
+    return value if isinstance(value, str) else ""  # out of vocabulary
+
+
+@dataclass
+class KerasModel:
+    network: Any
+    schema: Schema
+    trained_on: int
+    final_loss: float
+    kind: str = "keras"
+
+    def predict(self, batch: Sequence[Features]) -> list[Value]:
+        if not batch:
+            return []
+        out = self.network.predict(columns(self.schema, batch), verbose=0, batch_size=1024)
+        if self.schema.task == "regression":
+            return [float(v) for v in out[:, 0]]
+        return [self.schema.classes[int(i)] for i in np.argmax(out, axis=1)]
+
+    def save(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.network.save(directory / "model.keras")
+        self.network.export(str(directory / "saved_model"), verbose=False)
+        (directory / "schema.json").write_bytes(orjson.dumps(self.describe()))
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "task": self.schema.task,
+            "schema": self.schema.to_dict(),
+            "trained_on": self.trained_on,
+            "final_loss": self.final_loss,
+            "epochs": EPOCHS,
+        }
+
+
+class KerasTrainer:
+    kind = "keras"
+
+    def fit(
+        self,
+        features: Sequence[Features],
+        labels: Sequence[Value],
+        warm_start: Model | None = None,
+        seed: int = 0,
+    ) -> KerasModel:
+        if not labels:
+            raise ValueError("no labeled rows to train on")
+        keras.utils.set_random_seed(seed)
+        tf.config.experimental.enable_op_determinism()
+        schema = infer_schema(features, labels)
+        x = columns(schema, features)
+        if schema.task == "regression":
+            y = np.array([float(v) for v in labels], dtype="float32")
+        else:
+            index = {c: i for i, c in enumerate(schema.classes)}
+            y = np.array([index[v] for v in labels], dtype="int32")
+        previous = warm_start if isinstance(warm_start, KerasModel) else None
+        if previous is not None and previous.schema == schema:
+            network = previous.network  # warm start: go on from the last version's weights
+        else:
+            network = _build(schema, x)
+        history = network.fit(x, y, epochs=EPOCHS, batch_size=BATCH, verbose=0, shuffle=True)
+        return KerasModel(network, schema, len(labels), float(history.history["loss"][-1]))
+
+    def load(self, directory: Path) -> KerasModel:
+        described = orjson.loads((directory / "schema.json").read_bytes())
+        network = keras.models.load_model(directory / "model.keras")
+        return KerasModel(
+            network,
+            Schema.from_dict(described["schema"]),
+            described["trained_on"],
+            described["final_loss"],
+        )
+
+
+def _build(schema: Schema, x: dict[str, Any]) -> Any:
+    inputs, encoded = {}, []
+    for i, _ in enumerate(schema.numeric):
+        name = _input(i)
+        inputs[name] = keras.Input(shape=(1,), name=name, dtype="float32")
+        norm = keras.layers.Normalization()
+        norm.adapt(x[name])
+        encoded.append(norm(inputs[name]))
+    for j, _ in enumerate(schema.strings, start=len(schema.numeric)):
+        name = _input(j)
+        inputs[name] = keras.Input(shape=(1,), name=name, dtype="string")
+        lookup = keras.layers.StringLookup(output_mode="one_hot")
+        lookup.adapt(x[name])
+        encoded.append(lookup(inputs[name]))
+    hidden = keras.layers.Concatenate()(encoded) if len(encoded) > 1 else encoded[0]
+    hidden = keras.layers.Dense(32, activation="relu")(hidden)
+    if schema.task == "regression":
+        output = keras.layers.Dense(1)(hidden)
+        loss = "mse"
+    else:
+        output = keras.layers.Dense(len(schema.classes), activation="softmax")(hidden)
+        loss = "sparse_categorical_crossentropy"
+    network = keras.Model(inputs, output)
+    network.compile(optimizer=keras.optimizers.Adam(0.01), loss=loss)
+    return network
