@@ -6,6 +6,7 @@ from functools import cache
 from typing import Any
 
 import faust
+import orjson
 
 from agents import ingest
 from agents import registry as registry_agent
@@ -14,8 +15,10 @@ from app.adapters.flusher import Flusher
 from app.adapters.ingest import Ingestor, log_backfill
 from app.adapters.queries import Queries
 from app.domain.batch import DeadLetter, SourceRecord
+from app.domain.registry import training_marks
 from app.lifecycle import guard_local_state, on_stop, watch_log
 from app.profiles import PROFILES
+from app.retrain import Retrainer
 from app.settings import Settings
 from app.topics import COLD, DEAD_LETTERS
 from app.web import api
@@ -94,7 +97,29 @@ def create(settings: Settings, **overrides: Any) -> Modelview:
         await send_dead_letter(message.key, encode_dead_letter(DeadLetter(record, reason)))
 
     registry_agent.register(app, registry_table, settings, reject_model_event)
-    api.register(app, table, mv.queries, settings, ingestor.counts, flusher.status, registry_table)
+    retrainer = Retrainer(
+        settings,
+        labeled=lambda: mv.queries.snapshot().labeled(),
+        marks=lambda: training_marks(
+            orjson.loads(v) for v in registry_table.values() if v is not None
+        ),
+    )
+
+    @app.timer(2.0, on_leader=True)  # type: ignore[untyped-decorator]
+    async def check_retraining() -> None:
+        await retrainer.check()
+
+    on_stop(app, retrainer.stop)
+    api.register(
+        app,
+        table,
+        mv.queries,
+        settings,
+        ingestor.counts,
+        flusher.status,
+        registry_table,
+        retrainer.status,
+    )
     guard_local_state(app, settings)
     # Before the task is cancelled: a clean stop leaves nothing that is only in Kafka.
     on_stop(app, flusher.stop)

@@ -43,6 +43,11 @@ class Settings:
     # oldest has waited this long. The second bounds what a broker that loses its log loses.
     flush_records: int = 10_000
     flush_seconds: float = 5.0
+    # Retraining: a dataset is trained again once this many new labeled examples arrived
+    # (0: never), or once some did and this many seconds passed (0: no time trigger).
+    retrain_min_labels: int = 0
+    retrain_seconds: float = 0.0
+    retrain_trainer: str = "baseline"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

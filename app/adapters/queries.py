@@ -62,6 +62,15 @@ class Snapshot:
         counts, updated = found
         return {"name": name, **summarize_dataset(counts), "updated_at": updated}
 
+    def labeled(self) -> dict[str, int]:
+        """Labeled examples per dataset: what retraining watches."""
+        out = {}
+        for name in self.dataset_names():
+            found = self.dataset(name)
+            if found is not None:
+                out[name] = int(found["labeled"])
+        return out
+
     def model_versions(self, model: str) -> dict[str, tuple[str, str]]:
         spans: dict[str, tuple[str, str]] = {}
         for index in self.indexes():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 KINDS = ("ModelTrained", "ModelValidated", "ModelPromoted", "ModelRejected")
@@ -37,6 +37,7 @@ def lineage(trained: Mapping[str, Any]) -> dict[str, Any]:
         "snapshot": {
             "snapshot_id": snapshot.get("snapshot_id"),
             "dataset": snapshot.get("dataset"),
+            "rows": snapshot.get("rows"),
             "content_hash": snapshot.get("content_hash"),
             "as_of": snapshot.get("as_of"),
             "parent": snapshot.get("parent"),
@@ -74,3 +75,36 @@ def apply(state: Mapping[str, Any] | None, event: Mapping[str, Any]) -> dict[str
         version["reasons"] = event.get("reasons", [])
     model["versions"] = versions
     return model
+
+
+def training_marks(entries: Iterable[Mapping[str, Any]]) -> dict[str, int]:
+    """Per dataset: the rows of the newest snapshot any version was trained on."""
+    newest: dict[str, tuple[str, int]] = {}
+    for entry in entries:
+        for version in entry.get("versions", {}).values():
+            snapshot = version.get("snapshot") or {}
+            dataset, rows, when = (
+                snapshot.get("dataset"),
+                snapshot.get("rows"),
+                version.get("trained_at"),
+            )
+            if (
+                dataset
+                and isinstance(rows, int)
+                and when
+                and when > newest.get(dataset, ("", 0))[0]
+            ):
+                newest[dataset] = (when, rows)
+    return {dataset: rows for dataset, (_, rows) in newest.items()}
+
+
+def retrain_due(
+    labeled: int, mark: int | None, min_new: int, waited: float, max_wait: float
+) -> bool:
+    """Train when `min_new` labeled examples arrived since the last training, or when some
+    did and `max_wait` seconds passed (0: no time trigger). A dataset never trained counts
+    everything as new."""
+    new = labeled - (mark or 0)
+    if min_new > 0 and new >= min_new:
+        return True
+    return max_wait > 0 and new > 0 and waited >= max_wait

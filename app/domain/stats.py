@@ -153,7 +153,7 @@ def summarize_dataset(counts: Mapping[str, float]) -> dict[str, Any]:
     return {
         "size": int(counts.get("size", 0)),
         "labeled": labeled,
-        # No model has trained on any dataset yet; training will record its mark here.
+        # The API subtracts the rows of the last snapshot trained on (see registry).
         "new_since_training": labeled,
         "label_summary": _distribution(counts, "label"),
     }

@@ -13,6 +13,7 @@ from faust.web import Request, Response, View
 
 from app.adapters.queries import Queries, Snapshot, example_json
 from app.domain.codec import InvalidEvent, prediction_from_dict, tag_from_dict
+from app.domain.registry import training_marks
 from app.settings import Settings
 from app.topics import PREDICTIONS, TAGS
 from app.web.errors import HttpError, error
@@ -28,6 +29,7 @@ def register(
     ingest_counts: Mapping[str, int],
     flush_status: Callable[[], Mapping[str, Any]],
     registry: Any,
+    training_status: Callable[[], Mapping[str, Any]],
 ) -> None:
     topics = {
         name: app.topic(
@@ -102,8 +104,9 @@ def register(
     class Datasets(View):
         async def get(self, request: Request) -> Response:
             snapshot = queries.snapshot()
+            marks = training_marks(_entries(registry))
             found = [snapshot.dataset(name) for name in snapshot.dataset_names()]
-            return self.json({"datasets": [d for d in found if d is not None]})
+            return self.json({"datasets": [_marked(d, marks) for d in found if d is not None]})
 
     @app.page("/v1/datasets/{name}")
     class DatasetDetail(View):
@@ -111,7 +114,7 @@ def register(
             found = queries.snapshot().dataset(name)
             if found is None:
                 return error(self, 404, "no such dataset", {"name": name})
-            return self.json(found)
+            return self.json(_marked(found, training_marks(_entries(registry))))
 
     @app.page("/v1/models/{model}/metrics")
     class ModelMetrics(View):
@@ -129,7 +132,7 @@ def register(
     @app.page("/v1/models")
     class Models(View):
         async def get(self, request: Request) -> Response:
-            entries = [orjson.loads(v) for v in registry.values() if v is not None]
+            entries = _entries(registry)
             return self.json(
                 {
                     "models": [
@@ -176,7 +179,18 @@ def register(
             body["lag"] = lag(app, queries.snapshot(), active)
             body["ingest"] = dict(ingest_counts)
             body["flush"] = dict(flush_status())
+            body["training"] = dict(training_status())
             return self.json(body, status=200)
+
+
+def _entries(registry: Any) -> list[dict[str, Any]]:
+    return [orjson.loads(v) for v in registry.values() if v is not None]
+
+
+def _marked(dataset: dict[str, Any], marks: Mapping[str, int]) -> dict[str, Any]:
+    """Labeled examples that arrived since the last snapshot a model was trained on."""
+    mark = marks.get(dataset["name"], 0)
+    return {**dataset, "new_since_training": max(0, dataset["labeled"] - mark)}
 
 
 def _version_order(version: str) -> tuple[int, str]:

@@ -1,0 +1,120 @@
+"""Incremental retraining: train a dataset again once enough new labels arrived.
+
+The worker checks its datasets view against the registry's marks (the rows of the last
+snapshot trained on). Training runs in a separate process, so ingestion keeps its event
+loop and its core; a dataset has at most one training in flight, and labels that arrive
+meanwhile are picked up by the next check (triggers coalesce).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any
+
+from app.domain.datasets import DatasetSpec
+from app.domain.registry import retrain_due
+from app.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def _train_in_process(settings: Settings, dataset: str, trainer: str) -> dict[str, Any]:
+    from app.training import train, trainer_named
+
+    return asyncio.run(train(settings, DatasetSpec(dataset), trainer=trainer_named(trainer)))
+
+
+class Retrainer:
+    def __init__(
+        self,
+        settings: Settings,
+        labeled: Callable[[], Mapping[str, int]],
+        marks: Callable[[], Mapping[str, int]],
+    ) -> None:
+        self.settings = settings
+        self.labeled = labeled
+        self.marks = marks
+        self.running: dict[str, asyncio.Future[None]] = {}
+        self.completed: list[dict[str, Any]] = []
+        self.failures = 0
+        self._local_marks: dict[str, int] = {}  # until the registry has folded our event
+        self._since: dict[str, float] = {}
+        self._pool: ProcessPoolExecutor | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return self.settings.retrain_min_labels > 0 or self.settings.retrain_seconds > 0
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "enabled": self.enabled,
+            "running": sorted(self.running),
+            "completed": len(self.completed),
+            "failures": self.failures,
+            "last": self.completed[-1] if self.completed else None,
+        }
+
+    async def check(self) -> None:
+        if not self.enabled:
+            return
+        marks = dict(self.marks())
+        now = time.monotonic()
+        for dataset, labeled in self.labeled().items():
+            if dataset in self.running:
+                continue
+            mark = max(marks.get(dataset, 0), self._local_marks.get(dataset, 0))
+            since = self._since.setdefault(dataset, now)
+            if retrain_due(
+                labeled,
+                mark,
+                self.settings.retrain_min_labels,
+                now - since,
+                self.settings.retrain_seconds,
+            ):
+                self._since[dataset] = now
+                self.running[dataset] = asyncio.ensure_future(self._train(dataset))
+
+    async def _train(self, dataset: str) -> None:
+        started = time.monotonic()
+        try:
+            record = await asyncio.get_running_loop().run_in_executor(
+                self._executor(),
+                _train_in_process,
+                self.settings,
+                dataset,
+                self.settings.retrain_trainer,
+            )
+        except Exception:
+            self.failures += 1
+            log.exception("retraining %s failed; the next check tries again", dataset)
+        else:
+            self._local_marks[dataset] = int(record["snapshot"]["rows"])
+            self.completed.append(
+                {
+                    "dataset": dataset,
+                    "model": record["model"],
+                    "version": record["version"],
+                    "rows": record["snapshot"]["rows"],
+                    "seconds": round(time.monotonic() - started, 3),
+                }
+            )
+            log.info("retrained %s: %s version %s", dataset, record["model"], record["version"])
+        finally:
+            self.running.pop(dataset, None)
+
+    def _executor(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            # spawn, not fork: a fork of a running Faust worker would copy its event loop.
+            context = multiprocessing.get_context("spawn")
+            self._pool = ProcessPoolExecutor(max_workers=1, mp_context=context)
+        return self._pool
+
+    async def stop(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None

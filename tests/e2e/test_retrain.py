@@ -1,0 +1,57 @@
+"""Retraining in a running worker: new labels trigger a new version, off the event loop."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from app.client import HttpClient
+from app.settings import Settings
+from tests.coldlog import publish
+from tests.e2e.test_training import labeled, records
+from tests.services import WorkerProcess
+from tests.waiting import wait_until
+
+pytestmark = pytest.mark.e2e
+
+
+async def test_enough_new_labels_train_a_new_version(
+    stack: Settings, worker: Callable[..., WorkerProcess]
+) -> None:
+    settings = stack.with_(retrain_min_labels=50)
+    process = worker(settings)
+    async with HttpClient(process.url) as http:
+
+        async def versions() -> list[dict[str, Any]]:
+            status, body = await http.get("/v1/models/flights-train")
+            return body["versions"] if status == 200 else []
+
+        async def has(n: int) -> bool:
+            return len(await versions()) >= n
+
+        first_p, first_t = labeled(60, 0)
+        await publish(settings, records(first_p, first_t))
+        await wait_until(lambda: has(1), within=120, what="version 1 trained by the worker")
+        v1 = (await versions())[0]
+        assert v1["snapshot"]["rows"] == 60 and v1["trainer"] == "baseline"
+
+        async def caught_up() -> bool:
+            _, body = await http.get("/v1/datasets/flights-train")
+            return body.get("labeled") == 60 and body.get("new_since_training") == 0
+
+        await wait_until(caught_up, within=30, what="new_since_training back to 0")
+
+        second_p, second_t = labeled(60, 100)
+        await publish(settings, records(second_p, second_t))
+        await wait_until(lambda: has(2), within=120, what="version 2 trained by the worker")
+        v2 = (await versions())[1]
+        # The snapshot reads the log, not the views: every published label is in it.
+        assert v2["snapshot"]["rows"] == 120 and v2["snapshot"]["delta"]["added"] == 60
+        assert v2["parent_version"] == "1"
+
+        health = process.health() or {}
+        training: dict[str, Any] = health["training"]  # type: ignore[assignment]
+        assert training["completed"] >= 2 and training["failures"] == 0
+        process.wait_caught_up()  # ingestion went on meanwhile
