@@ -1,0 +1,105 @@
+"""Ingestion while a model trains next to ingestion alone: same worker, same run.
+
+A worker ingests a first backlog (the training data). Then two equal batches are published:
+one while nothing else runs, one while `modelview train --trainer keras` runs again and
+again in its own process, as retraining does. Printed: each batch's records/s in the worker,
+and the ratio (with training / without).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from app.topics import PREDICTIONS, TAGS
+from bench.ingest import wait_processed
+from tests.coldlog import publish
+from tests.e2e.workload import build
+from tests.services import WorkerProcess, env_for, stack_settings, start_stack
+
+
+def items(predictions: int, seed: int) -> list[tuple[str, bytes, bytes]]:
+    return [
+        (PREDICTIONS if i.kind == "prediction" else TAGS, i.key, i.raw)
+        for i in build(predictions, seed=seed).items
+    ]
+
+
+def processed(worker: WorkerProcess) -> int:
+    counts = (worker.health() or {}).get("ingest", {})
+    return sum(counts.get(k, 0) for k in ("applied", "duplicates", "dead_letters"))  # type: ignore[union-attr]
+
+
+async def batch_rate(
+    worker: WorkerProcess, settings: object, batch: list[tuple[str, bytes, bytes]]
+) -> float:
+    before = processed(worker)
+    started = time.perf_counter()
+    await publish(settings, batch)  # type: ignore[arg-type]
+    wait_processed(worker, before + len(batch))
+    return len(batch) / (time.perf_counter() - started)
+
+
+async def main(predictions: int) -> None:
+    root = Path(tempfile.mkdtemp(prefix="modelview-bench-"))
+    settings = stack_settings(root / "data", partitions=8)
+    stack = start_stack(settings)
+    worker = WorkerProcess(settings, root / "worker.log")
+    trainings = 0
+    try:
+        worker.start().wait_ready()
+        first = items(predictions, seed=21)
+        await publish(settings, first)
+        wait_processed(worker, len(first))
+        alone = await batch_rate(worker, settings, items(predictions // 2, seed=22))
+
+        stop = threading.Event()
+
+        def train_again_and_again() -> None:
+            nonlocal trainings
+            modelview = str(Path(sys.executable).parent / "modelview")
+            while not stop.is_set():
+                subprocess.run(
+                    [modelview, "train", "flights-train", "--trainer", "keras"],
+                    env=env_for(settings),
+                    capture_output=True,
+                    check=True,
+                )
+                trainings += 1
+
+        trainer = threading.Thread(target=train_again_and_again, daemon=True)
+        trainer.start()
+        while trainings == 0 and trainer.is_alive():  # noqa: ASYNC110 (a thread's counter)
+            await asyncio.sleep(0.5)
+        during = await batch_rate(worker, settings, items(predictions // 2, seed=23))
+        stop.set()
+        trainer.join()
+    finally:
+        worker.stop()
+        stack.down()
+        shutil.rmtree(root, ignore_errors=True)
+    print(
+        f"date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC  machine: {platform.node()} ({platform.machine()}, {os.cpu_count()} cores)"
+    )
+    print(
+        f"batches of the workload with {predictions // 2} predictions; {trainings} Keras trainings ran"
+    )
+    print(f"ingestion alone:          {alone:,.0f} records/s")
+    print(f"ingestion while training: {during:,.0f} records/s")
+    print(f"ratio (while training / alone): {during / alone:.3f}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--predictions", type=int, default=8_000)
+    asyncio.run(main(parser.parse_args().predictions))
