@@ -24,6 +24,6 @@ def register(app: faust.App, ingestor: Ingestor, settings: Settings) -> Any:
 
     async def ingest(stream: Any) -> None:
         async for events in stream.take_events(settings.batch_size, within=settings.batch_within):
-            await ingestor.process(events)
+            await ingestor.process_until_done(events)
 
     return app.agent(source, name="ingest")(ingest)

@@ -53,6 +53,11 @@ def _ours(args: list[str]) -> int:
         "--as-of", help='offsets to stop at, JSON: {"modelview.predictions": {"0": 120, ...}, ...}'
     )
     train.add_argument("--holdout", type=float, default=0.0, help="share of events kept out")
+    train.add_argument("--from-model", help="only predictions of this model")
+    train.add_argument("--from-versions", nargs="*", default=[], help="... and these versions")
+    train.add_argument("--since", help="only predictions at or after this time (ISO-8601)")
+    train.add_argument("--until", help="only predictions before this time (ISO-8601)")
+    train.add_argument("--features", nargs="*", default=[], help="only these features")
     train.add_argument("--seed", type=int, default=0)
     models = sub.add_parser("models", help="model versions")
     models.add_argument("action", choices=["rebuild"])

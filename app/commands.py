@@ -10,13 +10,29 @@ import orjson
 from tqdm import tqdm
 
 from app.adapters.snapshots import log_end
+from app.domain.codec import parse_time
 from app.domain.datasets import DatasetSpec
 from app.settings import Settings
-from app.training import TrainingError, rebuild_snapshot, train, trainer_named
+from app.training import TrainingError, rebuild_snapshot, refit_matches, train, trainer_named
 
 
 def train_command(settings: Settings, ns: argparse.Namespace) -> int:
-    spec = DatasetSpec(ns.dataset, holdout=ns.holdout)
+    try:
+        spec = DatasetSpec(
+            ns.dataset,
+            model=ns.from_model,
+            model_versions=tuple(ns.from_versions),
+            since=parse_time(ns.since) if ns.since else None,
+            until=parse_time(ns.until) if ns.until else None,
+            features=tuple(ns.features),
+            holdout=ns.holdout,
+        )
+    except ValueError as exc:
+        raise TrainingError(
+            f"--since/--until need an ISO-8601 time with a timezone: {exc}"
+        ) from None
+    if not 0 <= ns.holdout < 1:
+        raise TrainingError("--holdout must be at least 0 and below 1")
     as_of = None
     if ns.as_of:
         try:
@@ -54,8 +70,12 @@ def train_command(settings: Settings, ns: argparse.Namespace) -> int:
 
 def models_rebuild(settings: Settings, model: str, version: int) -> int:
     equal, recorded, again = asyncio.run(rebuild_snapshot(settings, model, version))
-    if equal:
-        print(f"snapshot of {model} version {version} rebuilt from the log: hash {again} matches")
-        return 0
-    print(f"snapshot of {model} version {version} differs: recorded {recorded}, rebuilt {again}")
-    return 1
+    if not equal:
+        print(
+            f"snapshot of {model} version {version} differs: recorded {recorded}, rebuilt {again}"
+        )
+        return 1
+    print(f"snapshot of {model} version {version} rebuilt from the log: hash {again} matches")
+    ok, how = asyncio.run(refit_matches(settings, model, version))
+    print(f"refit with the same seed: {how}" + ("" if ok else ": DIFFERS"))
+    return 0 if ok else 1

@@ -85,7 +85,7 @@ async def train(
         last = await version_manifest(settings, name, existing[-1])
         parent = await snapshots.load(settings, spec.dataset, last["snapshot"]["snapshot_id"])
     warm = None
-    if existing and last["trainer"] == fitter.kind:
+    if existing and last["trainer"] == fitter.kind and fitter.warm_starts:
         # Warm start: go on from the last version's weights (the trainer decides if it can).
         with tempfile.TemporaryDirectory() as tmp:
             warm = fitter.load(await _fetch_artifact(settings, last["artifacts"], Path(tmp)))
@@ -189,6 +189,45 @@ async def rebuild_snapshot(settings: Settings, model: str, version: int) -> tupl
     """Fold the log again to the version's as-of offsets: (equal, recorded hash, new hash)."""
     record = await version_manifest(settings, model, version)
     manifest = Manifest.from_dict(record["snapshot"])
-    rows = await snapshots.materialize(settings, manifest.spec, manifest.as_of)
+    # From the start of the log, whatever way the version's snapshot was made.
+    rows = (await snapshots.materialize(settings, manifest.spec, manifest.as_of)).rows
     again = content_hash(rows)
     return again == manifest.content_hash, manifest.content_hash, again
+
+
+# Refitting must give the same predictions: exactly the same classes, numbers within this.
+REFIT_TOLERANCE = 1e-5
+
+
+async def refit(settings: Settings, model: str, version: int) -> Any:
+    """Fit `version` again from its snapshot and seed; a warm-started version refits its
+    parents first, as it was trained."""
+    record = await version_manifest(settings, model, version)
+    fitter = trainer_named(record["trainer"])
+    warm = None
+    if record.get("warm_start") and record.get("parent_version"):
+        warm = await refit(settings, model, int(record["parent_version"]))
+    manifest = Manifest.from_dict(record["snapshot"])
+    made = await snapshots.materialize(settings, manifest.spec, manifest.as_of)
+    rows = [r for r in made.rows if not r.holdout]
+    return fitter.fit(
+        [r.features for r in rows], [r.label for r in rows], warm_start=warm, seed=record["seed"]
+    )
+
+
+async def refit_matches(settings: Settings, model: str, version: int) -> tuple[bool, str]:
+    """Compare the stored model with a refit on the snapshot's rows: (within tolerance, how)."""
+    record = await version_manifest(settings, model, version)
+    fitter = trainer_named(record["trainer"])
+    with tempfile.TemporaryDirectory() as tmp:
+        stored = fitter.load(await _fetch_artifact(settings, record["artifacts"], Path(tmp)))
+    manifest = Manifest.from_dict(record["snapshot"])
+    rows = (await snapshots.materialize(settings, manifest.spec, manifest.as_of)).rows
+    features = [r.features for r in rows]
+    again = (await refit(settings, model, version)).predict(features)
+    before = stored.predict(features)
+    if record["describe"].get("task") == "classification":
+        same = sum(a == b for a, b in zip(before, again, strict=True))
+        return same == len(rows), f"{same}/{len(rows)} predictions equal"
+    worst = max((abs(float(a) - float(b)) for a, b in zip(before, again, strict=True)), default=0.0)
+    return worst <= REFIT_TOLERANCE, f"largest difference {worst:.3g} (tolerance {REFIT_TOLERANCE})"

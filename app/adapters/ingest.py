@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import weakref
 from collections import Counter, defaultdict
@@ -54,6 +55,28 @@ class Ingestor:
 
     def read(self, key: str) -> Any:
         return viewcodec.decode(key, self.store.get(key))
+
+    async def process_until_done(self, events: Sequence[Any], backoff: float = 0.5) -> None:
+        """`process`, retried until it succeeds: a batch is never skipped.
+
+        If an agent raised, Faust would restart it and move on, and these events could be
+        acknowledged without being folded. A retry is safe: a partition's half-written batch
+        is rolled back by its wal, finished partitions skip by their cursor; a dead letter
+        may be sent twice.
+        """
+        attempt = 0
+        while True:
+            try:
+                await self.process(events)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                attempt += 1
+                self.counts.update(retries=1)
+                delay = min(10.0, backoff * 2 ** min(attempt - 1, 5))
+                log.warning("ingest batch failed (%s); retry %d in %.1f s", exc, attempt, delay)
+                await asyncio.sleep(delay)
 
     async def process(self, events: Sequence[Any]) -> None:
         by_partition: dict[int, list[Any]] = defaultdict(list)

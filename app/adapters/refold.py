@@ -10,7 +10,7 @@ from aiokafka import AIOKafkaConsumer
 from app.adapters import viewcodec
 from app.adapters.ingest import KINDS
 from app.adapters.replay import read_partition
-from app.adapters.txn import PartitionTxn
+from app.adapters.txn import PartitionTxn, read_cursor
 from app.domain.batch import SourceRecord, fold_batch
 from app.domain.segments import LogRecord
 from app.settings import Settings
@@ -43,13 +43,23 @@ async def fold_partition(
     partition: int,
     stops: Mapping[str, int | None],
     progress: Callable[[int], None] | None = None,
+    store: dict[str, bytes] | None = None,
 ) -> tuple[dict[str, bytes], int]:
-    """Partition `partition`'s views as of offsets `stops` (per topic, exclusive; None: all)."""
-    store: dict[str, bytes] = {}
+    """Partition `partition`'s views as of offsets `stops` (per topic, exclusive; None: all).
+
+    Given `store`, a fold of this partition up to its wal cursor, only what lies between
+    that cursor and `stops` is read: the incremental case.
+    """
+    store = {} if store is None else store
     count = 0
+    cursor = read_cursor(store, partition)
     for topic in LOGGED:
+        start = cursor.get(topic, -1) + 1
+        stop = stops.get(topic)
+        if stop is not None and stop <= start:
+            continue
         async for batch in read_partition(
-            settings, client, consumer, topic, partition, stop=stops.get(topic)
+            settings, client, consumer, topic, partition, start=start, stop=stop
         ):
             fold_records(store, partition, batch, settings.max_event_bytes)
             count += len(batch)

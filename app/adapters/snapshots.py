@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,6 +22,7 @@ from app.adapters import segments, viewcodec
 from app.adapters.refold import fold_partition
 from app.adapters.replay import consumer_for, kafka_bounds
 from app.adapters.s3 import s3_client
+from app.adapters.txn import read_cursor
 from app.domain.codec import format_time
 from app.domain.datasets import AsOf, DatasetSpec, Manifest, Row, content_hash, delta, rows_of
 from app.domain.examples import Example
@@ -53,28 +55,81 @@ async def log_end(settings: Settings) -> AsOf:
     return out
 
 
+# partition -> the fold's key-value state (views plus wal), as of a snapshot's offsets
+FoldState = dict[int, dict[str, bytes]]
+
+
+@dataclass
+class Materialized:
+    rows: list[Row]
+    state: FoldState
+    read: int  # log records read: all of them, or only those since the base
+    incremental: bool
+
+
 async def materialize(
     settings: Settings,
     spec: DatasetSpec,
     as_of: AsOf,
     progress: Callable[[int], None] | None = None,
-) -> list[Row]:
-    """The spec's rows in the fold of the log up to `as_of`: the tags known by then, no later."""
+    base: FoldState | None = None,
+) -> Materialized:
+    """The spec's rows in the fold of the log up to `as_of`: the tags known by then, no later.
+
+    With `base`, the fold state of an earlier snapshot, only the records after it are read
+    (a partition whose base is past `as_of` is folded from the start).
+    """
     rows: list[Row] = []
+    state: FoldState = {}
+    read, incremental = 0, base is not None
     consumer = consumer_for(settings)
     await consumer.start()
     try:
         async with s3_client(settings) as client:
             for p in range(settings.partitions):
                 stops = {t: as_of.get(t, {}).get(p, 0) for t in LOGGED}
-                store, _ = await fold_partition(settings, client, consumer, p, stops, progress)
+                start = dict(base[p]) if base is not None and p in base else None
+                if start is not None and not _before(start, p, stops):
+                    start, incremental = None, False
+                store, n = await fold_partition(
+                    settings, client, consumer, p, stops, progress, store=start
+                )
+                read += n
+                state[p] = store
                 examples: list[Example] = [
                     viewcodec.decode(k, v) for k, v in store.items() if k.startswith("ex/")
                 ]
                 rows += rows_of(examples, spec)
     finally:
         await consumer.stop()
-    return sorted(rows, key=lambda r: r.event_id)
+    return Materialized(sorted(rows, key=lambda r: r.event_id), state, read, incremental)
+
+
+def _before(store: dict[str, bytes], partition: int, stops: dict[str, int]) -> bool:
+    cursor = read_cursor(store, partition)
+    return all(cursor.get(t, -1) < stop for t, stop in stops.items())
+
+
+def encode_state(state: FoldState) -> bytes:
+    items = [(p, k, v) for p, store in sorted(state.items()) for k, v in sorted(store.items())]
+    table = pa.Table.from_pydict(
+        {
+            "partition": pa.array([i[0] for i in items], pa.int32()),
+            "key": [i[1] for i in items],
+            "value": pa.array([i[2] for i in items], pa.binary()),
+        }
+    )
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer, compression="zstd")
+    return buffer.getvalue()
+
+
+def decode_state(data: bytes) -> FoldState:
+    columns = pq.read_table(io.BytesIO(data)).to_pydict()
+    state: FoldState = {}
+    for p, k, v in zip(columns["partition"], columns["key"], columns["value"], strict=True):
+        state.setdefault(p, {})[k] = v
+    return state
 
 
 def encode_rows(rows: list[Row]) -> bytes:
@@ -117,12 +172,19 @@ def decode_rows(data: bytes) -> list[Row]:
     ]
 
 
-async def save(settings: Settings, manifest: Manifest, rows: list[Row]) -> None:
+async def save(
+    settings: Settings, manifest: Manifest, rows: list[Row], state: FoldState | None = None
+) -> None:
     prefix = snapshot_prefix(manifest.dataset, manifest.snapshot_id)
     async with s3_client(settings) as client:
         await client.put_object(
             Bucket=settings.s3_bucket, Key=prefix + "data.parquet", Body=encode_rows(rows)
         )
+        if state is not None:
+            # The fold as of these offsets: the next snapshot reads only what came after.
+            await client.put_object(
+                Bucket=settings.s3_bucket, Key=prefix + "state.parquet", Body=encode_state(state)
+            )
         # The manifest last: a snapshot whose manifest exists is complete.
         await client.put_object(
             Bucket=settings.s3_bucket,
@@ -141,6 +203,17 @@ async def load(settings: Settings, dataset: str, snapshot_id: str) -> tuple[Mani
     return manifest, rows
 
 
+async def load_state(settings: Settings, dataset: str, snapshot_id: str) -> FoldState | None:
+    async with s3_client(settings) as client:
+        try:
+            data = await _get(
+                client, settings, snapshot_prefix(dataset, snapshot_id) + "state.parquet"
+            )
+        except client.exceptions.NoSuchKey:
+            return None
+    return decode_state(data)
+
+
 async def _get(client: Any, settings: Settings, key: str) -> bytes:
     response = await client.get_object(Bucket=settings.s3_bucket, Key=key)
     async with response["Body"] as body:
@@ -157,7 +230,11 @@ async def take(
 ) -> tuple[Manifest, list[Row]]:
     """Materialize, describe against `parent` (the last snapshot trained on), and save."""
     point = as_of if as_of is not None else await log_end(settings)
-    rows = await materialize(settings, spec, point, progress)
+    base = None
+    if parent is not None:
+        base = await load_state(settings, parent[0].dataset, parent[0].snapshot_id)
+    done = await materialize(settings, spec, point, progress, base)
+    rows = done.rows
     manifest = Manifest(
         dataset=spec.dataset,
         spec=spec,
@@ -167,6 +244,8 @@ async def take(
         created_at=format_time(datetime.now(UTC)),
         parent=parent[0].snapshot_id if parent else None,
         delta=delta(parent[1] if parent else [], rows),
+        read_records=done.read,
+        incremental=done.incremental,
     )
-    await save(settings, manifest, rows)
+    await save(settings, manifest, rows, done.state)
     return manifest, rows

@@ -166,6 +166,8 @@ class Manifest:
     created_at: str
     parent: str | None = None  # the snapshot this one extends, for incremental training
     delta: Delta = field(default_factory=Delta)
+    read_records: int = 0  # log records read to make it: only those after the parent's
+    incremental: bool = False
 
     @property
     def snapshot_id(self) -> str:
@@ -182,6 +184,8 @@ class Manifest:
             "created_at": self.created_at,
             "parent": self.parent,
             "delta": asdict(self.delta),
+            "read_records": self.read_records,
+            "incremental": self.incremental,
         }
 
     @classmethod
@@ -196,4 +200,6 @@ class Manifest:
             created_at=data["created_at"],
             parent=data.get("parent"),
             delta=Delta(*(tuple(d.get(k, ())) for k in ("added", "relabeled", "removed"))),
+            read_records=int(data.get("read_records", 0)),
+            incremental=bool(data.get("incremental", False)),
         )

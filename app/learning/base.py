@@ -40,6 +40,11 @@ class Trainer(Protocol):
     @property
     def kind(self) -> str: ...
 
+    @property
+    def warm_starts(self) -> bool:
+        """Whether `fit` goes on from a `warm_start` model (else it ignores one)."""
+        ...
+
     def fit(
         self,
         features: Sequence[Features],
@@ -78,6 +83,7 @@ class ConstantModel:
 
 class BaselineTrainer:
     kind = "baseline"
+    warm_starts = False
 
     def fit(
         self,

@@ -123,6 +123,7 @@ class KerasModel:
 
 class KerasTrainer:
     kind = "keras"
+    warm_starts = True
 
     def fit(
         self,

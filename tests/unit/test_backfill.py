@@ -53,3 +53,43 @@ async def test_views_that_never_saw_a_topic_fold_what_the_group_skipped() -> Non
     as_log = [LogRecord(r.topic, 0, r.offset, 0, r.key, r.value) for r in predictions + tags]
     fold_records(expected, 0, as_log, 1 << 20)
     assert differences(store, expected, 0) == []
+
+
+class _Message:
+    def __init__(self, r: SourceRecord) -> None:
+        self.topic, self.partition, self.offset, self.key, self.value = (
+            r.topic,
+            r.partition,
+            r.offset,
+            r.key,
+            r.value,
+        )
+
+
+class _Event:
+    def __init__(self, r: SourceRecord) -> None:
+        self.message = _Message(r)
+
+
+async def test_a_failed_batch_is_retried_until_folded_never_skipped() -> None:
+    predictions, tags = log(10)
+    bad = SourceRecord("prediction", PREDICTIONS, 0, 10, b"junk", b"not json")
+    failures = [RuntimeError("broker away"), RuntimeError("still away")]
+    letters: list[bytes] = []
+
+    async def flaky_letters(key: bytes | None, value: bytes) -> None:
+        if failures:
+            raise failures.pop(0)
+        letters.append(value)
+
+    store: dict[str, bytes] = {}
+    ingestor = Ingestor(store, flaky_letters, 1 << 20)
+    events = [_Event(r) for r in [*predictions, bad, *tags]]
+    await ingestor.process_until_done(events, backoff=0.001)
+    assert ingestor.counts["retries"] == 2 and len(letters) == 1
+    expected: dict[str, bytes] = {}
+    as_log = [
+        LogRecord(r.topic, 0, r.offset, 0, r.key, r.value) for r in [*predictions, bad, *tags]
+    ]
+    fold_records(expected, 0, as_log, 1 << 20)
+    assert differences(store, expected, 0) == []
