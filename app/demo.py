@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from app.client import HttpClient, KafkaPublisher
+from app.domain.datasets import DatasetSpec
 from app.settings import Settings
 from app.stack import Stack
 
@@ -82,6 +83,33 @@ async def _drive(settings: Settings, count: int) -> None:
             await _show(http, "all processed")
         _, example = await http.get(f"/v1/predictions/{predictions[0]['event_id']}")
         print("\none event with its latest tag:", example)
+        await _train(settings, http)
+
+
+async def _train(settings: Settings, http: HttpClient) -> None:
+    """A model is a view: snapshot flights-train from the log, fit the baseline, then Keras."""
+    from app.training import train, trainer_named
+
+    spec = DatasetSpec("flights-train", holdout=0.2)
+    record: dict[str, Any] = {}
+    for name in ("baseline", "keras"):
+        record = await train(settings, spec, model="flight-delay-demo", trainer=trainer_named(name))
+        snapshot = record["snapshot"]
+        print(
+            f"\ntrained flight-delay-demo v{record['version']} ({name}) on {record['train_rows']} "
+            f"rows of snapshot {snapshot['snapshot_id']} ({snapshot['rows']} rows, "
+            f"{record['holdout_rows']} held out; read {snapshot['read_records']} log records"
+            + (", incrementally" if snapshot["incremental"] else "")
+            + ")"
+        )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        status, body = await http.get("/v1/models/flight-delay-demo")
+        if status == 200 and body["versions"][-1]["version"] == record["version"]:
+            shown = [(v["version"], v["trainer"], v["status"]) for v in body["versions"][-2:]]
+            print("registry, GET /v1/models/flight-delay-demo:", shown)
+            return
+        await asyncio.sleep(0.2)
 
 
 async def _wait_ready(http: HttpClient, within: float = 120.0) -> None:

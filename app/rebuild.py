@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from app.adapters.changelog import read_views
 from app.adapters.refold import fold_partition
-from app.adapters.replay import consumer_for, kafka_bounds
+from app.adapters.replay import consumer_for, kafka_bounds, stop_consumer
 from app.adapters.s3 import s3_client
 from app.adapters.segments import list_segments
 from app.adapters.txn import read_cursor, wal_key
@@ -77,7 +77,7 @@ async def rebuild(
                     result.differences = differences(live, store, partition)
                 report.partitions.append(result)
     finally:
-        await consumer.stop()
+        await stop_consumer(consumer)
     return report
 
 
@@ -94,7 +94,7 @@ async def log_size(settings: Settings) -> int:
                     _, end = await kafka_bounds(consumer, TopicPartition(topic, p))
                     total += max(end, next_offset(found))
     finally:
-        await consumer.stop()
+        await stop_consumer(consumer)
     return total
 
 

@@ -19,6 +19,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from app.adapters import segments
+from app.adapters.replay import stop_consumer
 from app.adapters.s3 import s3_client
 from app.domain.segments import LogRecord, Segment, next_offset
 from app.settings import Settings
@@ -116,7 +117,7 @@ class Flusher:
                     await self._guarded_step(consumer, client, final=False)
                 await self._final(consumer, client)
         finally:
-            await consumer.stop()
+            await stop_consumer(consumer)
             self._done.set()
 
     async def stop(self, within: float = 15.0) -> None:

@@ -13,7 +13,7 @@ from faust.streams import _current_event
 
 from app.adapters import viewcodec
 from app.adapters.deadletters import encode_dead_letter
-from app.adapters.replay import consumer_for, read_partition
+from app.adapters.replay import consumer_for, read_partition, stop_consumer
 from app.adapters.s3 import s3_client
 from app.adapters.txn import PartitionTxn, Store
 from app.domain.batch import Kind, SourceRecord, fold_batch
@@ -167,7 +167,7 @@ def log_backfill(settings: Settings) -> Backfill:
                         for r in batch
                     ]
         finally:
-            await consumer.stop()
+            await stop_consumer(consumer)
         return out
 
     return backfill

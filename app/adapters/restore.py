@@ -15,7 +15,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from app.adapters import epoch, segments
-from app.adapters.replay import consumer_for, kafka_bounds
+from app.adapters.replay import consumer_for, kafka_bounds, stop_consumer
 from app.adapters.s3 import s3_client
 from app.adapters.topics import ensure_topics
 from app.domain.segments import next_offset
@@ -69,7 +69,7 @@ async def restore_log(settings: Settings, replication: int = 1) -> RestoreReport
                     )
     finally:
         await producer.stop()
-        await consumer.stop()
+        await stop_consumer(consumer)
     if report.total:
         log.warning("restored %d records from cold segments: %s", report.total, report.records)
     return report

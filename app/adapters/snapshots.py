@@ -20,7 +20,7 @@ from aiokafka import TopicPartition
 
 from app.adapters import segments, viewcodec
 from app.adapters.refold import fold_partition
-from app.adapters.replay import consumer_for, kafka_bounds
+from app.adapters.replay import consumer_for, kafka_bounds, stop_consumer
 from app.adapters.s3 import s3_client
 from app.adapters.txn import read_cursor
 from app.domain.codec import format_time
@@ -51,7 +51,7 @@ async def log_end(settings: Settings) -> AsOf:
                     _, end = await kafka_bounds(consumer, TopicPartition(topic, p))
                     out[topic][p] = max(end, next_offset(found))
     finally:
-        await consumer.stop()
+        await stop_consumer(consumer)
     return out
 
 
@@ -101,7 +101,7 @@ async def materialize(
                 ]
                 rows += rows_of(examples, spec)
     finally:
-        await consumer.stop()
+        await stop_consumer(consumer)
     return Materialized(sorted(rows, key=lambda r: r.event_id), state, read, incremental)
 
 

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Mapping
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from app.adapters.replay import consumer_for, kafka_bounds
+from app.adapters.replay import consumer_for, kafka_bounds, stop_consumer
 from app.settings import Settings
 
 EXIT_LOG_LOST = 75  # EX_TEMPFAIL: a supervisor should start the worker again
@@ -62,7 +62,7 @@ class LogWatch:
 
     async def stop(self) -> None:
         if self._consumer is not None:
-            await self._consumer.stop()
+            await stop_consumer(self._consumer)
             self._consumer = None
 
     async def _started(self) -> AIOKafkaConsumer:
