@@ -9,9 +9,9 @@ import sys
 import orjson
 from tqdm import tqdm
 
-from app.adapters.snapshots import log_end
+from app.adapters.replay import log_end
 from app.domain.codec import parse_time
-from app.domain.datasets import DatasetSpec
+from app.domain.datasets import DatasetSpec, records_before
 from app.settings import Settings
 from app.training import TrainingError, rebuild_snapshot, refit_matches, train, trainer_named
 
@@ -43,7 +43,7 @@ def train_command(settings: Settings, ns: argparse.Namespace) -> int:
 
     async def run() -> dict[str, object]:
         point = as_of or await log_end(settings)
-        total = sum(sum(parts.values()) for parts in point.values())
+        total = records_before(point)
         with tqdm(total=total, unit="rec", file=sys.stderr, desc="snapshot", disable=None) as bar:
             return await train(
                 settings,

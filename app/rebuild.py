@@ -15,16 +15,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from aiokafka import TopicPartition
 from tqdm import tqdm
 
 from app.adapters.changelog import read_views
 from app.adapters.refold import fold_partition
-from app.adapters.replay import consumer_for, kafka_bounds, stop_consumer
+from app.adapters.replay import consumer_for, log_end, stop_consumer
 from app.adapters.s3 import s3_client
-from app.adapters.segments import list_segments
 from app.adapters.txn import read_cursor, wal_key
-from app.domain.segments import next_offset
+from app.domain.datasets import records_before
 from app.settings import Settings
 from app.topics import LOGGED
 
@@ -81,23 +79,6 @@ async def rebuild(
     return report
 
 
-async def log_size(settings: Settings) -> int:
-    """Records in the log (cold and hot), for the progress bar."""
-    total = 0
-    consumer = consumer_for(settings)
-    await consumer.start()
-    try:
-        async with s3_client(settings) as client:
-            for topic in LOGGED:
-                for p in range(settings.partitions):
-                    found = await list_segments(client, settings.s3_bucket, topic, p)
-                    _, end = await kafka_bounds(consumer, TopicPartition(topic, p))
-                    total += max(end, next_offset(found))
-    finally:
-        await stop_consumer(consumer)
-    return total
-
-
 def same(a: Any, b: Any) -> bool:
     """Equal JSON values, floats within 1e-9: a float sum depends on the order it was added in.
 
@@ -136,7 +117,7 @@ def differences(live: dict[str, bytes], rebuilt: dict[str, bytes], partition: in
 
 def run(settings: Settings, compare: bool = True) -> int:
     """The CLI: progress on stderr, a verdict on stdout, exit 1 if the views differ."""
-    total = asyncio.run(log_size(settings))
+    total = records_before(asyncio.run(log_end(settings)))
     with tqdm(total=total, unit="rec", file=sys.stderr, desc="rebuild", disable=None) as bar:
         report = asyncio.run(rebuild(settings, compare, progress=bar.update))
     for part in report.partitions:

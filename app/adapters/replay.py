@@ -13,8 +13,10 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from app.adapters import segments
+from app.adapters.s3 import s3_client
 from app.domain.segments import LogGap, LogRecord, next_offset, plan_replay
 from app.settings import Settings
+from app.topics import LOGGED
 
 
 async def kafka_bounds(consumer: AIOKafkaConsumer, tp: TopicPartition) -> tuple[int, int]:
@@ -83,6 +85,24 @@ async def read_partition(
                 f"{topic}[{partition}]: Kafka ends at {position}, short of {plan.stop}; "
                 "the broker lost records while they were being read"
             )
+
+
+async def log_end(settings: Settings) -> dict[str, dict[int, int]]:
+    """Where the log (cold and hot) ends now, per topic of predictions and tags and partition."""
+    out: dict[str, dict[int, int]] = {}
+    consumer = consumer_for(settings)
+    await consumer.start()
+    try:
+        async with s3_client(settings) as client:
+            for topic in LOGGED:
+                out[topic] = {}
+                for p in range(settings.partitions):
+                    found = await segments.list_segments(client, settings.s3_bucket, topic, p)
+                    _, end = await kafka_bounds(consumer, TopicPartition(topic, p))
+                    out[topic][p] = max(end, next_offset(found))
+    finally:
+        await stop_consumer(consumer)
+    return out
 
 
 def consumer_for(settings: Settings) -> AIOKafkaConsumer:

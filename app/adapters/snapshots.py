@@ -16,17 +16,15 @@ from typing import Any
 import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
-from aiokafka import TopicPartition
 
-from app.adapters import segments, viewcodec
+from app.adapters import viewcodec
 from app.adapters.refold import fold_partition
-from app.adapters.replay import consumer_for, kafka_bounds, stop_consumer
+from app.adapters.replay import consumer_for, log_end, stop_consumer
 from app.adapters.s3 import s3_client
 from app.adapters.txn import read_cursor
 from app.domain.codec import format_time
 from app.domain.datasets import AsOf, DatasetSpec, Manifest, Row, content_hash, delta, rows_of
 from app.domain.examples import Example
-from app.domain.segments import next_offset
 from app.settings import Settings
 from app.topics import LOGGED
 
@@ -35,24 +33,6 @@ PREFIX = "snapshots"
 
 def snapshot_prefix(dataset: str, snapshot_id: str) -> str:
     return f"{PREFIX}/{dataset}/{snapshot_id}/"
-
-
-async def log_end(settings: Settings) -> AsOf:
-    """Where the log ends now, per topic and partition: the default as-of point."""
-    out: dict[str, dict[int, int]] = {}
-    consumer = consumer_for(settings)
-    await consumer.start()
-    try:
-        async with s3_client(settings) as client:
-            for topic in LOGGED:
-                out[topic] = {}
-                for p in range(settings.partitions):
-                    found = await segments.list_segments(client, settings.s3_bucket, topic, p)
-                    _, end = await kafka_bounds(consumer, TopicPartition(topic, p))
-                    out[topic][p] = max(end, next_offset(found))
-    finally:
-        await stop_consumer(consumer)
-    return out
 
 
 # partition -> the fold's key-value state (views plus wal), as of a snapshot's offsets

@@ -23,6 +23,11 @@ from app.domain.examples import Example
 AsOf = Mapping[str, Mapping[int, int]]
 
 
+def records_before(as_of: AsOf) -> int:
+    """How many log records lie before an offset vector (offsets start at 0)."""
+    return sum(sum(parts.values()) for parts in as_of.values())
+
+
 @dataclass(frozen=True)
 class DatasetSpec:
     """Which labeled examples train a model; every field is part of the snapshot's identity."""
