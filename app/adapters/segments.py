@@ -27,6 +27,17 @@ SCHEMA = pa.schema(
 )
 
 
+def to_parquet(table: pa.Table) -> bytes:
+    """A table as one zstd Parquet object, the format of every file modelview writes to S3."""
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer, compression="zstd")
+    return buffer.getvalue()
+
+
+def from_parquet(data: bytes) -> pa.Table:
+    return pq.read_table(io.BytesIO(data))
+
+
 def encode(records: Sequence[LogRecord]) -> bytes:
     table = pa.Table.from_pydict(
         {
@@ -38,13 +49,11 @@ def encode(records: Sequence[LogRecord]) -> bytes:
         },
         schema=SCHEMA,
     )
-    buffer = io.BytesIO()
-    pq.write_table(table, buffer, compression="zstd")
-    return buffer.getvalue()
+    return to_parquet(table)
 
 
 def decode(topic: str, data: bytes) -> list[LogRecord]:
-    table = pq.read_table(io.BytesIO(data))
+    table = from_parquet(data)
     columns = table.to_pydict()
     timestamps = table.column("timestamp").cast(pa.int64()).to_pylist()
     return [

@@ -7,7 +7,6 @@ to the same offsets and prove the same rows.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -15,12 +14,12 @@ from typing import Any
 
 import orjson
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from app.adapters import viewcodec
 from app.adapters.refold import fold_partition
 from app.adapters.replay import consumer_for, log_end, stop_consumer
 from app.adapters.s3 import s3_client
+from app.adapters.segments import from_parquet, to_parquet
 from app.adapters.txn import read_cursor
 from app.domain.codec import format_time
 from app.domain.datasets import AsOf, DatasetSpec, Manifest, Row, content_hash, delta, rows_of
@@ -99,13 +98,11 @@ def encode_state(state: FoldState) -> bytes:
             "value": pa.array([i[2] for i in items], pa.binary()),
         }
     )
-    buffer = io.BytesIO()
-    pq.write_table(table, buffer, compression="zstd")
-    return buffer.getvalue()
+    return to_parquet(table)
 
 
 def decode_state(data: bytes) -> FoldState:
-    columns = pq.read_table(io.BytesIO(data)).to_pydict()
+    columns = from_parquet(data).to_pydict()
     state: FoldState = {}
     for p, k, v in zip(columns["partition"], columns["key"], columns["value"], strict=True):
         state.setdefault(p, {})[k] = v
@@ -128,13 +125,11 @@ def encode_rows(rows: list[Row]) -> bytes:
             "holdout": [r.holdout for r in rows],
         }
     )
-    buffer = io.BytesIO()
-    pq.write_table(table, buffer, compression="zstd")
-    return buffer.getvalue()
+    return to_parquet(table)
 
 
 def decode_rows(data: bytes) -> list[Row]:
-    columns = pq.read_table(io.BytesIO(data)).to_pydict()
+    columns = from_parquet(data).to_pydict()
     return [
         Row(
             event_id=columns["event_id"][i],
