@@ -7,20 +7,13 @@ from typing import Any
 import faust
 
 from app.adapters.ingest import Ingestor
+from app.adapters.topics import raw_topic
 from app.settings import Settings
 from app.topics import PREDICTIONS, TAGS
 
 
 def register(app: faust.App, ingestor: Ingestor, settings: Settings) -> Any:
-    source = app.topic(
-        PREDICTIONS,
-        TAGS,
-        key_type=bytes,
-        value_type=bytes,
-        key_serializer="raw",
-        value_serializer="raw",
-        partitions=settings.partitions,
-    )
+    source = raw_topic(app, PREDICTIONS, TAGS, partitions=settings.partitions)
 
     async def ingest(stream: Any) -> None:
         async for events in stream.take_events(settings.batch_size, within=settings.batch_within):

@@ -8,6 +8,7 @@ from typing import Any
 import faust
 import orjson
 
+from app.adapters.topics import raw_topic
 from app.domain import registry
 from app.settings import Settings
 from app.topics import MODEL_EVENTS
@@ -17,14 +18,7 @@ Reject = Callable[[Any, str], Awaitable[None]]
 
 
 def register(app: faust.App, table: Any, settings: Settings, reject: Reject) -> Any:
-    source = app.topic(
-        MODEL_EVENTS,
-        key_type=bytes,
-        value_type=bytes,
-        key_serializer="raw",
-        value_serializer="raw",
-        partitions=settings.partitions,
-    )
+    source = raw_topic(app, MODEL_EVENTS, partitions=settings.partitions)
 
     async def fold(stream: Any) -> None:
         async for event in stream.events():

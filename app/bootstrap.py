@@ -14,6 +14,7 @@ from app.adapters.deadletters import encode_dead_letter
 from app.adapters.flusher import Flusher
 from app.adapters.ingest import Ingestor, log_backfill
 from app.adapters.queries import Queries
+from app.adapters.topics import raw_topic
 from app.domain.batch import DeadLetter, SourceRecord
 from app.domain.registry import training_marks
 from app.lifecycle import guard_local_state, on_stop, watch_log
@@ -60,9 +61,7 @@ def create(settings: Settings, **overrides: Any) -> Modelview:
     }
     app = faust.App(settings.app_id, **config)
     table = views.define(app, settings)
-    dead_letters = app.topic(
-        DEAD_LETTERS, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
-    )
+    dead_letters = raw_topic(app, DEAD_LETTERS)
 
     async def send_dead_letter(key: bytes | None, value: bytes) -> None:
         await (await dead_letters.send(key=key, value=value))

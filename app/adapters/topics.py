@@ -1,4 +1,5 @@
-"""Creates the contract topics with the configured partition count, and checks existing ones.
+"""Creates the contract topics with the configured partition count, and checks existing ones;
+declares them to Faust as raw bytes.
 
 Faust creates only its internal topics; a source topic left to the broker's auto-creation
 gets the broker's default count, and predictions and tags must have the same count as each
@@ -8,7 +9,9 @@ other and as the views' changelog for a prediction and its tags to meet in one p
 from __future__ import annotations
 
 import contextlib
+from typing import Any
 
+import faust
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
@@ -16,6 +19,18 @@ from app.settings import Settings
 from app.topics import CONTRACT, PREDICTIONS, TAGS
 
 CO_PARTITIONED = (PREDICTIONS, TAGS)
+
+
+def raw_topic(app: faust.App, *names: str, partitions: int | None = None) -> Any:
+    """A Faust topic of raw key and value bytes: records are decoded by our codecs, once."""
+    return app.topic(
+        *names,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=partitions,
+    )
 
 
 class TopicLayoutError(RuntimeError):

@@ -12,6 +12,7 @@ from faust.types import TP
 from faust.web import Request, Response, View
 
 from app.adapters.queries import Queries, Snapshot, example_json
+from app.adapters.topics import raw_topic
 from app.domain.codec import InvalidEvent, prediction_from_dict, tag_from_dict
 from app.domain.registry import training_marks
 from app.settings import Settings
@@ -31,12 +32,7 @@ def register(
     registry: Any,
     training_status: Callable[[], Mapping[str, Any]],
 ) -> None:
-    topics = {
-        name: app.topic(
-            name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
-        )
-        for name in (PREDICTIONS, TAGS)
-    }
+    topics = {name: raw_topic(app, name) for name in (PREDICTIONS, TAGS)}
 
     async def publish(
         view: View, request: Request, topic: str, parse: Callable[[Any], Any]
