@@ -91,11 +91,12 @@ class Ingestor:
         await self.flush()
 
     async def process_partition(self, partition: int, records: Sequence[SourceRecord]) -> None:
+        # Read (and, after a crash, rolled back) once; each fold hands on the cursor it wrote.
         cursor = self.txn.cursor(partition)
         missed = await self._missed(partition, cursor, records)
         for start in range(0, len(missed), GAP_CHUNK):
-            await self._fold(partition, missed[start : start + GAP_CHUNK])
-        await self._fold(partition, records)
+            cursor = await self._fold(partition, cursor, missed[start : start + GAP_CHUNK])
+        await self._fold(partition, cursor, records)
 
     async def _missed(
         self, partition: int, cursor: dict[str, int], records: Sequence[SourceRecord]
@@ -123,8 +124,9 @@ class Ingestor:
                 missed += await self.backfill(topic, partition, 0, first)
         return missed
 
-    async def _fold(self, partition: int, records: Sequence[SourceRecord]) -> None:
-        cursor = self.txn.cursor(partition)
+    async def _fold(
+        self, partition: int, cursor: dict[str, int], records: Sequence[SourceRecord]
+    ) -> dict[str, int]:
         result = fold_batch(self.read, partition, cursor, records, self.max_event_bytes)
         # Dead letters are durable before the cursor passes their records.
         for letter in result.dead_letters:
@@ -137,6 +139,7 @@ class Ingestor:
             dead_letters=len(result.dead_letters),
             replayed=result.skipped,
         )
+        return result.cursor
 
 
 def _record(message: Any) -> SourceRecord:
