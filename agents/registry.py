@@ -17,7 +17,13 @@ from app.topics import MODEL_EVENTS
 Reject = Callable[[Any, str], Awaitable[None]]
 
 
-def register(app: faust.App, table: Any, settings: Settings, reject: Reject) -> Any:
+def register(
+    app: faust.App,
+    table: Any,
+    settings: Settings,
+    reject: Reject,
+    champion_changed: Callable[[str, str | None], None] | None = None,
+) -> Any:
     source = raw_topic(app, MODEL_EVENTS, partitions=settings.partitions)
 
     async def fold(stream: Any) -> None:
@@ -30,6 +36,9 @@ def register(app: faust.App, table: Any, settings: Settings, reject: Reject) -> 
             key = body["model"].encode()
             current = table.get(key)
             state = orjson.loads(current) if current is not None else None
-            table[key] = orjson.dumps(registry.apply(state, body))
+            entry = registry.apply(state, body)
+            table[key] = orjson.dumps(entry)
+            if champion_changed is not None and body["type"] == "ModelPromoted":
+                champion_changed(body["model"], entry["champion"])
 
     return app.agent(source, name="registry")(fold)

@@ -20,9 +20,12 @@ from app.domain.registry import training_marks
 from app.lifecycle import guard_local_state, on_stop, watch_log
 from app.profiles import PROFILES
 from app.retrain import Retrainer
+from app.serving import Capture, Predictor
 from app.settings import Settings
-from app.topics import COLD, DEAD_LETTERS
+from app.topics import COLD, DEAD_LETTERS, PREDICTIONS
+from app.training import load_version
 from app.web import api
+from app.web import serving as serving_api
 from tables import registry, views
 from tables.views import TableStore
 
@@ -44,6 +47,7 @@ class Modelview:
         self.ingestor = ingestor
         self.flusher = flusher
         self.queries = Queries(TableStore(table), settings.partitions)
+        self.predictor: Predictor | None = None
 
 
 def create(settings: Settings, **overrides: Any) -> Modelview:
@@ -95,7 +99,10 @@ def create(settings: Settings, **overrides: Any) -> Modelview:
         )
         await send_dead_letter(message.key, encode_dead_letter(DeadLetter(record, reason)))
 
-    registry_agent.register(app, registry_table, settings, reject_model_event)
+    predictor = _predictor(app, settings, registry_table)
+    registry_agent.register(
+        app, registry_table, settings, reject_model_event, predictor.champion_changed
+    )
     retrainer = Retrainer(
         settings,
         labeled=lambda: mv.queries.snapshot().labeled(),
@@ -118,11 +125,34 @@ def create(settings: Settings, **overrides: Any) -> Modelview:
         flusher.status,
         registry_table,
         retrainer.status,
+        predictor.status,
     )
+    serving_api.register(app, predictor, settings)
     guard_local_state(app, settings)
     # Before the task is cancelled: a clean stop leaves nothing that is only in Kafka.
     on_stop(app, flusher.stop)
+    # And before that, every prediction answered is in Kafka (so the flusher gets it too).
+    on_stop(app, predictor.capture.drain)
+    mv.predictor = predictor
     return mv
+
+
+def _predictor(app: faust.App, settings: Settings, registry_table: Any) -> Predictor:
+    predictions = raw_topic(app, PREDICTIONS)
+
+    async def send(key: bytes, value: bytes) -> Any:
+        return await predictions.send(key=key, value=value)
+
+    def champion(model: str) -> str | None:
+        raw = registry_table.get(model.encode())
+        return orjson.loads(raw).get("champion") if raw is not None else None
+
+    async def load(model: str, version: str) -> Any:
+        return await load_version(settings, model, version)
+
+    capture = Capture(send, settings.capture_buffer)
+    app.task(capture.run)
+    return Predictor(champion, load, capture, settings.max_event_bytes)
 
 
 @cache

@@ -8,11 +8,12 @@ import sys
 
 from app.adapters.restore import RestoreError
 from app.domain.segments import LogGap
+from app.domain.validation import ValidationError
 from app.settings import Settings, SettingsError
 from app.stack import Stack, StackError
 from app.training import TrainingError
 
-OURS = ("stack", "demo", "rebuild", "train", "models")
+OURS = ("stack", "demo", "rebuild", "train", "validate", "models")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -20,7 +21,14 @@ def main(argv: list[str] | None = None) -> None:
     if args and args[0] in OURS:
         try:
             sys.exit(_ours(args))
-        except (SettingsError, StackError, LogGap, RestoreError, TrainingError) as exc:
+        except (
+            SettingsError,
+            StackError,
+            LogGap,
+            RestoreError,
+            TrainingError,
+            ValidationError,
+        ) as exc:
             print(f"modelview: {exc}", file=sys.stderr)
             sys.exit(2)
     from app.bootstrap import default_app
@@ -59,18 +67,37 @@ def _ours(args: list[str]) -> int:
     train.add_argument("--until", help="only predictions before this time (ISO-8601)")
     train.add_argument("--features", nargs="*", default=[], help="only these features")
     train.add_argument("--seed", type=int, default=0)
-    models = sub.add_parser("models", help="model versions")
-    models.add_argument("action", choices=["rebuild"])
+    validate = sub.add_parser(
+        "validate", help="replay past prediction events through a version and compare"
+    )
+    validate.add_argument("model")
+    validate.add_argument("version", type=int)
+    validate.add_argument("--segment-by", help="a feature to break the metrics down by")
+    validate.add_argument("--bucket", choices=["hour", "day", "month"], help="time segments")
+    validate.add_argument(
+        "--gate", action="store_true", help="then promote or reject (MODELVIEW_GATE_* settings)"
+    )
+    validate.add_argument("--json", action="store_true", help="print the whole report")
+    models = sub.add_parser(
+        "models", help="rebuild a version, promote one by hand, or roll back the champion"
+    )
+    models.add_argument("action", choices=["rebuild", "promote", "rollback"])
     models.add_argument("model")
-    models.add_argument("version", type=int)
+    models.add_argument("version", type=int, nargs="?")
     ns = parser.parse_args(args)
     settings = Settings.from_env()
-    if ns.command in ("train", "models"):
-        from app.commands import models_rebuild, train_command
+    if ns.command in ("train", "models", "validate"):
+        from app import commands
 
         if ns.command == "train":
-            return train_command(settings, ns)
-        return models_rebuild(settings, ns.model, ns.version)
+            return commands.train_command(settings, ns)
+        if ns.command == "validate":
+            return commands.validate_command(settings, ns)
+        if ns.action != "rollback" and ns.version is None:
+            parser.error(f"models {ns.action} needs a version")
+        if ns.action == "rebuild":
+            return commands.models_rebuild(settings, ns.model, ns.version)
+        return commands.models_promote(settings, ns.model, ns.version)
     if ns.command == "rebuild":
         from app.rebuild import run
 

@@ -109,7 +109,7 @@ class KafkaPublisher:
 
 
 class HttpClient:
-    """The worker's HTTP API: publish, and read the views."""
+    """The worker's HTTP API: publish, predict, and read the views."""
 
     def __init__(self, base_url: str, token: str | None = None, timeout: float = 30.0) -> None:
         self.base_url = base_url.rstrip("/")
@@ -132,6 +132,15 @@ class HttpClient:
 
     async def tags(self, events: Iterable[Event]) -> list[str]:
         return await self._publish("/v1/tags", [_as_dict(e) for e in events])
+
+    async def predict(self, model: str, requests: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        """Ask the model's champion; each answer carries the event_id to tag later."""
+        status, body = await self.request("POST", f"/v1/models/{model}/predict", list(requests))
+        if status != 200:
+            raise PublishError(
+                f"predict answered {status}: {body.get('error')}", body.get("details")
+            )
+        return dict(body)
 
     async def _publish(self, path: str, items: list[dict[str, Any]]) -> list[str]:
         status, body = await self.request("POST", path, items)

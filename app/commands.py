@@ -1,4 +1,4 @@
-"""`modelview train` and `modelview models rebuild`: the training service from a terminal."""
+"""`modelview train`, `validate` and `models`: the training service from a terminal."""
 
 from __future__ import annotations
 
@@ -79,3 +79,51 @@ def models_rebuild(settings: Settings, model: str, version: int) -> int:
     ok, how = asyncio.run(refit_matches(settings, model, version))
     print(f"refit with the same seed: {how}" + ("" if ok else ": DIFFERS"))
     return 0 if ok else 1
+
+
+def validate_command(settings: Settings, ns: argparse.Namespace) -> int:
+    from app.validation import gate_of, validate
+
+    gate = gate_of(settings) if ns.gate else None
+    result = asyncio.run(validate(settings, ns.model, ns.version, gate, ns.segment_by, ns.bucket))
+    if ns.json:
+        print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
+        return 0
+    against = result["compared_with"]
+    print(
+        f"{ns.model} version {result['version']} on {result['n']} past events it never saw "
+        f"({result['unseen_events']} unseen, judged against "
+        + (f"version {against['version']}'s" if against else "the logged")
+        + " predictions)"
+    )
+    for metric, value in result["challenger"].items():
+        served = result["served"][metric]
+        diff = result["difference"][metric]
+        interval = (
+            f", per-event difference {diff['mean']:+.4g} [{diff['ci'][0]:+.4g}, "
+            f"{diff['ci'][1]:+.4g}]"
+            if diff["ci"]
+            else ""
+        )
+        print(f"  {metric}: {_num(value)} against {_num(served)} served{interval}")
+    decision = result["decision"]
+    if decision is not None:
+        verdict = "promoted" if decision["promote"] else "rejected"
+        print(f"gate: {verdict}: " + "; ".join(decision["reasons"]))
+    return 0
+
+
+def _num(value: object) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def models_promote(settings: Settings, model: str, version: int | None) -> int:
+    from app.validation import promote, rollback
+
+    if version is None:
+        event = asyncio.run(rollback(settings, model))
+        print(f"rolled {model} back to version {event['version']}")
+    else:
+        event = asyncio.run(promote(settings, model, version))
+        print(f"promoted {model} version {event['version']} by hand")
+    return 0

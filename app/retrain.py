@@ -1,7 +1,8 @@
 """Incremental retraining: train a dataset again once enough new labels arrived.
 
 The worker checks its datasets view against the registry's marks (the rows of the last
-snapshot trained on). Training runs in a separate process, so ingestion keeps its event
+snapshot trained on). Each new version is then validated by replay and goes through the
+promotion gate, in the same process. Training runs in a separate process, so ingestion keeps its event
 loop and its core; a dataset has at most one training in flight, and labels that arrive
 meanwhile are picked up by the next check (triggers coalesce).
 """
@@ -24,9 +25,23 @@ log = logging.getLogger(__name__)
 
 
 def _train_in_process(settings: Settings, dataset: str, trainer: str) -> dict[str, Any]:
+    """Train, then validate by replay and let the gate promote or reject the new version."""
     from app.training import train, trainer_named
+    from app.validation import gate_of, validate
 
-    return asyncio.run(train(settings, DatasetSpec(dataset), trainer=trainer_named(trainer)))
+    async def loop() -> dict[str, Any]:
+        spec = DatasetSpec(dataset, holdout=settings.retrain_holdout)
+        record = await train(settings, spec, trainer=trainer_named(trainer))
+        validated = time.monotonic()
+        result = await validate(settings, record["model"], record["version"], gate_of(settings))
+        record["validation"] = {
+            "n": result["n"],
+            "decision": result["decision"],
+            "seconds": round(time.monotonic() - validated, 3),
+        }
+        return record
+
+    return asyncio.run(loop())
 
 
 class Retrainer:
@@ -100,6 +115,7 @@ class Retrainer:
                     "model": record["model"],
                     "version": record["version"],
                     "rows": record["snapshot"]["rows"],
+                    "validation": record.get("validation"),
                     "seconds": round(time.monotonic() - started, 3),
                 }
             )

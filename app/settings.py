@@ -48,6 +48,21 @@ class Settings:
     retrain_min_labels: int = 0
     retrain_seconds: float = 0.0
     retrain_trainer: str = "baseline"
+    # Share of event ids (by hash) a retrained version never sees: validation's fixed holdout.
+    retrain_holdout: float = 0.2
+    # The promotion gate, applied after each retraining's replay validation: see
+    # app/domain/validation.py. Improvements and regressions are relative (0.02: 2%).
+    gate_metric: str = "auto"
+    gate_min_improvement: float = 0.0
+    gate_max_segment_regression: float = 0.1
+    gate_min_samples: int = 100
+    gate_min_segment_samples: int = 30
+    gate_confidence: float = 0.95
+    # Validation reports: a feature to break metrics down by (empty: none), and a time bucket.
+    validation_segment_by: str = ""
+    validation_bucket: str = "day"
+    # Serving: predictions waiting for Kafka before predict answers 503.
+    capture_buffer: int = 10_000
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -75,6 +90,14 @@ class Settings:
             raise SettingsError(
                 "MODELVIEW_FLUSH_RECORDS and MODELVIEW_FLUSH_SECONDS must be positive"
             )
+        if not 0 <= self.retrain_holdout < 1:
+            raise SettingsError("MODELVIEW_RETRAIN_HOLDOUT must be at least 0 and below 1")
+        if not 0 <= self.gate_confidence < 1:
+            raise SettingsError("MODELVIEW_GATE_CONFIDENCE must be at least 0 and below 1")
+        if self.validation_bucket not in ("hour", "day", "month"):
+            raise SettingsError("MODELVIEW_VALIDATION_BUCKET must be hour, day or month")
+        if self.capture_buffer < 1:
+            raise SettingsError("MODELVIEW_CAPTURE_BUFFER must be at least 1")
         if self.batch_size < 1:
             raise SettingsError("MODELVIEW_BATCH_SIZE must be at least 1")
         for name, url in (("BROKER_URL", self.broker_url), ("S3_ENDPOINT", self.s3_endpoint)):

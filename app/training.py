@@ -22,7 +22,7 @@ from app.adapters import snapshots
 from app.adapters.s3 import s3_client
 from app.domain.codec import format_time
 from app.domain.datasets import AsOf, DatasetSpec, Manifest, content_hash
-from app.learning.base import BaselineTrainer, Trainer
+from app.learning.base import BaselineTrainer, Model, Trainer
 from app.settings import Settings
 from app.topics import MODEL_EVENTS
 
@@ -59,9 +59,12 @@ async def versions(settings: Settings, model: str) -> list[int]:
 
 async def version_manifest(settings: Settings, model: str, version: int) -> dict[str, Any]:
     async with s3_client(settings) as client:
-        response = await client.get_object(
-            Bucket=settings.s3_bucket, Key=f"{MODELS}/{model}/{version}/manifest.json"
-        )
+        try:
+            response = await client.get_object(
+                Bucket=settings.s3_bucket, Key=f"{MODELS}/{model}/{version}/manifest.json"
+            )
+        except client.exceptions.NoSuchKey:
+            raise TrainingError(f"model {model!r} has no version {version}") from None
         async with response["Body"] as body:
             data: dict[str, Any] = orjson.loads(await body.read())
     return data
@@ -115,7 +118,7 @@ async def train(
         "artifacts": f"{MODELS}/{name}/{version}/",
     }
     await _store(settings, name, version, fitted, record)
-    await _announce(settings, name, record)
+    await announce(settings, name, record)
     return record
 
 
@@ -171,12 +174,21 @@ async def _fetch_artifact(settings: Settings, prefix: str, into: Path) -> Path:
     return target
 
 
+async def load_version(settings: Settings, model: str, version: int | str) -> Model:
+    """A stored version, ready to predict: its artifact downloaded and loaded by its trainer."""
+    record = await version_manifest(settings, model, int(version))
+    fitter = trainer_named(record["trainer"])
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = await _fetch_artifact(settings, record["artifacts"], Path(tmp))
+        return await asyncio.to_thread(fitter.load, directory)
+
+
 def _write(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
 
 
-async def _announce(settings: Settings, model: str, record: dict[str, Any]) -> None:
+async def announce(settings: Settings, model: str, record: dict[str, Any]) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all")
     await producer.start()
     try:

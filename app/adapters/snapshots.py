@@ -172,16 +172,16 @@ async def load(settings: Settings, dataset: str, snapshot_id: str) -> tuple[Mani
     prefix = snapshot_prefix(dataset, snapshot_id)
     async with s3_client(settings) as client:
         manifest = Manifest.from_dict(
-            orjson.loads(await _get(client, settings, prefix + "manifest.json"))
+            orjson.loads(await read_object(client, settings, prefix + "manifest.json"))
         )
-        rows = decode_rows(await _get(client, settings, prefix + "data.parquet"))
+        rows = decode_rows(await read_object(client, settings, prefix + "data.parquet"))
     return manifest, rows
 
 
 async def load_state(settings: Settings, dataset: str, snapshot_id: str) -> FoldState | None:
     async with s3_client(settings) as client:
         try:
-            data = await _get(
+            data = await read_object(
                 client, settings, snapshot_prefix(dataset, snapshot_id) + "state.parquet"
             )
         except client.exceptions.NoSuchKey:
@@ -189,7 +189,7 @@ async def load_state(settings: Settings, dataset: str, snapshot_id: str) -> Fold
     return decode_state(data)
 
 
-async def _get(client: Any, settings: Settings, key: str) -> bytes:
+async def read_object(client: Any, settings: Settings, key: str) -> bytes:
     response = await client.get_object(Bucket=settings.s3_bucket, Key=key)
     async with response["Body"] as body:
         data: bytes = await body.read()

@@ -62,14 +62,23 @@ def apply(state: Mapping[str, Any] | None, event: Mapping[str, Any]) -> dict[str
             version["status"] = "trained"
     elif kind == "ModelValidated":
         version["validation"] = event.get("report")
+        version["decision"] = event.get("decision")
         if version["status"] in ("unknown", "trained"):
             version["status"] = "validated"
     elif kind == "ModelPromoted":
         version["status"] = "champion"
+        version["promoted_at"] = event.get("promoted_at")
+        version["promotion"] = {k: event.get(k) for k in ("by", "reasons", "improvement")}
         previous = model.get("champion")
         if previous and previous != event["version"] and previous in versions:
             versions[previous]["status"] = "retired"
         model["champion"] = event["version"]
+        history = list(model.get("champions", []))
+        if event.get("by") == "rollback" and history[-2:-1] == [event["version"]]:
+            history.pop()  # back to the one before: a second rollback goes further back
+        elif not history or history[-1] != event["version"]:
+            history.append(event["version"])
+        model["champions"] = history
     elif kind == "ModelRejected":
         version["status"] = "rejected"
         version["reasons"] = event.get("reasons", [])
@@ -108,3 +117,9 @@ def retrain_due(
     if min_new > 0 and new >= min_new:
         return True
     return max_wait > 0 and new > 0 and waited >= max_wait
+
+
+def rollback_target(entry: Mapping[str, Any]) -> str | None:
+    """The champion before the current one, if there was one."""
+    history = entry.get("champions", [])
+    return str(history[-2]) if len(history) >= 2 else None

@@ -1,4 +1,4 @@
-"""The v1 HTTP API: publish predictions and tags, read events, datasets and model metrics."""
+"""The v1 HTTP API: publish predictions and tags, read events, datasets, models and metrics."""
 
 from __future__ import annotations
 
@@ -31,6 +31,7 @@ def register(
     flush_status: Callable[[], Mapping[str, Any]],
     registry: Any,
     training_status: Callable[[], Mapping[str, Any]],
+    serving_status: Callable[[], Mapping[str, Any]],
 ) -> None:
     topics = {name: raw_topic(app, name) for name in (PREDICTIONS, TAGS)}
 
@@ -150,7 +151,14 @@ def register(
                 return error(self, 404, "no such model", {"model": model})
             entry = orjson.loads(raw)
             versions = [entry["versions"][v] for v in sorted(entry["versions"], key=_version_order)]
-            return self.json({"model": model, "champion": entry["champion"], "versions": versions})
+            return self.json(
+                {
+                    "model": model,
+                    "champion": entry["champion"],
+                    "champions": entry.get("champions", []),  # promotion order, for rollback
+                    "versions": versions,
+                }
+            )
 
     @app.page("/healthz")
     class Health(View):
@@ -176,6 +184,7 @@ def register(
             body["ingest"] = dict(ingest_counts)
             body["flush"] = dict(flush_status())
             body["training"] = dict(training_status())
+            body["serving"] = dict(serving_status())
             return self.json(body, status=200)
 
 

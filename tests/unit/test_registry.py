@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.domain.registry import InvalidModelEvent, apply, check
+from app.domain.registry import InvalidModelEvent, apply, check, rollback_target
 
 
 def trained(version: str) -> dict[str, object]:
@@ -53,3 +53,19 @@ def test_promotion_retires_the_previous_champion_and_rejection_keeps_reasons() -
 def test_bad_events_say_why(event: object, reason: str) -> None:
     with pytest.raises(InvalidModelEvent, match=reason):
         check(event)
+
+
+def test_rollback_goes_back_one_champion_at_a_time() -> None:
+    state = None
+    for version in ("1", "2", "3"):
+        state = apply(state, {"type": "ModelPromoted", "model": "delay", "version": version})
+    assert state is not None and rollback_target(state) == "2"
+    state = apply(
+        state, {"type": "ModelPromoted", "model": "delay", "version": "2", "by": "rollback"}
+    )
+    assert state["champion"] == "2" and state["versions"]["3"]["status"] == "retired"
+    assert rollback_target(state) == "1"
+    state = apply(
+        state, {"type": "ModelPromoted", "model": "delay", "version": "1", "by": "rollback"}
+    )
+    assert state["champions"] == ["1"] and rollback_target(state) is None

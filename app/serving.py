@@ -1,0 +1,256 @@
+"""The Predictor: serves each model's champion and captures every prediction it makes.
+
+A prediction is answered as soon as it is computed and queued for Kafka; a background task
+sends the queue in batches and retries until the broker acknowledges. The queue is bounded:
+when Kafka cannot keep up, predict fails fast with a clear error rather than answering with
+a prediction the log will never hold. A clean stop drains the queue first.
+
+On a promotion the new champion is loaded in the background while the old one keeps
+serving, so no request waits or fails for a swap; each captured event names the version
+that actually answered it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import uuid
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from app.domain.codec import InvalidEvent, format_time, prediction_from_dict
+from app.domain.events import Value, is_number
+from app.learning.base import Model
+
+log = logging.getLogger(__name__)
+
+# Sends one record and returns what resolves once the broker acknowledged it.
+Send = Callable[[bytes, bytes], Awaitable[Awaitable[Any]]]
+Load = Callable[[str, str], Awaitable[Model]]
+
+REQUEST_FIELDS = {"features", "event_id", "entity_id", "context", "occurred_at"}
+
+
+class ServingError(Exception):
+    def __init__(self, status: int, message: str, details: Any = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.details = status, message, details
+
+
+class Capture:
+    """A bounded queue of PredictionEvents on their way to Kafka."""
+
+    def __init__(self, send: Send, capacity: int, batch: int = 1000) -> None:
+        self.send = send
+        self.capacity = capacity
+        self.batch = batch
+        self.queue: deque[tuple[bytes, bytes]] = deque()
+        self.in_flight = 0
+        self.captured = 0
+        self.refused = 0
+        self.failures = 0
+        self._ready = asyncio.Event()
+        self._idle = asyncio.Event()  # nothing queued or in flight
+        self._idle.set()
+        self._stopping = False
+
+    def room(self) -> int:
+        return self.capacity - len(self.queue) - self.in_flight
+
+    def put_all(self, records: Sequence[tuple[bytes, bytes]]) -> None:
+        """All or none: a caller never gets half its batch captured."""
+        if self._stopping:
+            raise ServingError(503, "the worker is stopping; send the request again elsewhere")
+        if len(records) > self.room():
+            self.refused += len(records)
+            raise ServingError(
+                503,
+                "capture buffer full: Kafka is not keeping up with predictions",
+                {"waiting": self.capacity - self.room(), "capacity": self.capacity},
+            )
+        self.queue.extend(records)
+        self._idle.clear()
+        self._ready.set()
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "waiting": len(self.queue) + self.in_flight,
+            "capacity": self.capacity,
+            "captured": self.captured,
+            "refused": self.refused,
+            "send_failures": self.failures,
+        }
+
+    async def run(self) -> None:
+        delay = 0.1
+        while True:
+            if not self.queue:
+                self._idle.set()
+                if self._stopping:
+                    return
+                self._ready.clear()
+                await self._ready.wait()
+                continue
+            batch = [self.queue.popleft() for _ in range(min(self.batch, len(self.queue)))]
+            self.in_flight = len(batch)
+            try:
+                pending = [await self.send(key, value) for key, value in batch]
+                await asyncio.gather(*pending)
+            except asyncio.CancelledError:
+                self.queue.extendleft(reversed(batch))
+                raise
+            except Exception:
+                # At least once: the whole batch again. A duplicate is harmless, the views
+                # count an event_id once; a gap would not be.
+                self.failures += 1
+                log.exception("capturing %d predictions failed; retrying", len(batch))
+                self.queue.extendleft(reversed(batch))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+            else:
+                self.captured += len(batch)
+                delay = 0.1
+            finally:
+                self.in_flight = 0
+
+    async def drain(self, within: float = 30.0) -> None:
+        """Refuse new predictions and wait, up to `within` seconds, until the queue is sent."""
+        self._stopping = True
+        self._ready.set()
+        try:
+            await asyncio.wait_for(self._idle.wait(), within)
+        except TimeoutError:
+            log.error("stopping with %d predictions not captured", len(self.queue))
+
+
+class Predictor:
+    def __init__(
+        self,
+        champion: Callable[[str], str | None],
+        load: Load,
+        capture: Capture,
+        max_event_bytes: int,
+    ) -> None:
+        self.champion = champion
+        self.load = load
+        self.capture = capture
+        self.max_event_bytes = max_event_bytes
+        self.loaded: dict[str, tuple[str, Model]] = {}
+        self._loading: dict[tuple[str, str], asyncio.Task[tuple[str, Model]]] = {}
+        self.served: dict[tuple[str, str], int] = {}
+
+    def champion_changed(self, model: str, version: str | None) -> None:
+        """Called as the registry folds a promotion: load the new champion ahead of requests."""
+        if version is not None and self.loaded.get(model, ("",))[0] != version:
+            self._start_loading(model, version)
+
+    def _start_loading(self, model: str, version: str) -> asyncio.Task[tuple[str, Model]]:
+        key = (model, version)
+        task = self._loading.get(key)
+        if task is None:
+            task = asyncio.ensure_future(self._load(model, version))
+            # A background load that fails is logged; the next request tries again.
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())
+            self._loading[key] = task
+        return task
+
+    async def _load(self, model: str, version: str) -> tuple[str, Model]:
+        try:
+            fitted = await self.load(model, version)
+        except Exception as exc:
+            log.exception("cannot load %s version %s", model, version)
+            raise ServingError(503, f"cannot load {model} version {version}", str(exc)) from exc
+        finally:
+            self._loading.pop((model, version), None)
+        current = self.loaded.get(model)
+        # Only move forward to the version that is champion now (a slow load may be stale).
+        if current is None or self.champion(model) == version:
+            self.loaded[model] = (version, fitted)
+            log.info("serving %s version %s", model, version)
+        return version, fitted
+
+    async def _model(self, model: str) -> tuple[str, Model]:
+        champion = self.champion(model)
+        if champion is None:
+            raise ServingError(
+                409, "model has no champion: promote a version first", {"model": model}
+            )
+        current = self.loaded.get(model)
+        if current is not None and current[0] == champion:
+            return current
+        task = self._start_loading(model, champion)
+        if current is not None:
+            return current  # the old champion answers until the new one is loaded
+        return await asyncio.shield(task)
+
+    async def predict(self, model: str, requests: Sequence[Any]) -> dict[str, Any]:
+        """Predict a batch, queue each as a PredictionEvent, answer with their event_ids."""
+        events = [_event(model, i, r) for i, r in enumerate(requests)]
+        version, fitted = await self._model(model)
+        values = await asyncio.to_thread(fitted.predict, [e["features"] for e in events])
+        records = []
+        for event, value in zip(events, values, strict=True):
+            event["model_version"] = version
+            event["prediction"] = {"value": _plain(value)}
+            raw = orjson.dumps(event)
+            if len(raw) > self.max_event_bytes:
+                raise ServingError(413, f"event of {len(raw)} bytes exceeds {self.max_event_bytes}")
+            records.append((event["event_id"].encode(), raw))
+        self.capture.put_all(records)
+        self.served[(model, version)] = self.served.get((model, version), 0) + len(records)
+        return {
+            "model": model,
+            "model_version": version,
+            "predictions": [
+                {"event_id": e["event_id"], "prediction": e["prediction"]} for e in events
+            ],
+        }
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "serving": {model: version for model, (version, _) in self.loaded.items()},
+            "loading": [f"{m}:{v}" for m, v in self._loading],
+            "served": {f"{m}:{v}": n for (m, v), n in sorted(self.served.items())},
+            "capture": self.capture.status(),
+        }
+
+
+def _event(model: str, index: int, request: Any) -> dict[str, Any]:
+    """The PredictionEvent a request will become, checked by the codec every event passes."""
+    if not isinstance(request, Mapping):
+        raise ServingError(400, "each request must be an object", {"index": index})
+    unknown = set(request) - REQUEST_FIELDS
+    if unknown:
+        raise ServingError(
+            400,
+            f"unknown fields {sorted(unknown)}; allowed: {sorted(REQUEST_FIELDS)}",
+            {"index": index},
+        )
+    event = {
+        "schema_version": 1,
+        "event_id": request.get("event_id") or str(uuid.uuid4()),
+        "model": model,
+        "model_version": "0",
+        "occurred_at": request.get("occurred_at") or format_time(datetime.now(UTC)),
+        "features": request.get("features"),
+        "prediction": {"value": 0},
+        "context": request.get("context", {}),
+    }
+    if request.get("entity_id") is not None:
+        event["entity_id"] = request["entity_id"]
+    try:
+        prediction_from_dict(event)
+    except InvalidEvent as exc:
+        raise ServingError(400, str(exc), {"index": index}) from None
+    return event
+
+
+def _plain(value: Value) -> Value:
+    if is_number(value) and not math.isfinite(float(value)):
+        raise ServingError(422, "the model produced a value that is not a finite number")
+    return value

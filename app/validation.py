@@ -1,0 +1,262 @@
+"""Validate a version by replaying past prediction events, gate it, promote or roll back.
+
+The events are the labeled examples of the version's dataset that it was not trained on: its
+snapshot's holdout, and everything labeled after its as-of offsets. The fold that finds them
+starts from the training snapshot's stored state, so it reads only the log since then. What
+was served is compared as the log recorded it; when the model has a champion, only the
+events that champion served are judged, so a challenger must beat the model it would replace.
+
+Reports are stored under `models/{model}/{version}/validation/` and announced on
+`modelview.model-events`, as are promotions and rejections: the registry is their fold.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import pyarrow as pa
+
+from app.adapters import snapshots
+from app.adapters.replay import consumer_for, log_end, read_partition, stop_consumer
+from app.adapters.s3 import s3_client
+from app.adapters.segments import from_parquet, to_parquet
+from app.domain import registry
+from app.domain.codec import format_time
+from app.domain.datasets import Manifest, Row
+from app.domain.events import Value
+from app.domain.validation import Decision, Gate, Scored, decide, loss, report, scored
+from app.learning.base import Model, task_of
+from app.settings import Settings
+from app.topics import MODEL_EVENTS
+from app.training import MODELS, TrainingError, announce, load_version, version_manifest
+
+SCORE_BATCH = 4096
+
+
+def gate_of(settings: Settings) -> Gate:
+    return Gate(
+        metric=settings.gate_metric,
+        min_improvement=settings.gate_min_improvement,
+        max_segment_regression=settings.gate_max_segment_regression,
+        min_samples=settings.gate_min_samples,
+        min_segment_samples=settings.gate_min_segment_samples,
+        confidence=settings.gate_confidence,
+    )
+
+
+def validation_prefix(model: str, version: int | str) -> str:
+    return f"{MODELS}/{model}/{version}/validation/"
+
+
+async def registry_entry(settings: Settings, model: str) -> dict[str, Any] | None:
+    """The model's registry entry, folded from the model-events log (cold, then Kafka)."""
+    entry: dict[str, Any] | None = None
+    consumer = consumer_for(settings)
+    await consumer.start()
+    try:
+        async with s3_client(settings) as client:
+            for p in range(settings.partitions):
+                async for batch in read_partition(settings, client, consumer, MODEL_EVENTS, p):
+                    for record in batch:
+                        if record.key != model.encode():
+                            continue
+                        try:
+                            event = registry.check(orjson.loads(record.value or b"null"))
+                        except (orjson.JSONDecodeError, registry.InvalidModelEvent):
+                            continue  # the agent dead-letters these
+                        entry = registry.apply(entry, event)
+    finally:
+        await stop_consumer(consumer)
+    return entry
+
+
+async def unseen_rows(settings: Settings, record: dict[str, Any]) -> tuple[list[Row], Any]:
+    """Labeled rows of the version's dataset, now, minus those it was trained on."""
+    manifest = Manifest.from_dict(record["snapshot"])
+    _, trained_rows = await snapshots.load(settings, manifest.dataset, manifest.snapshot_id)
+    trained = {r.event_id for r in trained_rows if not r.holdout}
+    base = await snapshots.load_state(settings, manifest.dataset, manifest.snapshot_id)
+    now = await log_end(settings)
+    done = await snapshots.materialize(settings, manifest.spec, now, base=base)
+    return [r for r in done.rows if r.event_id not in trained], now
+
+
+def score(model: Model, rows: Sequence[Row], batch: int = SCORE_BATCH) -> list[Value]:
+    out: list[Value] = []
+    for start in range(0, len(rows), batch):
+        out.extend(model.predict([r.features for r in rows[start : start + batch]]))
+    return out
+
+
+async def validate(
+    settings: Settings,
+    model: str,
+    version: int | str,
+    gate: Gate | None = None,
+    segment_by: str | None = None,
+    bucket: str | None = None,
+) -> dict[str, Any]:
+    """Replay, report, store, announce; with a gate, also promote or reject."""
+    record = await version_manifest(settings, model, int(version))
+    version = str(record["version"])
+    entry = await registry_entry(settings, model)
+    champion = entry.get("champion") if entry else None
+    rows, as_of = await unseen_rows(settings, record)
+    if champion and champion != version:
+        judged = [r for r in rows if r.model == model and r.model_version == champion]
+        compared_with = {"model": model, "version": champion}
+    else:
+        judged, compared_with = rows, None  # no champion yet: whatever was served
+    fitted = await load_version(settings, model, version)
+    predictions = await asyncio.to_thread(score, fitted, judged)
+    task = fitted.describe().get("task") or task_of([r.label for r in judged])
+    segment = segment_by if segment_by is not None else settings.validation_segment_by
+    events = scored(judged, predictions, segment or None)
+    result = report(
+        task,
+        events,
+        segment or None,
+        bucket or settings.validation_bucket,
+        gate.confidence if gate else 0.95,
+    )
+    result.update(
+        model=model,
+        version=version,
+        champion=champion,
+        compared_with=compared_with,
+        unseen_events=len(rows),
+        as_of={t: {str(p): o for p, o in parts.items()} for t, parts in as_of.items()},
+        validated_at=format_time(datetime.now(UTC)),
+    )
+    decision = decide(result, gate) if gate and champion != version else None
+    result["decision"] = decision.to_dict() if decision else None
+    await _store(settings, model, version, result, task, events)
+    await announce(
+        settings,
+        model,
+        {"type": "ModelValidated", "model": model, "version": version, "report": result},
+    )
+    if decision is not None:
+        await _decide(settings, model, version, decision)
+    return result
+
+
+async def _decide(settings: Settings, model: str, version: str, decision: Decision) -> None:
+    now = format_time(datetime.now(UTC))
+    if decision.promote:
+        await promote(settings, model, version, "gate", decision.reasons, decision.improvement)
+    else:
+        await announce(
+            settings,
+            model,
+            {
+                "type": "ModelRejected",
+                "model": model,
+                "version": version,
+                "rejected_at": now,
+                "reasons": list(decision.reasons),
+                "improvement": decision.improvement,
+            },
+        )
+
+
+async def promote(
+    settings: Settings,
+    model: str,
+    version: int | str,
+    by: str = "manual",
+    reasons: Sequence[str] = (),
+    improvement: float | None = None,
+) -> dict[str, Any]:
+    record = await version_manifest(settings, model, int(version))  # it must exist
+    event = {
+        "type": "ModelPromoted",
+        "model": model,
+        "version": str(record["version"]),
+        "promoted_at": format_time(datetime.now(UTC)),
+        "by": by,
+        "reasons": list(reasons),
+        "improvement": improvement,
+    }
+    await announce(settings, model, event)
+    return event
+
+
+async def rollback(settings: Settings, model: str) -> dict[str, Any]:
+    entry = await registry_entry(settings, model)
+    target = registry.rollback_target(entry) if entry else None
+    if target is None:
+        raise TrainingError(f"model {model!r} has no earlier champion to roll back to")
+    return await promote(
+        settings,
+        model,
+        target,
+        "rollback",
+        [f"rolled back from version {entry and entry['champion']}"],
+    )
+
+
+async def _store(
+    settings: Settings,
+    model: str,
+    version: str,
+    result: dict[str, Any],
+    task: str,
+    events: list[Scored],
+) -> None:
+    metric = "accuracy" if task == "classification" else "mae"
+    table = pa.table(
+        {
+            "event_id": [e.event_id for e in events],
+            "occurred_at": [e.occurred_at for e in events],
+            "served_by": [e.served_by for e in events],
+            "segment": [e.segment for e in events],
+            "label": [orjson.dumps(e.label).decode() for e in events],
+            "served": [orjson.dumps(e.served).decode() for e in events],
+            "challenger": [orjson.dumps(e.challenger).decode() for e in events],
+            # Per event: challenger's loss minus the served model's (negative: better).
+            "difference": [
+                loss(task, metric, e.challenger, e.label) - loss(task, metric, e.served, e.label)
+                for e in events
+            ],
+        }
+    )
+    prefix = validation_prefix(model, version)
+    async with s3_client(settings) as client:
+        await client.put_object(
+            Bucket=settings.s3_bucket, Key=prefix + "events.parquet", Body=to_parquet(table)
+        )
+        await client.put_object(
+            Bucket=settings.s3_bucket,
+            Key=prefix + "report.json",
+            Body=orjson.dumps(result, option=orjson.OPT_INDENT_2),
+        )
+
+
+async def stored_report(
+    settings: Settings, model: str, version: str, events: bool = False, limit: int = 1000
+) -> dict[str, Any] | None:
+    """The latest validation report of a version, with per-event differences if asked."""
+    prefix = validation_prefix(model, version)
+    async with s3_client(settings) as client:
+        try:
+            result: dict[str, Any] = orjson.loads(
+                await snapshots.read_object(client, settings, prefix + "report.json")
+            )
+        except client.exceptions.NoSuchKey:
+            return None
+        if events:
+            table = from_parquet(
+                await snapshots.read_object(client, settings, prefix + "events.parquet")
+            )
+            rows = table.slice(0, limit).to_pylist()
+            for row in rows:
+                for name in ("label", "served", "challenger"):
+                    row[name] = orjson.loads(row[name])
+            result["events"] = rows
+            result["events_total"] = table.num_rows
+    return result

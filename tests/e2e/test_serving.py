@@ -1,0 +1,160 @@
+"""Validation by replay, the promotion gate, and serving with capture, on the real stack."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+import pytest
+
+from app.client import HttpClient
+from app.settings import Settings
+from app.topics import PREDICTIONS, TAGS
+from tests import factories
+from tests.coldlog import kafka_records, publish
+from tests.e2e.test_training import model_events
+from tests.services import WorkerProcess, run_cli
+from tests.waiting import wait_until
+
+pytestmark = pytest.mark.e2e
+
+
+def served_events(
+    dataset: str, n: int, served_error: float, seed: int
+) -> list[tuple[str, bytes, bytes]]:
+    """Labeled events whose logged prediction, by version "legacy", was off by about
+    `served_error`; labels are spread so that a constant model errs by about 7.5."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        label = rng.uniform(10, 40)
+        event = factories.prediction(
+            model="delay",
+            model_version="legacy",
+            occurred_at=f"2026-11-{1 + i % 5:02d}T{i % 24:02d}:00:00Z",
+            features={"distance": 100 + i, "carrier": "UA" if i % 2 else "DL"},
+            prediction={"value": label + rng.choice((-1, 1)) * served_error},
+        )
+        tag = factories.tag(event["event_id"], label=label, datasets=[dataset])
+        out += [
+            (PREDICTIONS, event["event_id"].encode(), orjson.dumps(event)),
+            (TAGS, tag["event_id"].encode(), orjson.dumps(tag)),
+        ]
+    return out
+
+
+def cli(settings: Settings, *args: str) -> str:
+    done = run_cli(settings, *args)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+async def test_gate_rejects_worse_promotes_better_and_the_champion_serves_with_capture(
+    stack: Settings, worker: Callable[..., WorkerProcess]
+) -> None:
+    process = worker()
+    # "strict": the model then serving was good (off by 2); "delay": it was awful (off by 500).
+    await publish(stack, served_events("strict", 300, 2.0, seed=1))
+    await publish(stack, served_events("loose", 300, 500.0, seed=2))
+    for dataset, model in (("strict", "strict"), ("loose", "delay")):
+        cli(stack, "train", dataset, "--model", model, "--holdout", "0.5")
+
+    out = cli(stack, "validate", "strict", "1", "--gate", "--segment-by", "carrier")
+    assert "gate: rejected" in out and "needs at least" in out, out
+    out = cli(stack, "validate", "delay", "1", "--gate", "--segment-by", "carrier")
+    assert "gate: promoted" in out, out
+
+    events = [e for e in await model_events(stack) if e["type"] != "ModelTrained"]
+    kinds = {(e["model"], e["type"]) for e in events}
+    assert kinds == {
+        ("strict", "ModelValidated"),
+        ("strict", "ModelRejected"),
+        ("delay", "ModelValidated"),
+        ("delay", "ModelPromoted"),
+    }
+    rejected = next(e for e in events if e["type"] == "ModelRejected")
+    assert any("does not exclude no gain" in r for r in rejected["reasons"]), rejected
+
+    async with HttpClient(process.url) as http:
+
+        async def registry(model: str) -> dict[str, Any]:
+            status, body = await http.get(f"/v1/models/{model}")
+            return body if status == 200 else {}
+
+        await wait_until(
+            lambda: _champion_is(registry, "delay", "1"), within=30, what="delay's champion"
+        )
+        strict = await registry("strict")
+        assert strict["champion"] is None and strict["versions"][0]["status"] == "rejected"
+        assert strict["versions"][0]["reasons"] == rejected["reasons"]
+
+        # The report, stored in S3: about half the 300 events were held out, all judged.
+        status, report = await http.get("/v1/models/delay/versions/1/validation?events=5")
+        assert status == 200 and report["n"] == report["unseen_events"]
+        assert 100 < report["n"] < 200 and report["compared_with"] is None
+        assert report["challenger"]["mae"] < 10 < 400 < report["served"]["mae"]
+        assert set(report["segments"]["feature:carrier"]) == {"UA", "DL"}
+        assert sum(g["n"] for g in report["segments"]["time:day"].values()) == report["n"]
+        assert len(report["events"]) == 5 and report["events_total"] == report["n"]
+        assert (await http.get("/v1/models/delay/versions/9/validation"))[0] == 404
+
+        # Serving: 200 concurrent requests, each captured exactly once.
+        request = {"features": {"distance": 120, "carrier": "UA"}}
+        answers = await asyncio.gather(*(http.predict("delay", [request]) for _ in range(200)))
+        ids = [a["predictions"][0]["event_id"] for a in answers]
+        assert len(set(ids)) == 200 and {a["model_version"] for a in answers} == {"1"}
+
+        async def captured() -> bool:
+            logged = await kafka_records(stack, [PREDICTIONS])
+            keys = Counter(key for key, _, _ in logged.values())
+            return all(keys[i.encode()] == 1 for i in ids)
+
+        await wait_until(captured, within=30, what="each prediction in Kafka once")
+
+        async def in_views() -> bool:
+            for event_id in ids:  # each is in the views, as the captured event
+                status, view = await http.get(f"/v1/predictions/{event_id}")
+                if status != 200:
+                    return False
+                assert view["event"]["model_version"] == "1", view
+            return True
+
+        await wait_until(in_views, within=30, what=f"the 200 in the views {process.health()}")
+
+        # Bad requests are clear 4xx answers.
+        status, body = await http.request("POST", "/v1/models/delay/predict", {"feature": {}})
+        assert status == 400 and "unknown fields" in body["error"]
+        status, body = await http.request("POST", "/v1/models/strict/predict", request)
+        assert status == 409 and "no champion" in body["error"]
+        status, body = await http.request(
+            "POST", "/v1/models/delay/predict", {"features": {"x": [1, "a"]}}
+        )
+        assert status == 400 and "features.x[1]" in body["error"]
+
+        # A manual promotion swaps the model under a steady stream of requests, none dropped.
+        cli(stack, "train", "loose", "--model", "delay", "--holdout", "0.5")
+        stop = asyncio.Event()
+        seen: list[str] = []
+
+        async def keep_asking() -> None:
+            while not stop.is_set():
+                seen.append((await http.predict("delay", [request]))["model_version"])
+
+        askers = [asyncio.ensure_future(keep_asking()) for _ in range(4)]
+        cli(stack, "models", "promote", "delay", "2")
+        await wait_until(lambda: seen[-4:] == ["2"] * 4, within=30, what="version 2 serving")
+        cli(stack, "models", "rollback", "delay")
+        await wait_until(lambda: seen[-4:] == ["1"] * 4, within=30, what="back to version 1")
+        stop.set()
+        await asyncio.gather(*askers)  # any failed request raises here
+        assert "2" in seen and seen[0] == "1"
+        entry = await registry("delay")
+        assert entry["champion"] == "1" and entry["champions"] == ["1"]
+
+
+async def _champion_is(registry: Any, model: str, version: str) -> bool:
+    return bool((await registry(model)).get("champion") == version)

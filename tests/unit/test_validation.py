@@ -1,0 +1,89 @@
+"""Validation reports and the promotion gate, on hand-made scored events."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+
+from app.domain.validation import Gate, Scored, ValidationError, decide, report
+
+
+def events(
+    n: int, served_error: float, challenger_error: float, segment: str = "EWR", seed: int = 0
+) -> list[Scored]:
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        label = rng.uniform(-10, 60)
+        out.append(
+            Scored(
+                f"e{segment}{i}",
+                f"2013-01-{1 + i % 5:02d}T10:00:00Z",
+                "1",
+                segment,
+                label,
+                label + rng.choice((-1, 1)) * served_error * rng.uniform(0.5, 1.5),
+                label + rng.choice((-1, 1)) * challenger_error * rng.uniform(0.5, 1.5),
+            )
+        )
+    return out
+
+
+def test_report_has_overall_segment_and_time_metrics_and_a_paired_interval() -> None:
+    scored = events(200, served_error=10, challenger_error=5)
+    result = report("regression", scored, segment_by="origin")
+    assert result["n"] == 200
+    assert result["challenger"]["mae"] < result["served"]["mae"]
+    assert math.isclose(
+        result["served"]["rmse"] ** 2,
+        sum((e.served - e.label) ** 2 for e in scored) / 200,  # type: ignore[operator]
+    )
+    low, high = result["difference"]["mae"]["ci"]
+    assert low < result["difference"]["mae"]["mean"] < high < 0
+    assert set(result["segments"]) == {"time:day", "served_by", "feature:origin"}
+    assert sum(g["n"] for g in result["segments"]["time:day"].values()) == 200
+    assert list(result["segments"]["time:day"]) == [f"2013-01-0{d}" for d in range(1, 6)]
+
+
+def test_a_better_challenger_is_promoted_with_its_gain() -> None:
+    decision = decide(report("regression", events(300, 10, 5)), Gate(min_improvement=0.2))
+    assert decision.promote, decision.reasons
+    assert decision.improvement is not None and 0.4 < decision.improvement < 0.6
+
+
+def test_a_worse_challenger_is_rejected_with_the_reason() -> None:
+    decision = decide(report("regression", events(300, 5, 10)), Gate())
+    assert not decision.promote
+    assert any("needs at least" in r for r in decision.reasons)
+    assert any("does not exclude no gain" in r for r in decision.reasons)
+
+
+def test_too_few_events_and_a_regressing_segment_each_block_promotion() -> None:
+    few = decide(report("regression", events(50, 10, 5)), Gate(min_samples=100))
+    assert not few.promote and few.reasons == ("too few events to judge: 50 < 100",)
+    mixed = events(400, 10, 2, "EWR") + events(60, 5, 8, "JFK", seed=1)
+    decision = decide(report("regression", mixed, segment_by="origin"), Gate())
+    assert not decision.promote
+    assert [r for r in decision.reasons if "segment feature:origin=JFK (60 events)" in r]
+    # The same events pass when that segment is too small to count.
+    assert decide(
+        report("regression", mixed, segment_by="origin"), Gate(min_segment_samples=100)
+    ).promote
+
+
+def test_classification_uses_accuracy_and_a_number_where_a_class_is_due() -> None:
+    rows = [
+        Scored(f"e{i}", "2013-01-01T00:00:00Z", "1", None, i % 3 == 0, False, i % 3 == 0)
+        for i in range(300)
+    ]
+    result = report("classification", rows)
+    assert result["challenger"]["accuracy"] == 1.0
+    assert math.isclose(result["served"]["accuracy"], 2 / 3)
+    assert decide(result, Gate()).promote
+    with pytest.raises(ValidationError, match="does not apply to classification"):
+        decide(result, Gate(metric="mae"))
+    broken = [Scored("x", "2013-01-01T00:00:00Z", "1", None, 1.0, 1.0, "late") for _ in range(200)]
+    decision = decide(report("regression", broken), Gate())
+    assert not decision.promote and "cannot be computed" in decision.reasons[0]
