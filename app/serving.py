@@ -99,24 +99,39 @@ class Capture:
             batch = [self.queue.popleft() for _ in range(min(self.batch, len(self.queue)))]
             self.in_flight = len(batch)
             try:
-                pending = [await self.send(key, value) for key, value in batch]
-                await asyncio.gather(*pending)
+                outcomes = await asyncio.gather(
+                    *[await self._send(key, value) for key, value in batch],
+                    return_exceptions=True,
+                )
             except asyncio.CancelledError:
                 self.queue.extendleft(reversed(batch))
                 raise
-            except Exception:
-                # At least once: the whole batch again. A duplicate is harmless, the views
-                # count an event_id once; a gap would not be.
+            finally:
+                self.in_flight = 0
+            # At least once: what failed goes again (a send that failed may still have been
+            # written; the views count an event_id once). What succeeded is not resent.
+            failed = [r for r, o in zip(batch, outcomes, strict=True) if isinstance(o, Exception)]
+            self.captured += len(batch) - len(failed)
+            if failed:
                 self.failures += 1
-                log.exception("capturing %d predictions failed; retrying", len(batch))
-                self.queue.extendleft(reversed(batch))
+                log.warning(
+                    "capturing %d predictions failed, retrying: %s",
+                    len(failed),
+                    next(o for o in outcomes if isinstance(o, Exception)),
+                )
+                self.queue.extendleft(reversed(failed))
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
             else:
-                self.captured += len(batch)
                 delay = 0.1
-            finally:
-                self.in_flight = 0
+
+    async def _send(self, key: bytes, value: bytes) -> Awaitable[Any]:
+        try:
+            return await self.send(key, value)
+        except Exception as exc:  # refused before it was even queued by the producer
+            failed: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            failed.set_exception(exc)
+            return failed
 
     async def drain(self, within: float = 30.0) -> None:
         """Refuse new predictions and wait, up to `within` seconds, until the queue is sent."""

@@ -29,7 +29,7 @@ from app.domain.codec import format_time
 from app.domain.datasets import Manifest, Row
 from app.domain.events import Value
 from app.domain.validation import Decision, Gate, Scored, decide, loss, report, scored
-from app.learning.base import Model, task_of
+from app.learning.base import Features, Model, task_of
 from app.settings import Settings
 from app.topics import MODEL_EVENTS
 from app.training import MODELS, TrainingError, announce, load_version, version_manifest
@@ -85,10 +85,10 @@ async def unseen_rows(settings: Settings, record: dict[str, Any]) -> tuple[list[
     return [r for r in done.rows if r.event_id not in trained], now
 
 
-def score(model: Model, rows: Sequence[Row], batch: int = SCORE_BATCH) -> list[Value]:
+def score(model: Model, features: Sequence[Features], batch: int = SCORE_BATCH) -> list[Value]:
     out: list[Value] = []
-    for start in range(0, len(rows), batch):
-        out.extend(model.predict([r.features for r in rows[start : start + batch]]))
+    for start in range(0, len(features), batch):
+        out.extend(model.predict(features[start : start + batch]))
     return out
 
 
@@ -112,7 +112,7 @@ async def validate(
     else:
         judged, compared_with = rows, None  # no champion yet: whatever was served
     fitted = await load_version(settings, model, version)
-    predictions = await asyncio.to_thread(score, fitted, judged)
+    predictions = await asyncio.to_thread(score, fitted, [r.features for r in judged])
     task = fitted.describe().get("task") or task_of([r.label for r in judged])
     segment = segment_by if segment_by is not None else settings.validation_segment_by
     events = scored(judged, predictions, segment or None)

@@ -33,6 +33,9 @@ class Schema:
     strings: tuple[str, ...]
     task: str
     classes: tuple[Any, ...] = ()
+    # Per numeric feature, the range seen in training: inputs are clipped to it, so that one
+    # absurd value (a sensor's 1,000 mph wind) cannot send a ReLU network off to infinity.
+    bounds: tuple[tuple[float, float], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -40,22 +43,29 @@ class Schema:
             "strings": list(self.strings),
             "task": self.task,
             "classes": list(self.classes),
+            "bounds": [list(b) for b in self.bounds],
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Schema:
         return cls(
-            tuple(data["numeric"]), tuple(data["strings"]), data["task"], tuple(data["classes"])
+            tuple(data["numeric"]),
+            tuple(data["strings"]),
+            data["task"],
+            tuple(data["classes"]),
+            tuple((float(lo), float(hi)) for lo, hi in data.get("bounds", [])),
         )
 
 
 def infer_schema(features: Sequence[Features], labels: Sequence[Value]) -> Schema:
     names = sorted({name for row in features for name in row})
-    numeric, strings = [], []
+    numeric, strings, bounds = [], [], []
     for name in names:
         seen = [row.get(name) for row in features if row.get(name) is not None]
         if seen and all(isinstance(v, int | float) for v in seen):
             numeric.append(name)
+            values = [float(v) for v in seen if isinstance(v, int | float)]
+            bounds.append((min(values), max(values)))
         elif seen and all(isinstance(v, str) for v in seen):
             strings.append(name)
         # Lists of numbers are left out of this first model.
@@ -63,7 +73,7 @@ def infer_schema(features: Sequence[Features], labels: Sequence[Value]) -> Schem
         raise ValueError("no numeric or string features to learn from")
     task = task_of(labels)
     classes = tuple(sorted(set(labels), key=str)) if task == "classification" else ()
-    return Schema(tuple(numeric), tuple(strings), task, classes)
+    return Schema(tuple(numeric), tuple(strings), task, classes, tuple(bounds))
 
 
 def _input(i: int) -> str:
@@ -73,7 +83,10 @@ def _input(i: int) -> str:
 def columns(schema: Schema, batch: Sequence[Features]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for i, name in enumerate(schema.numeric):
-        out[_input(i)] = np.array([[_number(row.get(name))] for row in batch], dtype="float32")
+        column = np.array([[_number(row.get(name))] for row in batch], dtype="float32")
+        if schema.bounds:
+            column = np.clip(column, *schema.bounds[i])
+        out[_input(i)] = column
     for j, name in enumerate(schema.strings, start=len(schema.numeric)):
         out[_input(j)] = tf.constant([[_text(row.get(name))] for row in batch])
     return out

@@ -46,6 +46,14 @@ def test_learns_what_the_baseline_cannot_and_is_deterministic(tmp_path: Path) ->
     assert loaded.predict(features[:20]) == model.predict(features[:20])
     # Unseen categories and wrong types at prediction time do not break it.
     assert len(model.predict([{"distance": "far", "carrier": "ZZ"}, {}])) == 2
+    # An absurd number is clipped to the training range: the answer stays near the edge's.
+    edge, absurd = loaded.predict(
+        [
+            {"distance": max(f["distance"] for f in features), "carrier": "UA"},  # type: ignore[type-var]
+            {"distance": 1e9, "carrier": "UA"},
+        ]
+    )
+    assert edge == absurd
 
 
 def test_classification_gives_the_training_classes() -> None:

@@ -1,0 +1,187 @@
+"""Serving and validation costs, each against its own baseline in the same run.
+
+1. Predict latency: the Predictor answering one request at a time with a Keras model, with
+   capture to the local broker, next to the same Predictor whose capture sends nothing.
+   Rounds alternate, so drift on a shared machine hits both. Printed: p50 and p99, ratio.
+2. Replay scoring: `validation.score` on feature dicts (what validation does per event),
+   next to raw `network.predict` on arrays built beforehand. Printed: events/s, ratio.
+3. Validation end to end on the stack: `validate` of a Keras version over N labeled events
+   it never saw (log read, fold, score, report, store), next to raw predict. events/s, ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import random
+import shutil
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaProducer
+
+from app.adapters.topics import ensure_topics
+from app.domain.datasets import DatasetSpec
+from app.learning.keras import KerasTrainer, columns
+from app.serving import Capture, Predictor
+from app.topics import PREDICTIONS, TAGS
+from app.training import train
+from app.validation import score, validate
+from tests.coldlog import publish
+from tests.services import stack_settings, start_stack
+
+CARRIERS = ("UA", "AA", "DL", "B6", "WN", "EV", "MQ")
+
+
+def flights(n: int, seed: int) -> tuple[list[dict[str, Any]], list[float]]:
+    rng = random.Random(seed)
+    features, labels = [], []
+    for _ in range(n):
+        row = {
+            "carrier": rng.choice(CARRIERS),
+            "distance": float(rng.randint(200, 2500)),
+            "dep_delay": max(-10.0, rng.gauss(10, 30)),
+            "hour": rng.randint(5, 23),
+        }
+        features.append(row)
+        labels.append(row["dep_delay"] * 0.9 + row["distance"] / 500 + rng.gauss(0, 8))
+    return features, labels
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def latencies(predictor: Predictor, requests: list[dict[str, Any]]) -> list[float]:
+    out = []
+    for request in requests:
+        started = time.perf_counter()
+        await predictor.predict("bench", [request])
+        out.append(time.perf_counter() - started)
+    return out
+
+
+async def predict_latency(settings: Any, model: Any, requests: int, rounds: int) -> None:
+    await ensure_topics(settings)
+    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, linger_ms=5)
+    await producer.start()
+
+    async def to_kafka(key: bytes, value: bytes) -> Any:
+        return await producer.send(PREDICTIONS, key=key, value=value)
+
+    async def nowhere(key: bytes, value: bytes) -> Any:
+        done = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
+
+    async def load(name: str, version: str) -> Any:
+        return model
+
+    features, _ = flights(requests, seed=5)
+    measured: dict[str, list[float]] = {"with capture": [], "without": []}
+    try:
+        for _ in range(rounds):
+            for label, send in (("with capture", to_kafka), ("without", nowhere)):
+                capture = Capture(send, capacity=100_000)
+                runner = asyncio.ensure_future(capture.run())
+                predictor = Predictor(lambda m: "1", load, capture, 256 * 1024)
+                await predictor.predict("bench", [{"features": features[0]}])  # load, warm
+                measured[label] += await latencies(predictor, [{"features": f} for f in features])
+                await capture.drain()
+                runner.cancel()
+    finally:
+        await producer.stop()
+    on, off = measured["with capture"], measured["without"]
+    for label, values in measured.items():
+        print(
+            f"predict {label:>12}: p50 {percentile(values, 0.5) * 1e3:.2f} ms, "
+            f"p99 {percentile(values, 0.99) * 1e3:.2f} ms ({len(values)} requests)"
+        )
+    print(f"ratio p99 (with capture / without): {percentile(on, 0.99) / percentile(off, 0.99):.3f}")
+
+
+def scoring(model: Any, n: int) -> float:
+    features, _ = flights(n, seed=6)
+    x = columns(model.schema, features)
+    started = time.perf_counter()
+    model.network.predict(x, verbose=0, batch_size=1024)
+    raw = n / (time.perf_counter() - started)
+    started = time.perf_counter()
+    score(model, features)
+    ours = n / (time.perf_counter() - started)
+    print(f"raw network.predict on arrays: {raw:,.0f} events/s")
+    print(f"validation.score on events:    {ours:,.0f} events/s")
+    print(f"ratio (score / raw predict): {ours / raw:.3f}")
+    return raw
+
+
+async def end_to_end(settings: Any, n: int, raw: float) -> None:
+    features, labels = flights(n, seed=7)
+    items = []
+    for i, (row, label) in enumerate(zip(features, labels, strict=True)):
+        event_id = str(uuid.uuid4())
+        event = {
+            "schema_version": 1,
+            "event_id": event_id,
+            "model": "bench",
+            "model_version": "legacy",
+            "occurred_at": f"2013-01-{1 + i % 28:02d}T10:00:00Z",
+            "features": row,
+            "prediction": {"value": 0.0},
+        }
+        tag = {
+            "schema_version": 1,
+            "tag_id": str(uuid.uuid4()),
+            "event_id": event_id,
+            "label": label,
+            "datasets": ["bench"],
+            "tagged_at": "2013-02-01T00:00:00Z",
+        }
+        items += [
+            (PREDICTIONS, event_id.encode(), orjson.dumps(event)),
+            (TAGS, event_id.encode(), orjson.dumps(tag)),
+        ]
+    await publish(settings, items)
+    # Trained on a tenth; the other nine tenths are the replay.
+    record = await train(settings, DatasetSpec("bench", holdout=0.9), trainer=KerasTrainer())
+    started = time.perf_counter()
+    result = await validate(settings, "bench", record["version"])
+    rate = result["n"] / (time.perf_counter() - started)
+    print(f"validate end to end: {result['n']} events, {rate:,.0f} events/s")
+    print(f"ratio (validate end to end / raw predict): {rate / raw:.3f}")
+
+
+async def main(requests: int, rounds: int, events: int) -> None:
+    root = Path(tempfile.mkdtemp(prefix="modelview-bench-"))
+    settings = stack_settings(root / "data", partitions=4)
+    stack = start_stack(settings)
+    try:
+        features, labels = flights(5000, seed=4)
+        model = KerasTrainer().fit(features, labels, seed=0)
+        print(
+            f"date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC  machine: {platform.node()} "
+            f"({platform.machine()}, {os.cpu_count()} cores)"
+        )
+        await predict_latency(settings, model, requests, rounds)
+        raw = scoring(model, events)
+        await end_to_end(settings, events, raw)
+    finally:
+        stack.down()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--requests", type=int, default=500, help="per round and mode")
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--events", type=int, default=20_000)
+    args = parser.parse_args()
+    asyncio.run(main(args.requests, args.rounds, args.events))

@@ -1,0 +1,109 @@
+"""The Predictor and its capture queue, with a fake broker and fake model loading."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import orjson
+import pytest
+
+from app.learning.base import ConstantModel
+from app.serving import Capture, Predictor, ServingError
+from tests.waiting import wait_until
+
+REQUEST = {"features": {"distance": 100}}
+
+
+class Broker:
+    def __init__(self, fail_first: int = 0) -> None:
+        self.fail_first = fail_first
+        self.acked: list[bytes] = []
+        self.attempts = 0
+
+    async def send(self, key: bytes, value: bytes) -> Any:
+        self.attempts += 1
+        done = asyncio.get_running_loop().create_future()
+        if self.attempts <= self.fail_first:
+            done.set_exception(ConnectionError("broker away"))
+        else:
+            self.acked.append(key)
+            done.set_result(None)
+        return done
+
+
+def predictor(
+    broker: Broker, champion: dict[str, str], capacity: int = 100, gate: Any = None
+) -> Predictor:
+    async def load(model: str, version: str) -> ConstantModel:
+        if gate is not None:
+            await gate.wait()
+        if version == "broken":
+            raise OSError("no such artifact")
+        return ConstantModel(float(version), "regression", 1)
+
+    return Predictor(champion.get, load, Capture(broker.send, capacity), 256 * 1024)
+
+
+async def test_each_prediction_is_captured_once_even_when_sends_fail_at_first() -> None:
+    broker = Broker(fail_first=3)
+    served = predictor(broker, {"m": "1"})
+    runner = asyncio.ensure_future(served.capture.run())
+    answers = [await served.predict("m", [REQUEST, REQUEST]) for _ in range(5)]
+    ids = [p["event_id"] for a in answers for p in a["predictions"]]
+    await served.capture.drain(within=10)
+    runner.cancel()
+    assert sorted(broker.acked) == sorted(i.encode() for i in ids) and len(set(ids)) == 10
+    assert served.capture.status()["send_failures"] >= 1
+    assert answers[0]["predictions"][0]["prediction"] == {"value": 1.0}
+
+
+async def test_a_full_buffer_refuses_the_whole_batch_with_503() -> None:
+    served = predictor(Broker(), {"m": "1"}, capacity=3)  # nothing sends: no runner
+    await served.predict("m", [REQUEST, REQUEST])
+    with pytest.raises(ServingError) as refused:
+        await served.predict("m", [REQUEST, REQUEST])
+    assert refused.value.status == 503 and "buffer full" in refused.value.message
+    assert len(served.capture.queue) == 2 and served.capture.refused == 2
+
+
+async def test_the_old_champion_answers_while_the_new_one_loads() -> None:
+    champion = {"m": "1"}
+    gate = asyncio.Event()
+    gate.set()
+    served = predictor(Broker(), champion, gate=gate)
+    assert (await served.predict("m", [REQUEST]))["model_version"] == "1"
+    gate.clear()
+    champion["m"] = "2"
+    served.champion_changed("m", "2")
+    assert (await served.predict("m", [REQUEST]))["model_version"] == "1"  # still loading
+    gate.set()
+    await wait_until(lambda: served.loaded["m"][0] == "2", within=5, what="version 2 loaded")
+    answer = await served.predict("m", [REQUEST])
+    assert answer["model_version"] == "2" and answer["predictions"][0]["prediction"]["value"] == 2.0
+    captured = [orjson.loads(v) for _, v in served.capture.queue]
+    assert [c["model_version"] for c in captured] == ["1", "1", "2"]
+
+
+async def test_no_champion_a_broken_artifact_and_bad_requests_are_clear_errors() -> None:
+    champion: dict[str, str] = {}
+    served = predictor(Broker(), champion)
+    with pytest.raises(ServingError) as none:
+        await served.predict("m", [REQUEST])
+    assert none.value.status == 409
+    champion["m"] = "broken"
+    with pytest.raises(ServingError) as broken:
+        await served.predict("m", [REQUEST])
+    assert broken.value.status == 503 and "cannot load" in broken.value.message
+    champion["m"] = "1"
+    for bad, why in (
+        ({"features": {"x": float("nan")}}, "finite"),
+        ({"features": {}, "color": 1}, "unknown fields"),
+        ({"features": {}, "event_id": "nope"}, "event_id"),
+        ("text", "must be an object"),
+    ):
+        with pytest.raises(ServingError) as refused:
+            await served.predict("m", [REQUEST, bad])
+        assert refused.value.status == 400 and why in refused.value.message, refused.value.message
+        assert refused.value.details == {"index": 1}
+    assert not served.capture.queue  # nothing of a refused batch is captured
