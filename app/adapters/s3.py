@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import cache
 from typing import Any
 
 from aiobotocore.session import get_session
@@ -16,9 +17,16 @@ from app.settings import Settings
 TRANSIENT = ("InternalError", "ServiceUnavailable", "SlowDown", "500", "503")
 
 
+@cache
+def _session() -> Any:
+    # One session per process: each new one parses botocore's service models again, which
+    # cost 0.15 s a client, more than most of the requests made with it.
+    return get_session()
+
+
 @asynccontextmanager
 async def s3_client(settings: Settings) -> AsyncIterator[Any]:
-    session = get_session()
+    session = _session()
     config = Config(
         s3={"addressing_style": "path"},
         retries={"max_attempts": 2, "mode": "standard"},

@@ -10,9 +10,9 @@ from app.domain.batch import Agg, Index
 from app.domain.codec import (
     format_time,
     parse_time,
-    prediction_from_dict,
+    prediction_from_trusted,
     prediction_to_dict,
-    tag_from_dict,
+    tag_from_trusted,
     tag_to_dict,
 )
 from app.domain.examples import Example
@@ -49,8 +49,8 @@ def from_json(key: str, data: Any) -> Any:
     if key.startswith("ex/"):
         return Example(
             event_id=data["event_id"],
-            prediction=prediction_from_dict(data["prediction"]) if data["prediction"] else None,
-            tag=tag_from_dict(data["tag"]) if data["tag"] else None,
+            prediction=prediction_from_trusted(data["prediction"]) if data["prediction"] else None,
+            tag=tag_from_trusted(data["tag"]) if data["tag"] else None,
             tag_ids=frozenset(data["tag_ids"]),
         )
     if key.startswith("agg/"):

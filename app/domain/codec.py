@@ -140,6 +140,36 @@ def tag_to_dict(tag: TagEvent) -> dict[str, Any]:
     }
 
 
+def prediction_from_trusted(data: Mapping[str, Any]) -> PredictionEvent:
+    """A prediction this code wrote itself (views, snapshots): checked once, at ingestion,
+    and read back without checking again, since reading views is the hot path of a fold."""
+    prediction = data["prediction"]
+    return PredictionEvent(
+        schema_version=data["schema_version"],
+        event_id=data["event_id"],
+        model=data["model"],
+        model_version=data["model_version"],
+        occurred_at=parse_time(data["occurred_at"]),
+        features=data["features"],
+        prediction=Prediction(prediction["value"], prediction.get("scores")),
+        entity_id=data.get("entity_id"),
+        context=data["context"],
+    )
+
+
+def tag_from_trusted(data: Mapping[str, Any]) -> TagEvent:
+    """A tag this code wrote itself; see `prediction_from_trusted`."""
+    return TagEvent(
+        schema_version=data["schema_version"],
+        tag_id=data["tag_id"],
+        event_id=data["event_id"],
+        tagged_at=parse_time(data["tagged_at"]),
+        label=data["label"],
+        datasets=tuple(data["datasets"]),
+        source=data["source"],
+    )
+
+
 def encode_prediction(event: PredictionEvent) -> bytes:
     return orjson.dumps(prediction_to_dict(event))
 

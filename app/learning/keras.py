@@ -8,8 +8,9 @@ deterministic ops on, so the same rows and seed give the same model on the same 
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +103,7 @@ def _text(value: object) -> str:
 
 
 SMALL_BATCH = 256
+_TRACING = threading.Lock()  # requests run in threads: trace the serving graph once
 
 
 @dataclass
@@ -111,20 +113,41 @@ class KerasModel:
     trained_on: int
     final_loss: float
     kind: str = "keras"
+    _graph: Any = field(default=None, repr=False, compare=False)
 
     def predict(self, batch: Sequence[Features]) -> list[Value]:
         if not batch:
             return []
         x = columns(self.schema, batch)
         if len(batch) <= SMALL_BATCH:
-            # Serving: a direct call skips predict()'s per-call setup, tens of milliseconds.
+            # Serving: one traced graph for any batch size skips predict()'s per-call setup
+            # and eager execution: about 0.5 ms a request instead of 5.
             tensors = {k: tf.convert_to_tensor(v) for k, v in x.items()}
-            out = np.asarray(self.network(tensors, training=False))
+            out = np.asarray(self._serving()(tensors))
         else:
             out = self.network.predict(x, verbose=0, batch_size=1024)
         if self.schema.task == "regression":
             return [float(v) for v in out[:, 0]]
         return [self.schema.classes[int(i)] for i in np.argmax(out, axis=1)]
+
+    def _serving(self) -> Any:
+        with _TRACING:
+            if self._graph is None:
+                signature = {
+                    _input(i): tf.TensorSpec([None, 1], tf.float32)
+                    for i in range(len(self.schema.numeric))
+                } | {
+                    _input(j): tf.TensorSpec([None, 1], tf.string)
+                    for j in range(
+                        len(self.schema.numeric),
+                        len(self.schema.numeric) + len(self.schema.strings),
+                    )
+                }
+                network = self.network
+                self._graph = tf.function(
+                    lambda x: network(x, training=False), input_signature=[signature]
+                )
+            return self._graph
 
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
