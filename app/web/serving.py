@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import faust
+from botocore.exceptions import BotoCoreError, ClientError
 from faust.web import Request, Response, View
 
 from app.serving import Predictor, ServingError
@@ -45,9 +46,12 @@ def register(app: faust.App, predictor: Predictor, settings: Settings) -> None:
             events = request.query.get("events", "0")
             if not events.isdigit():
                 return error(self, 400, "events: a number of per-event rows to include")
-            found: Any = await stored_report(
-                settings, model, version, events=int(events) > 0, limit=int(events)
-            )
+            try:
+                found: Any = await stored_report(
+                    settings, model, version, events=int(events) > 0, limit=int(events)
+                )
+            except (BotoCoreError, ClientError, OSError) as exc:
+                return error(self, 503, "the object store cannot be read now", str(exc))
             if found is None:
                 return error(
                     self, 404, "no validation report", {"model": model, "version": version}

@@ -145,9 +145,10 @@ async def test_gate_rejects_worse_promotes_better_and_the_champion_serves_with_c
                 seen.append((await http.predict("delay", [request]))["model_version"])
 
         askers = [asyncio.ensure_future(keep_asking()) for _ in range(4)]
-        cli(stack, "models", "promote", "delay", "2")
+        # In a thread: the askers go on asking while the command runs.
+        await asyncio.to_thread(cli, stack, "models", "promote", "delay", "2")
         await wait_until(lambda: seen[-4:] == ["2"] * 4, within=30, what="version 2 serving")
-        cli(stack, "models", "rollback", "delay")
+        await asyncio.to_thread(cli, stack, "models", "rollback", "delay")
         await wait_until(lambda: seen[-4:] == ["1"] * 4, within=30, what="back to version 1")
         stop.set()
         await asyncio.gather(*askers)  # any failed request raises here
