@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -32,7 +33,7 @@ from app.domain.codec import format_time
 from app.domain.datasets import DatasetSpec, in_holdout
 from app.flights import Flight
 from app.settings import Settings
-from app.stack import Stack
+from app.stack import Stack, listening
 
 MODEL = "arr_delay"  # the model and the dataset it learns from
 FIRST_DAY = date(2013, 1, 1)
@@ -58,13 +59,24 @@ def demo_settings(settings: Settings) -> Settings:
 
 def run_demo(settings: Settings, days: int, keep: bool) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter
-    settings = demo_settings(settings)
+    # A fresh log every time: a second run on the first one's data tells no clear story.
+    settings = demo_settings(settings).with_(data_dir=Path(settings.data_dir) / "demo")
     stack = Stack(settings)
-    started_stack = not all(s["pid"] for s in stack.status().values())
+    busy = [name for name, s in stack.status().items() if s["listening"]]
+    if listening(settings.web_port):
+        busy.append("the worker")
+    if busy:
+        print(
+            f"modelview demo: the ports of {', '.join(busy)} are taken: the demo "
+            "starts its own stack and worker on an empty log. Stop what runs there first "
+            "(a demo left running with --keep: kill its worker, then `modelview stack down` "
+            f"with MODELVIEW_DATA_DIR={settings.data_dir}).",
+            file=sys.stderr,
+        )
+        return 2
+    shutil.rmtree(settings.data_dir, ignore_errors=True)
     print(
-        "starting the local stack (Tansu broker, SeaweedFS object store)..."
-        if started_stack
-        else "using the running stack"
+        f"starting the local stack (Tansu broker, SeaweedFS object store) in {settings.data_dir}..."
     )
     stack.up()
     worker = _start_worker(settings)
@@ -74,13 +86,15 @@ def run_demo(settings: Settings, days: int, keep: bool) -> int:
         if keep:
             url = f"http://{settings.web_host}:{settings.web_port}"
             print(f"\nleft running: worker pid {worker.pid} on {url} (try {url}/v1/models/{MODEL})")
-            print("stop with: kill", worker.pid, "&& modelview stack down")
+            print(
+                f"stop with: kill {worker.pid} && "
+                f"MODELVIEW_DATA_DIR={settings.data_dir} modelview stack down"
+            )
         else:
             worker.send_signal(signal.SIGTERM)
             worker.wait(60)
-            if started_stack:
-                stack.down()
-            print("\nstopped the worker" + (" and the stack" if started_stack else ""))
+            stack.down()
+            print("\nstopped the worker and the stack")
     return 0
 
 
@@ -90,6 +104,7 @@ def _start_worker(settings: Settings) -> subprocess.Popen[bytes]:
     modelview = Path(sys.executable).parent / "modelview"
     env = os.environ.copy()
     for name in (
+        "data_dir",
         "retrain_min_labels",
         "retrain_trainer",
         "retrain_holdout",
@@ -327,7 +342,7 @@ class Demo:
         from app.training import load_version
         from app.validation import score
 
-        first = last - timedelta(days=EVALUATION_DAYS - 1)
+        first = last - timedelta(days=min(EVALUATION_DAYS, max(1, self.days // 3)) - 1)
         share = self.settings.retrain_holdout
         held = [
             f

@@ -94,7 +94,8 @@ def load(first: date, last: date) -> list[Flight]:
         out.append(
             Flight(
                 key=f"{row['carrier']}{row['flight']}-{row['origin']}-{day.isoformat()}",
-                day=(departed - NEW_YORK).date(),
+                # Past midnight after a long delay: still that day's flight, for the replay.
+                day=min(max((departed - NEW_YORK).date(), first), last),
                 departed=departed,
                 arrived=departed + timedelta(minutes=air_time) + TAXI_IN,
                 features=features,

@@ -96,7 +96,7 @@ class Stack:
 
     def status(self) -> dict[str, dict[str, object]]:
         return {
-            s.name: {"pid": s.pid(), "port": s.port, "listening": _listening(s.port)}
+            s.name: {"pid": s.pid(), "port": s.port, "listening": listening(s.port)}
             for s in (self.broker, self.s3)
         }
 
@@ -162,12 +162,12 @@ class Stack:
             if service.pid() is None:
                 tail = _tail(service.log_file)
                 raise StackError(f"{service.name} exited during start-up; log tail:\n{tail}")
-            return _listening(service.port)
+            return listening(service.port)
 
         _wait_for(ready, deadline, f"{service.name} on port {service.port}")
 
     def _check_free(self, name: str, ports: list[int]) -> None:
-        taken = [p for p in ports if _listening(p)]
+        taken = [p for p in ports if listening(p)]
         if taken:
             raise StackError(
                 f"cannot start {name}: port(s) {taken} already in use by another process; "
@@ -203,7 +203,7 @@ def _weed_binary() -> str:
     return path
 
 
-def _listening(port: int) -> bool:
+def listening(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.settimeout(0.5)
         return sock.connect_ex(("127.0.0.1", port)) == 0
