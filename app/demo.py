@@ -309,9 +309,14 @@ class Demo:
         async def settled() -> bool:
             _, health = await self.http.get("/healthz")
             _, dataset = await self.http.get(f"/v1/datasets/{MODEL}")
+            _, entry = await self.http.get(f"/v1/models/{MODEL}")
             running = health["training"]["running"]
             due = dataset.get("new_since_training", 0) >= self.settings.retrain_min_labels
-            return not running and not due
+            # And the registry has folded each version's verdict, not just its training.
+            pending = [
+                v for v in entry.get("versions", []) if v["status"] in ("trained", "validated")
+            ]
+            return not running and not due and not pending
 
         await _wait(settled, 600, "the retraining in progress")
 

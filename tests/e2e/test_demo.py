@@ -1,0 +1,30 @@
+"""The README's main command, shortened: the demo's loop on three days of real flights."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.services import run_cli, stack_settings
+
+pytestmark = pytest.mark.e2e
+
+
+def test_the_demo_promotes_a_keras_version_over_the_baseline(tmp_path: Path) -> None:
+    settings = stack_settings(tmp_path / "data", partitions=2).with_(
+        retrain_min_labels=900, gate_min_samples=100, gate_min_segment_samples=60
+    )
+    done = run_cli(settings, "demo", "--days", "3", within=600)
+    out = done.stdout
+    assert done.returncode == 0, out + done.stderr[-3000:]
+    assert "promoted by hand as the first champion" in out, out
+    verdicts = re.findall(
+        r"v(\d+) \(keras.*validated on (\d+) past events .*: (PROMOTED|rejected)", out
+    )
+    assert verdicts and verdicts[0][2] == "PROMOTED", out
+    summary = out[out.index("summary:") :]
+    maes = [float(m) for m in re.findall(r"promoted by \w+ +MAE +([\d.]+)", summary)]
+    assert len(maes) >= 2 and min(maes[1:]) < maes[0], summary  # Keras beats the baseline
+    assert "stopped the worker and the stack" in out
