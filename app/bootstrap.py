@@ -24,7 +24,7 @@ from app.serving import Capture, Predictor
 from app.settings import Settings
 from app.topics import COLD, DEAD_LETTERS, PREDICTIONS
 from app.training import load_version
-from app.web import api
+from app.web import api, auth, metrics, openapi
 from app.web import serving as serving_api
 from tables import registry, views
 from tables.views import TableStore
@@ -55,11 +55,12 @@ def create(settings: Settings, **overrides: Any) -> Modelview:
         "broker": settings.broker_url,
         "store": "rocksdb://",
         "datadir": str(settings.data_dir / "worker"),
-        "web_bind": settings.web_host,
+        "web_bind": settings.web_bind or settings.web_host,
         "web_port": settings.web_port,
         "web_host": settings.web_host,
         "topic_partitions": settings.partitions,
         "autodiscover": False,
+        "web_application_options": {"middlewares": [auth.middleware(settings)]},
         **PROFILES[settings.broker_profile],
         **overrides,
     }
@@ -128,6 +129,17 @@ def create(settings: Settings, **overrides: Any) -> Modelview:
         predictor.status,
     )
     serving_api.register(app, predictor, settings)
+    openapi.register(app)
+    metrics.register(
+        app,
+        metrics.StatusCollector(
+            ingestor.counts,
+            flusher.status,
+            lambda: retrainer.completed,
+            predictor.status,
+            mv.queries,
+        ),
+    )
     guard_local_state(app, settings)
     # Before the task is cancelled: a clean stop leaves nothing that is only in Kafka.
     on_stop(app, flusher.stop)

@@ -150,7 +150,7 @@ class Demo:
         everything = flights.load(FIRST_DAY, last)
         print(f"{len(everything)} flights took off and landed")
         async with (
-            HttpClient(self.url, timeout=120) as http,
+            HttpClient(self.url, self.settings.api_token, timeout=120) as http,
             KafkaPublisher(self.settings.bootstrap_servers) as kafka,
         ):
             self.http, self.kafka = http, kafka

@@ -15,6 +15,7 @@ from app.adapters import epoch
 from app.adapters.flusher import Flusher
 from app.adapters.queries import Queries
 from app.adapters.restore import restore_log
+from app.adapters.s3 import ensure_bucket
 from app.adapters.sync import run_sync
 from app.adapters.watchdog import EXIT_LOG_LOST, LogWatch
 from app.settings import Settings
@@ -45,6 +46,8 @@ def guard_local_state(app: faust.App, settings: Settings) -> None:
         marker = root / RUNNING
         tables = Path(app.conf.tabledir)
         existing = run_sync(epoch.topics(settings), timeout=30)
+        # A fresh object store (MinIO in docker/) has no bucket until a worker makes it.
+        run_sync(ensure_bucket(settings), timeout=60)
         report = run_sync(restore_log(settings, replication=replication), timeout=900)
         if report.total:
             log.warning("the broker had lost its log: %d records restored from S3", report.total)

@@ -27,9 +27,14 @@ class Settings:
     s3_secret_key: str = field(default="modelview-secret", repr=False)
     web_host: str = "127.0.0.1"
     web_port: int = 6066
+    # Where the HTTP server listens, when not on WEB_HOST: 0.0.0.0 in a container, whose
+    # WEB_HOST is then its name on the network (other workers forward reads there).
+    web_bind: str = ""
     data_dir: Path = Path("data")
     partitions: int = 8
     api_token: str | None = field(default=None, repr=False)
+    # With API_TOKEN set, writes always need it; reads too when this is on (/healthz never).
+    auth_reads: bool = False
     # "local": the Tansu broker of `modelview stack`; "kafka": Apache Kafka (docker/).
     broker_profile: str = "local"
     # Events folded per table transaction; bigger batches mean fewer table writes.
@@ -138,6 +143,12 @@ def _convert(key: str, raw: str, kind: object) -> object:
             return float(raw)
         if kind == "Path":
             return Path(raw)
+        if kind == "bool":
+            if raw.lower() in ("1", "true", "yes", "on"):
+                return True
+            if raw.lower() in ("0", "false", "no", "off", ""):
+                return False
+            raise ValueError(raw)
     except ValueError as exc:
         raise SettingsError(f"{key}={raw!r} is not a valid {kind}") from exc
     if kind == "str | None":

@@ -51,7 +51,14 @@ async def ensure_bucket(settings: Settings) -> None:
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") not in ("404", "NoSuchBucket"):
                 raise
-            await client.create_bucket(Bucket=settings.s3_bucket)
+            try:
+                await client.create_bucket(Bucket=settings.s3_bucket)
+            except ClientError as again:  # another worker created it meanwhile
+                if again.response.get("Error", {}).get("Code") not in (
+                    "BucketAlreadyOwnedByYou",
+                    "BucketAlreadyExists",
+                ):
+                    raise
         except EndpointConnectionError as exc:
             raise ConnectionError(str(exc)) from exc
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+import aiohttp
 import orjson
 import pytest
 
@@ -124,6 +126,13 @@ async def test_gate_rejects_worse_promotes_better_and_the_champion_serves_with_c
             return True
 
         await wait_until(in_views, within=30, what=f"the 200 in the views {process.health()}")
+        async with aiohttp.ClientSession() as session, session.get(process.url + "/metrics") as r:
+            scraped = await r.text()
+        assert r.status == 200 and r.content_type == "text/plain", scraped[:300]
+        served = re.search(
+            r'modelview_predictions_served_total\{model="delay",version="1"\} (\d+)', scraped
+        )
+        assert served and int(served.group(1)) >= 200, scraped
 
         # Bad requests are clear 4xx answers.
         status, body = await http.request("POST", "/v1/models/delay/predict", {"feature": {}})

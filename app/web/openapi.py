@@ -1,0 +1,388 @@
+"""`GET /openapi.json`: the HTTP API described in OpenAPI 3.0, every path and every answer.
+
+Written by hand next to the views it describes; a schemathesis run against a live worker
+(tests/e2e/test_openapi.py) checks that no request gets a 5xx and that every response
+matches this description.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import faust
+from faust.web import Request, Response, View
+
+from app.domain.codec import NAME
+
+UUID = {"type": "string", "format": "uuid", "pattern": "^[0-9a-f-]{36}$"}
+TIME = {"type": "string", "format": "date-time"}
+NAME_SCHEMA = {"type": "string", "pattern": NAME.pattern, "maxLength": 128}
+VALUE = {"oneOf": [{"type": "number"}, {"type": "string"}, {"type": "boolean"}]}
+FEATURE = {
+    "nullable": True,
+    "oneOf": [
+        {"type": "number"},
+        {"type": "string"},
+        {"type": "boolean"},
+        {"type": "array", "items": {"type": "number"}},
+    ],
+}
+ANY_OBJECT = {"type": "object", "additionalProperties": True}
+
+SCHEMAS: dict[str, Any] = {
+    "Error": {
+        "type": "object",
+        "required": ["error", "details"],
+        "properties": {"error": {"type": "string"}, "details": {}},
+    },
+    "PredictionEvent": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": [
+            "schema_version",
+            "event_id",
+            "model",
+            "model_version",
+            "occurred_at",
+            "features",
+            "prediction",
+        ],
+        "properties": {
+            "schema_version": {"type": "integer", "enum": [1]},
+            "event_id": UUID,
+            "model": NAME_SCHEMA,
+            "model_version": NAME_SCHEMA,
+            "occurred_at": TIME,
+            "features": {"type": "object", "additionalProperties": FEATURE},
+            "prediction": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["value"],
+                "properties": {
+                    "value": VALUE,
+                    "scores": {"type": "object", "additionalProperties": {"type": "number"}},
+                },
+            },
+            "entity_id": {"type": "string", "nullable": True},
+            "context": ANY_OBJECT,
+        },
+    },
+    "TagEvent": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["schema_version", "tag_id", "event_id", "tagged_at"],
+        "properties": {
+            "schema_version": {"type": "integer", "enum": [1]},
+            "tag_id": UUID,
+            "event_id": UUID,
+            "label": {**VALUE, "nullable": True},
+            "datasets": {"type": "array", "items": NAME_SCHEMA, "maxItems": 64},
+            "source": {"type": "string", "maxLength": 256},
+            "tagged_at": TIME,
+        },
+    },
+    "Accepted": {
+        "type": "object",
+        "required": ["accepted", "count"],
+        "properties": {
+            "accepted": {"type": "array", "items": {"type": "string"}},
+            "count": {"type": "integer"},
+        },
+    },
+    "PredictRequest": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["features"],
+        "properties": {
+            "features": {"type": "object", "additionalProperties": FEATURE},
+            "event_id": UUID,
+            "entity_id": {"type": "string", "nullable": True},
+            "context": ANY_OBJECT,
+            "occurred_at": TIME,
+        },
+    },
+    "Prediction": {
+        "type": "object",
+        "required": ["event_id", "prediction"],
+        "properties": {
+            "event_id": {"type": "string"},
+            "prediction": {
+                "type": "object",
+                "required": ["value"],
+                "properties": {"value": VALUE},
+            },
+        },
+    },
+    "Dataset": {
+        "type": "object",
+        "required": ["name", "size", "labeled", "new_since_training"],
+        "properties": {
+            "name": {"type": "string"},
+            "size": {"type": "integer"},
+            "labeled": {"type": "integer"},
+            "new_since_training": {"type": "integer"},
+            "label_summary": ANY_OBJECT,
+            "updated_at": {"type": "string", "nullable": True},
+        },
+    },
+    "Model": {
+        "type": "object",
+        "required": ["model", "champion", "versions"],
+        "properties": {
+            "model": {"type": "string"},
+            "champion": {"type": "string", "nullable": True},
+            "champions": {"type": "array", "items": {"type": "string"}},
+            "versions": {"type": "array", "items": ANY_OBJECT},
+        },
+    },
+}
+
+
+def _ref(name: str) -> dict[str, Any]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _errors(*statuses: int) -> dict[str, Any]:
+    reasons = {
+        400: "invalid request; `details` says what and where",
+        401: "a bearer token is required (MODELVIEW_API_TOKEN is set)",
+        403: "the bearer token is not valid",
+        404: "not found",
+        409: "the model has no champion yet",
+        413: "body or event too large",
+        422: "the model produced a value that cannot be served",
+        503: "not available now (capture buffer full, object store down); retry",
+    }
+    return {str(s): _json(_ref("Error"), reasons[s]) for s in statuses}
+
+
+def _one_or_many(name: str) -> dict[str, Any]:
+    return {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "oneOf": [_ref(name), {"type": "array", "items": _ref(name), "minItems": 1}]
+                }
+            }
+        },
+    }
+
+
+def _path_param(name: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": schema or {"type": "string"}}
+
+
+READ = (401, 403)
+WRITE = (400, 401, 403, 413)
+
+
+def document() -> dict[str, Any]:
+    publish = {
+        "202": _json(_ref("Accepted"), "in the log"),
+        **_errors(*WRITE),
+        **_errors(503),
+    }
+    return {
+        "openapi": "3.0.3",
+        "info": {
+            "title": "modelview",
+            "version": "1",
+            "description": "Event-sourced machine learning: predictions and tags in, views, "
+            "models and served predictions out.",
+        },
+        "components": {
+            "schemas": SCHEMAS,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+        "security": [{}, {"bearer": []}],
+        "paths": {
+            "/v1/predictions": {
+                "post": {
+                    "summary": "Publish prediction events",
+                    "requestBody": _one_or_many("PredictionEvent"),
+                    "responses": publish,
+                }
+            },
+            "/v1/tags": {
+                "post": {
+                    "summary": "Publish tags",
+                    "requestBody": _one_or_many("TagEvent"),
+                    "responses": publish,
+                }
+            },
+            "/v1/predictions/{event_id}": {
+                "get": {
+                    "summary": "An event, its latest tag and the example they form",
+                    "parameters": [_path_param("event_id")],
+                    "responses": {
+                        "200": _json(ANY_OBJECT, "the event"),
+                        **_errors(404, *READ),
+                    },
+                }
+            },
+            "/v1/datasets": {
+                "get": {
+                    "summary": "Every dataset",
+                    "responses": {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "required": ["datasets"],
+                                "properties": {
+                                    "datasets": {"type": "array", "items": _ref("Dataset")}
+                                },
+                            },
+                            "datasets",
+                        ),
+                        **_errors(*READ),
+                    },
+                }
+            },
+            "/v1/datasets/{name}": {
+                "get": {
+                    "summary": "One dataset",
+                    "parameters": [_path_param("name")],
+                    "responses": {
+                        "200": _json(_ref("Dataset"), "the dataset"),
+                        **_errors(404, *READ),
+                    },
+                }
+            },
+            "/v1/models": {
+                "get": {
+                    "summary": "The registry: every model, its champion and versions",
+                    "responses": {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "required": ["models"],
+                                "properties": {"models": {"type": "array", "items": ANY_OBJECT}},
+                            },
+                            "models",
+                        ),
+                        **_errors(*READ),
+                    },
+                }
+            },
+            "/v1/models/{model}": {
+                "get": {
+                    "summary": "One model: versions with status, lineage, validation",
+                    "parameters": [_path_param("model")],
+                    "responses": {
+                        "200": _json(_ref("Model"), "the model"),
+                        **_errors(404, *READ),
+                    },
+                }
+            },
+            "/v1/models/{model}/metrics": {
+                "get": {
+                    "summary": "Online metrics per version, overall and by hour",
+                    "parameters": [
+                        _path_param("model"),
+                        {"name": "from", "in": "query", "schema": {"type": "string"}},
+                        {"name": "to", "in": "query", "schema": {"type": "string"}},
+                    ],
+                    "responses": {
+                        "200": _json(ANY_OBJECT, "metrics"),
+                        **_errors(400, 404, *READ),
+                    },
+                }
+            },
+            "/v1/models/{model}/predict": {
+                "post": {
+                    "summary": "Predict with the champion; each prediction is captured",
+                    "parameters": [_path_param("model")],
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "oneOf": [
+                                        _ref("PredictRequest"),
+                                        {
+                                            "type": "array",
+                                            "items": _ref("PredictRequest"),
+                                            "minItems": 1,
+                                        },
+                                    ]
+                                }
+                            }
+                        },
+                    },
+                    "responses": {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "required": ["model", "model_version"],
+                                "properties": {
+                                    "model": {"type": "string"},
+                                    "model_version": {"type": "string"},
+                                    "predictions": {
+                                        "type": "array",
+                                        "items": _ref("Prediction"),
+                                    },
+                                    "event_id": {"type": "string"},
+                                    "prediction": ANY_OBJECT,
+                                },
+                            },
+                            "one answer per request, in order",
+                        ),
+                        **_errors(*WRITE, 409, 422, 503),
+                    },
+                }
+            },
+            "/v1/models/{model}/versions/{version}/validation": {
+                "get": {
+                    "summary": "The latest validation report of a version",
+                    "parameters": [
+                        _path_param("model"),
+                        _path_param("version"),
+                        {"name": "events", "in": "query", "schema": {"type": "string"}},
+                    ],
+                    "responses": {
+                        "200": _json(ANY_OBJECT, "the report"),
+                        **_errors(400, 404, 503, *READ),
+                    },
+                }
+            },
+            "/healthz": {
+                "get": {
+                    "summary": "Readiness, lag, ingestion, flush, training and serving status",
+                    "security": [],
+                    "responses": {"200": _json(ANY_OBJECT, "status")},
+                }
+            },
+            "/metrics": {
+                "get": {
+                    "summary": "Prometheus metrics",
+                    "responses": {
+                        "200": {
+                            "description": "text exposition format",
+                            "content": {"text/plain": {"schema": {"type": "string"}}},
+                        },
+                        **_errors(*READ),
+                    },
+                }
+            },
+            "/openapi.json": {
+                "get": {
+                    "summary": "This description",
+                    "responses": {"200": _json(ANY_OBJECT, "OpenAPI 3.0"), **_errors(*READ)},
+                }
+            },
+        },
+    }
+
+
+def register(app: faust.App) -> None:
+    described = document()
+
+    @app.page("/openapi.json")
+    class OpenApi(View):
+        async def get(self, request: Request) -> Response:
+            return self.json(described)

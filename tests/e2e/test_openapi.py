@@ -1,0 +1,69 @@
+"""The API as described: schemathesis against a live worker, from /openapi.json."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from app.settings import Settings
+from app.web.openapi import document
+from tests.services import WorkerProcess
+
+pytestmark = pytest.mark.e2e
+
+CHECKS = ",".join(
+    (
+        "not_a_server_error",
+        "status_code_conformance",
+        "content_type_conformance",
+        "response_headers_conformance",
+        "response_schema_conformance",
+    )
+)
+
+
+def test_no_5xx_and_every_answer_as_described(
+    stack: Settings, worker: Callable[..., WorkerProcess], tmp_path: Path
+) -> None:
+    process = worker(stack.with_(api_token="openapi-test-token"))
+    st = Path(sys.executable).parent / "st"
+    done = subprocess.run(
+        [
+            str(st),
+            "run",
+            f"{process.url}/openapi.json",
+            "--checks",
+            CHECKS,
+            "--max-examples",
+            "50",
+            "--seed",
+            "2026",
+            "--workers",
+            "2",
+            "--phases",
+            "examples,coverage,fuzzing",
+            "--request-timeout",
+            "20",
+            "--header",
+            "Authorization: Bearer openapi-test-token",
+            "--report",
+            "junit",
+            "--report-dir",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-2000:]
+    cases = re.search(r"(\d+) generated, (\d+) passed", done.stdout)
+    assert cases and int(cases.group(1)) == int(cases.group(2)) >= 500, done.stdout[-2000:]
+    operations = sum(len(methods) for methods in document()["paths"].values())
+    assert f"{operations} selected / {operations} total" in done.stdout  # all of them
+    assert (process.health() or {}).get("status") == "ok"  # the worker is still up
