@@ -24,7 +24,7 @@ from app.serving import Capture, Predictor
 from app.settings import Settings
 from app.topics import COLD, DEAD_LETTERS, PREDICTIONS
 from app.training import load_version
-from app.web import api, auth, metrics, openapi
+from app.web import api, auth, dashboard, metrics, openapi
 from app.web import serving as serving_api
 from tables import registry, views
 from tables.views import TableStore
@@ -130,6 +130,7 @@ def create(settings: Settings, **overrides: Any) -> Modelview:
     )
     serving_api.register(app, predictor, settings)
     openapi.register(app)
+    dashboard.register(app)
     metrics.register(
         app,
         metrics.StatusCollector(

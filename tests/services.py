@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import os
 import random
@@ -11,12 +12,16 @@ import subprocess
 import sys
 import time
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import orjson
 
+from app.adapters.replay import log_end
 from app.settings import Settings
 from app.stack import Stack
+from app.topics import PREDICTIONS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -113,15 +118,29 @@ class WorkerProcess:
         raise AssertionError(f"worker not ready within {within}s\n{self.log_tail()}")
 
     def wait_caught_up(self, within: float = 120.0) -> None:
-        """Until the views hold every record in the log: ready, and no lag."""
+        """Until the views hold every record the log holds now (read from the log itself:
+        the worker's own lag counts from high-water marks it may not have fetched yet)."""
         self.wait_ready(within)
+        with ThreadPoolExecutor(1) as thread:  # callers may be inside an event loop
+            ends = thread.submit(asyncio.run, log_end(self.settings)).result()
         deadline = time.monotonic() + within
         while time.monotonic() < deadline:
-            health = self.health()
-            if health and health.get("ready") and health.get("lag") == 0:
+            health = self.health() or {}
+            positions: Any = health.get("positions") or {}
+            held = {int(p) for p in positions.get(PREDICTIONS, {})}
+            if (
+                health.get("ready")
+                and health.get("lag") == 0
+                and held == set(range(self.settings.partitions))
+                and all(
+                    positions[topic][str(p)] >= end
+                    for topic, parts in ends.items()
+                    for p, end in parts.items()
+                )
+            ):
                 return
             time.sleep(0.2)
-        raise AssertionError(f"worker not ready within {within}s\n{self.log_tail()}")
+        raise AssertionError(f"worker not caught up within {within}s\n{self.log_tail()}")
 
     def stop(self, within: float = 60.0) -> int:
         if self.process is None or self.process.poll() is not None:

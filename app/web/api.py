@@ -180,7 +180,13 @@ def register(
                 "partitions": settings.partitions,
                 "active_partitions": active,
             }
-            body["lag"] = lag(app, queries.snapshot(), active)
+            snapshot = queries.snapshot()
+            body["lag"] = lag(app, snapshot, active)
+            # Per topic and partition held here: the next log offset the views will fold.
+            body["positions"] = {
+                topic: {str(p): snapshot.cursor(p).get(topic, -1) + 1 for p in active}
+                for topic in (PREDICTIONS, TAGS)
+            }
             body["ingest"] = dict(ingest_counts)
             body["flush"] = dict(flush_status())
             body["training"] = dict(training_status())

@@ -1,7 +1,8 @@
 """Bearer-token auth for the HTTP API, as aiohttp middleware in front of every view.
 
 With `MODELVIEW_API_TOKEN` set, every write needs `Authorization: Bearer <token>`, and reads
-do too with `MODELVIEW_AUTH_READS`. `/healthz` stays open for probes. Tokens are compared in
+do too with `MODELVIEW_AUTH_READS`. `/healthz` stays open for probes, and `/dashboard`,
+a page without data whose own API calls carry the token. Tokens are compared in
 constant time and never echoed or logged.
 """
 
@@ -16,7 +17,8 @@ from aiohttp import web
 
 from app.settings import Settings
 
-OPEN = frozenset({"/healthz"})
+# The dashboard page holds no data; it asks for the token before its API calls.
+OPEN = frozenset({"/healthz", "/dashboard"})
 READS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

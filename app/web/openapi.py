@@ -369,6 +369,18 @@ def document() -> dict[str, Any]:
                     },
                 }
             },
+            "/dashboard": {
+                "get": {
+                    "summary": "The dashboard page (its data comes from the API above)",
+                    "security": [],
+                    "responses": {
+                        "200": {
+                            "description": "HTML",
+                            "content": {"text/html": {"schema": {"type": "string"}}},
+                        }
+                    },
+                }
+            },
             "/openapi.json": {
                 "get": {
                     "summary": "This description",

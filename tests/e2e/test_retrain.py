@@ -51,7 +51,21 @@ async def test_enough_new_labels_train_a_new_version(
         assert v2["snapshot"]["rows"] == 120 and v2["snapshot"]["delta"]["added"] == 60
         assert v2["parent_version"] == "1"
 
-        health = process.health() or {}
-        training: dict[str, Any] = health["training"]  # type: ignore[assignment]
-        assert training["completed"] >= 2 and training["failures"] == 0
+        def completed() -> dict[str, Any]:
+            health = process.health() or {}
+            return health["training"]  # type: ignore[return-value]
+
+        # Each version is also validated by replay and judged, in the same process: 12 of
+        # 60 events held out are too few for the gate, which says so.
+        await wait_until(lambda: completed()["completed"] >= 2, within=60, what="2 judged")
+        assert completed()["failures"] == 0
+        last = completed()["last"]
+        assert last["validation"]["decision"]["promote"] is False
+        assert "too few events to judge" in last["validation"]["decision"]["reasons"][0]
+
+        async def both_rejected() -> bool:
+            statuses = {v["version"]: v["status"] for v in await versions()}
+            return statuses == {"1": "rejected", "2": "rejected"}
+
+        await wait_until(both_rejected, within=30, what="the registry folds both verdicts")
         process.wait_caught_up()  # ingestion went on meanwhile
