@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import subprocess
 import sys
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from app.client import HttpClient
 from app.settings import Settings
 from app.web.openapi import document
 from tests.services import WorkerProcess
@@ -27,12 +29,20 @@ CHECKS = ",".join(
 )
 
 
-def test_no_5xx_and_every_answer_as_described(
+async def test_no_5xx_and_every_answer_as_described(
     stack: Settings, worker: Callable[..., WorkerProcess], tmp_path: Path
 ) -> None:
     process = worker(stack.with_(api_token="openapi-test-token"))
+    # The real worker, as the unit tests say: writes need the token, reads do not.
+    async with HttpClient(process.url) as anonymous:
+        status, body = await anonymous.request("POST", "/v1/tags", [])
+        assert status == 401 and "bearer token" in body["error"]
+        assert (await anonymous.get("/v1/datasets"))[0] == 200
+    async with HttpClient(process.url, token="wrong") as wrong:
+        assert (await wrong.request("POST", "/v1/tags", []))[0] == 403
     st = Path(sys.executable).parent / "st"
-    done = subprocess.run(
+    done = await asyncio.to_thread(
+        subprocess.run,
         [
             str(st),
             "run",
