@@ -100,7 +100,7 @@ def fold_batch(
             continue
         result.cursor[record.topic] = record.offset
         try:
-            event = _decode(record, max_event_bytes)
+            event = decode_record(record, max_event_bytes)
         except InvalidEvent as exc:
             result.dead_letters.append(DeadLetter(record, str(exc)))
             continue
@@ -127,7 +127,7 @@ def fold_batch(
     return result
 
 
-def _decode(record: SourceRecord, max_event_bytes: int) -> PredictionEvent | TagEvent:
+def decode_record(record: SourceRecord, max_event_bytes: int) -> PredictionEvent | TagEvent:
     if record.value is None:
         raise InvalidEvent("empty record (no value)")
     if len(record.value) > max_event_bytes:
