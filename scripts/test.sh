@@ -9,4 +9,4 @@ bash scripts/browser.sh
 .venv/bin/mypy
 # Unit and agent tests first: fast, and they say most when something is wrong.
 .venv/bin/python -m pytest -q tests/unit tests/agents
-.venv/bin/python -m pytest -q tests/integration tests/e2e
+.venv/bin/python -m pytest -q --durations=12 tests/integration tests/e2e
