@@ -138,14 +138,20 @@ def _write(path: Path, data: bytes) -> None:
     path.write_bytes(data)
 
 
-async def screenshot(url: str, path: Path, within: float = 60) -> None:
+async def rendered(browser: Browser, at_least: int, within: float = 60) -> None:
+    """Until the dashboard has drawn `at_least` series (lines and bars)."""
+    deadline = time.monotonic() + within
+    # None while the page is still loading: its document is not there yet.
+    while int(await browser.evaluate("document.body.dataset.rendered || 0") or 0) < at_least:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no plots within {within}s; console: {browser.errors}")
+        await asyncio.sleep(0.2)
+
+
+async def screenshot(url: str, path: Path) -> None:
     async with Browser() as browser:
         await browser.goto(url)
-        deadline = time.monotonic() + within
-        while int(await browser.evaluate("document.body.dataset.rendered || 0")) == 0:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"nothing rendered within {within}s: {browser.errors}")
-            await asyncio.sleep(0.2)
+        await rendered(browser, 1)
         size = await browser.screenshot(path)
         print(f"{path}: {size} bytes; console errors: {browser.errors or 'none'}")
 

@@ -118,6 +118,9 @@ def register(
         async def get(self, request: Request, model: str) -> Response:
             snapshot = queries.snapshot()
             versions = snapshot.model_versions(model)
+            if not versions and registry.get(model.encode()) is not None:
+                # Registered (trained) but nothing served yet: a model, with no metrics.
+                return self.json({"model": model, "versions": {}})
             if not versions:
                 return error(self, 404, "no predictions for this model", {"model": model})
             try:

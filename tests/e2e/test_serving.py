@@ -7,6 +7,7 @@ import random
 import re
 from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -17,12 +18,14 @@ from app.client import HttpClient
 from app.settings import Settings
 from app.topics import PREDICTIONS, TAGS
 from tests import factories
+from tests.browser import CHROMIUM, Browser, rendered
 from tests.coldlog import kafka_records, publish
 from tests.e2e.test_training import model_events
 from tests.services import WorkerProcess, run_cli
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
+CHROMIUM_INSTALLED = Path(CHROMIUM).exists()
 
 
 def served_events(
@@ -56,7 +59,7 @@ def cli(settings: Settings, *args: str) -> str:
 
 
 async def test_gate_rejects_worse_promotes_better_and_the_champion_serves_with_capture(
-    stack: Settings, worker: Callable[..., WorkerProcess]
+    stack: Settings, worker: Callable[..., WorkerProcess], tmp_path: Path
 ) -> None:
     process = worker()
     # "strict": the model then serving was good (off by 2); "delay": it was awful (off by 500).
@@ -133,6 +136,7 @@ async def test_gate_rejects_worse_promotes_better_and_the_champion_serves_with_c
             r'modelview_predictions_served_total\{model="delay",version="1"\} (\d+)', scraped
         )
         assert served and int(served.group(1)) >= 200, scraped
+        await dashboard_draws(process.url, tmp_path)
 
         # Bad requests are clear 4xx answers.
         status, body = await http.request("POST", "/v1/models/delay/predict", {"feature": {}})
@@ -164,6 +168,30 @@ async def test_gate_rejects_worse_promotes_better_and_the_champion_serves_with_c
         assert "2" in seen and seen[0] == "1"
         entry = await registry("delay")
         assert entry["champion"] == "1" and entry["champions"] == ["1"]
+
+
+async def dashboard_draws(url: str, tmp_path: Path) -> None:
+    """The dashboard in headless Chromium, on this test's data: plots, no console error."""
+    assert CHROMIUM_INSTALLED, "scripts/test.sh installs Debian's chromium"
+    async with Browser() as browser:
+        await browser.goto(url + "/dashboard")
+        # A line per version and day, growth lines, validation bars per segment.
+        await rendered(browser, 4)
+        text = await browser.evaluate("document.body.innerText")
+        assert "model delay: champion v1" in text and "loose" in text, text
+        assert "model strict" in text and "rejected" in text, text
+        assert "latest validation: v1 against the logged predictions" in text, text
+        bars = await browser.evaluate("document.querySelectorAll('svg.bars .series').length")
+        assert bars >= 4  # UA and DL, replayed and served, per model
+        lines = await browser.evaluate(
+            "[...document.querySelectorAll('svg.line polyline')]"
+            ".map(p => p.getAttribute('points').split(' ').length)"
+        )
+        assert lines and max(lines) >= 5, lines  # the events span five days
+        served = await browser.evaluate("document.getElementById('served').textContent")
+        assert int(served) >= 200, served
+        assert await browser.screenshot(tmp_path / "dashboard.png") > 20_000
+        assert browser.errors == [], browser.errors
 
 
 async def _champion_is(registry: Any, model: str, version: str) -> bool:

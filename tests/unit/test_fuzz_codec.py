@@ -15,7 +15,7 @@ from app.topics import PREDICTIONS, TAGS
 from tests.factories import prediction, tag
 
 FUZZ = settings(
-    max_examples=1000,
+    max_examples=500,
     derandomize=True,  # the same examples on every run: CI never meets a new one by chance
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
     deadline=None,
