@@ -20,10 +20,11 @@ from app.domain.registry import training_marks
 from app.lifecycle import guard_local_state, on_stop, watch_log
 from app.profiles import PROFILES
 from app.retrain import Retrainer
-from app.serving import Capture, Predictor
+from app.serving import Capture, Champions, Predictor
 from app.settings import Settings
 from app.topics import COLD, DEAD_LETTERS, PREDICTIONS
 from app.training import load_version
+from app.validation import registry_entries
 from app.web import api, auth, dashboard, metrics, openapi
 from app.web import serving as serving_api
 from tables import registry, views
@@ -156,16 +157,19 @@ def _predictor(app: faust.App, settings: Settings, registry_table: Any) -> Predi
     async def send(key: bytes, value: bytes) -> Any:
         return await predictions.send(key=key, value=value)
 
-    def champion(model: str) -> str | None:
+    def local(model: str) -> dict[str, Any] | None:
         raw = registry_table.get(model.encode())
-        return orjson.loads(raw).get("champion") if raw is not None else None
+        return orjson.loads(raw) if raw is not None else None
+
+    async def from_log() -> dict[str, Any]:
+        return await registry_entries(settings)
 
     async def load(model: str, version: str) -> Any:
         return await load_version(settings, model, version)
 
     capture = Capture(send, settings.capture_buffer)
     app.task(capture.run)
-    return Predictor(champion, load, capture, settings.max_event_bytes)
+    return Predictor(Champions(local, from_log), load, capture, settings.max_event_bytes)
 
 
 @cache

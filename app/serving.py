@@ -146,7 +146,7 @@ class Capture:
 class Predictor:
     def __init__(
         self,
-        champion: Callable[[str], str | None],
+        champion: Callable[[str], Awaitable[str | None]],
         load: Load,
         capture: Capture,
         max_event_bytes: int,
@@ -184,13 +184,13 @@ class Predictor:
             self._loading.pop((model, version), None)
         current = self.loaded.get(model)
         # Only move forward to the version that is champion now (a slow load may be stale).
-        if current is None or self.champion(model) == version:
+        if current is None or await self.champion(model) == version:
             self.loaded[model] = (version, fitted)
             log.info("serving %s version %s", model, version)
         return version, fitted
 
     async def _model(self, model: str) -> tuple[str, Model]:
-        champion = self.champion(model)
+        champion = await self.champion(model)
         if champion is None:
             raise ServingError(
                 409, "model has no champion: promote a version first", {"model": model}
@@ -269,3 +269,35 @@ def _plain(value: Value) -> Value:
     if is_number(value) and not math.isfinite(float(value)):
         raise ServingError(422, "the model produced a value that is not a finite number")
     return value
+
+
+class Champions:
+    """Which version of a model is champion, for the Predictor on any worker.
+
+    The registry table answers for the models whose partition this worker holds. For the
+    others (several workers) the model-events log is folded, as the CLI does: all models in
+    one fold, at most once per `ttl` seconds, so a promotion reaches those workers within
+    that delay and requests for unknown models cannot make it fold again and again.
+    """
+
+    def __init__(
+        self,
+        local: Callable[[str], Mapping[str, Any] | None],
+        from_log: Callable[[], Awaitable[Mapping[str, Mapping[str, Any]]]],
+        ttl: float = 5.0,
+    ) -> None:
+        self.local, self.from_log, self.ttl = local, from_log, ttl
+        self._folded: Mapping[str, Mapping[str, Any]] = {}
+        self._at: float | None = None
+        self._lock = asyncio.Lock()
+
+    async def __call__(self, model: str) -> str | None:
+        entry = self.local(model)
+        if entry is not None:
+            return entry.get("champion")
+        async with self._lock:  # one fold at a time; the waiting requests share it
+            now = asyncio.get_running_loop().time()
+            if self._at is None or now - self._at >= self.ttl:
+                self._folded = await self.from_log()
+                self._at = now
+        return (self._folded.get(model) or {}).get("champion")

@@ -52,9 +52,10 @@ def validation_prefix(model: str, version: int | str) -> str:
     return f"{MODELS}/{model}/{version}/validation/"
 
 
-async def registry_entry(settings: Settings, model: str) -> dict[str, Any] | None:
-    """The model's registry entry, folded from the model-events log (cold, then Kafka)."""
-    entry: dict[str, Any] | None = None
+async def registry_entries(settings: Settings, model: str | None = None) -> dict[str, Any]:
+    """Registry entries by model (or only `model`'s), folded from the model-events log:
+    cold segments, then Kafka."""
+    entries: dict[str, Any] = {}
     consumer = consumer_for(settings)
     await consumer.start()
     try:
@@ -62,16 +63,22 @@ async def registry_entry(settings: Settings, model: str) -> dict[str, Any] | Non
             for p in range(settings.partitions):
                 async for batch in read_partition(settings, client, consumer, MODEL_EVENTS, p):
                     for record in batch:
-                        if record.key != model.encode():
+                        if model is not None and record.key != model.encode():
                             continue
                         try:
                             event = registry.check(orjson.loads(record.value or b"null"))
                         except (orjson.JSONDecodeError, registry.InvalidModelEvent):
                             continue  # the agent dead-letters these
-                        entry = registry.apply(entry, event)
+                        name = event["model"]
+                        entries[name] = registry.apply(entries.get(name), event)
     finally:
         await stop_consumer(consumer)
-    return entry
+    return entries
+
+
+async def registry_entry(settings: Settings, model: str) -> dict[str, Any] | None:
+    found: dict[str, Any] | None = (await registry_entries(settings, model)).get(model)
+    return found
 
 
 async def unseen_rows(settings: Settings, record: dict[str, Any]) -> tuple[list[Row], Any]:

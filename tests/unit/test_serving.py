@@ -9,7 +9,7 @@ import orjson
 import pytest
 
 from app.learning.base import ConstantModel
-from app.serving import Capture, Predictor, ServingError
+from app.serving import Capture, Champions, Predictor, ServingError
 from tests.waiting import wait_until
 
 REQUEST = {"features": {"distance": 100}}
@@ -42,7 +42,10 @@ def predictor(
             raise OSError("no such artifact")
         return ConstantModel(float(version), "regression", 1)
 
-    return Predictor(champion.get, load, Capture(broker.send, capacity), 256 * 1024)
+    async def current(model: str) -> str | None:
+        return champion.get(model)
+
+    return Predictor(current, load, Capture(broker.send, capacity), 256 * 1024)
 
 
 async def test_each_prediction_is_captured_once_even_when_sends_fail_at_first() -> None:
@@ -107,3 +110,22 @@ async def test_no_champion_a_broken_artifact_and_bad_requests_are_clear_errors()
         assert refused.value.status == 400 and why in refused.value.message, refused.value.message
         assert refused.value.details == {"index": 1}
     assert not served.capture.queue  # nothing of a refused batch is captured
+
+
+async def test_champions_come_from_the_local_registry_or_else_from_the_log_for_a_while() -> None:
+    local = {"here": {"champion": "3"}}
+    log = {"here": {"champion": "9"}, "there": {"champion": "2"}}
+    folds = 0
+
+    async def from_log() -> dict[str, dict[str, str]]:
+        nonlocal folds
+        folds += 1
+        return dict(log)
+
+    champions = Champions(local.get, from_log, ttl=60)
+    assert await champions("here") == "3" and folds == 0  # the local partition answers
+    assert await champions("there") == "2" and await champions("nowhere") is None
+    assert await champions("elsewhere") is None and folds == 1  # one fold for all models
+    log["there"] = {"champion": "4"}
+    champions.ttl = 0
+    assert await champions("there") == "4" and folds == 2  # after the ttl: the log again
