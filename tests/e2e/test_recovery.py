@@ -47,12 +47,6 @@ async def check_views(process: WorkerProcess, reference: Any) -> None:
             assert_close(body, want, name)
 
 
-@pytest.mark.skip(
-    reason="kill -9 right after the last batch lost one record's contribution in 2 of 40 runs "
-    "before wait_caught_up read the log's real end (it trusted a lag that could be 0 before "
-    "the worker fetched the new high-water marks); 22 of 22 runs passed since. More runs "
-    "before it joins the suite: the fault-tests issue"
-)
 async def test_kill_9_then_restart_rebuilds_from_the_changelog(
     stack: Settings, worker: Callable[..., WorkerProcess]
 ) -> None:
