@@ -10,6 +10,7 @@ import orjson
 
 from agents import ingest
 from agents import registry as registry_agent
+from app.adapters.changelog import BatchWriter, changelog_topic
 from app.adapters.deadletters import encode_dead_letter
 from app.adapters.flusher import Flusher
 from app.adapters.ingest import Ingestor, log_backfill
@@ -66,7 +67,12 @@ def create(settings: Settings, **overrides: Any) -> Modelview:
         **overrides,
     }
     app = faust.App(settings.app_id, **config)
-    table = views.define(app, settings)
+    writer = BatchWriter(
+        settings.bootstrap_servers,
+        changelog_topic(settings),
+        app.conf.producer_max_request_size,
+    )
+    table = views.define(app, settings, writer)
     dead_letters = raw_topic(app, DEAD_LETTERS)
 
     async def send_dead_letter(key: bytes | None, value: bytes) -> None:
@@ -143,6 +149,7 @@ def create(settings: Settings, **overrides: Any) -> Modelview:
         ),
     )
     guard_local_state(app, settings)
+    on_stop(app, writer.stop, last=True)
     # Before the task is cancelled: a clean stop leaves nothing that is only in Kafka.
     on_stop(app, flusher.stop)
     # And before that, every prediction answered is in Kafka (so the flusher gets it too).

@@ -11,7 +11,7 @@ from typing import Any
 
 import faust
 
-from app.adapters import epoch
+from app.adapters import epoch, segments
 from app.adapters.flusher import Flusher
 from app.adapters.queries import Queries
 from app.adapters.restore import restore_log
@@ -64,6 +64,7 @@ def guard_local_state(app: faust.App, settings: Settings) -> None:
             shutil.rmtree(tables)
         run_sync(epoch.begin(settings, replication), timeout=30)
         marker.write_text("")
+        segments.warm_up()
 
     async def forget_marker() -> None:
         (root / RUNNING).unlink(missing_ok=True)

