@@ -12,6 +12,9 @@ import contextlib
 import os
 import platform
 import shutil
+import signal
+import subprocess
+import sys
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -22,6 +25,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from app.client import KafkaPublisher
 from app.topics import PREDICTIONS, TAGS
+from bench import quix
 from tests.e2e.workload import build
 from tests.services import WorkerProcess, stack_settings, start_stack
 
@@ -72,7 +76,7 @@ def wait_processed(worker: WorkerProcess, total: int, within: float = 900.0) -> 
     raise RuntimeError(f"worker did not process {total} records in {within}s\n{worker.log_tail()}")
 
 
-async def main(predictions: int) -> None:
+async def main(predictions: int, profile: str | None = None, peers_too: bool = True) -> None:
     root = Path(tempfile.mkdtemp(prefix="modelview-bench-"))
     settings = stack_settings(root / "data", partitions=8)
     stack = start_stack(settings)
@@ -81,6 +85,7 @@ async def main(predictions: int) -> None:
         # The worker creates the topics with the right partition count; then it is stopped so
         # that the records wait in the log and both readers start from the same backlog.
         worker.start().wait_ready()
+        quix.set_retention(settings.bootstrap_servers)
         assert worker.stop() == 0
         workload = build(predictions, seed=11)
         items = [
@@ -91,8 +96,21 @@ async def main(predictions: int) -> None:
         raw_seconds = await raw_consume(settings.bootstrap_servers, settings.partitions, total)
         worker = WorkerProcess(settings, root / "worker-2.log").start()
         worker.wait_ready()
+        spy = _profiler(worker, profile) if profile else None
         # The stopped worker committed nothing of the backlog: the new one folds all of it.
         seconds = wait_processed(worker, total)
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(timeout=60)
+        worker.stop()
+        peers = (
+            {
+                name: quix.run(settings.bootstrap_servers, total, root / f"quix-{name}", one)
+                for name, one in (("default producer", False), ("batch.num.messages=1", True))
+            }
+            if peers_too
+            else {}
+        )
     finally:
         worker.stop()
         stack.down()
@@ -107,6 +125,24 @@ async def main(predictions: int) -> None:
     print(f"raw aiokafka consume + orjson.loads: {raw_rate:,.0f} records/s")
     print(f"modelview worker, backlog to views:  {rate:,.0f} records/s")
     print(f"ratio (modelview / raw consume): {rate / raw_rate:.4f}")
+    for name, (quix_seconds, bad) in peers.items():
+        quix_rate = total / quix_seconds
+        print(f"Quix Streams 3.28, {name}: {quix_rate:,.0f} records/s ({bad} malformed dropped)")
+        print(f"  ratio (Quix / raw consume): {quix_rate / raw_rate:.4f}")
+        print(f"  ratio (modelview / Quix):   {rate / quix_rate:.4f}")
+
+
+def _profiler(worker: WorkerProcess, out: str) -> subprocess.Popen[bytes]:
+    """py-spy sampling the worker while it folds: collapsed stacks, one line per stack.
+
+    Sampling slows the worker (a third, measured): profile for where time goes, not for rates.
+    """
+    assert worker.process is not None
+    spy = Path(sys.executable).parent / "py-spy"
+    command = [str(spy), "record", "--pid", str(worker.process.pid), "--format", "raw"]
+    return subprocess.Popen(
+        [*command, "--rate", "200", "--nonblocking", "--idle", "--threads", "-o", out]
+    )
 
 
 def _cores() -> int:
@@ -116,4 +152,6 @@ def _cores() -> int:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--predictions", type=int, default=20_000)
-    asyncio.run(main(parser.parse_args().predictions))
+    parser.add_argument("--profile", help="write py-spy's collapsed stacks of the worker here")
+    args = parser.parse_args()
+    asyncio.run(main(args.predictions, args.profile))
