@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import random
 from collections.abc import Callable
 from typing import Any
 
@@ -60,6 +62,36 @@ async def test_kill_9_then_restart_rebuilds_from_the_changelog(
     # they are folded again, and skipped where they had been.
     again.wait_caught_up()
     await check_views(again, reference)
+
+
+async def test_three_kills_at_random_moments_lose_nothing_and_count_nothing_twice(
+    stack: Settings, worker: Callable[..., WorkerProcess]
+) -> None:
+    """kill -9 three times while events flow, each after a random number of records."""
+    rng = random.Random(29)
+    workload = build(n_predictions=1500, seed=29)
+    valid = [i for i in workload.items if i.event is not None]
+
+    async def publish() -> None:
+        async with KafkaPublisher(stack.bootstrap_servers) as kafka:
+            for start in range(0, len(valid), 25):
+                for item in valid[start : start + 25]:
+                    send = kafka.predictions if item.kind == "prediction" else kafka.tags
+                    await send([item.event])  # type: ignore[list-item]
+                await asyncio.sleep(0.2)  # paced: a stream, not one burst
+
+    process = await asyncio.to_thread(worker)
+    publishing = asyncio.create_task(publish())
+    for _ in range(3):
+        # The moment: some records into this worker's life, mid-batch or between batches.
+        await processed(process, rng.randint(50, 400))
+        process.kill()
+        process = await asyncio.to_thread(worker)
+        assert "did not stop cleanly" in process.log_path.read_text()
+    assert not publishing.done(), "the stream should still flow at the third kill"
+    await publishing
+    await asyncio.to_thread(process.wait_caught_up)
+    await check_views(process, workload.reference)
 
 
 async def test_broker_that_lost_its_log_gets_it_back_and_refolds(
