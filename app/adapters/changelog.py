@@ -78,8 +78,11 @@ class BatchWriter:
     then the true end of the log, so table recovery reads every record.
     """
 
-    def __init__(self, bootstrap_servers: str, topic: str, max_request_size: int) -> None:
+    def __init__(
+        self, bootstrap_servers: str, topic: str, max_request_size: int, ack_timeout: float = 60.0
+    ) -> None:
         self.bootstrap_servers = bootstrap_servers
+        self.ack_timeout = ack_timeout
         self.topic = topic
         self.max_request_size = max_request_size
         self._producer: AIOKafkaProducer | None = None
@@ -102,7 +105,16 @@ class BatchWriter:
             if batch.record_count():
                 sent.append((partition, await self._send(batch, partition)))
             sent.append((partition, await self._send(_batch_of(producer, *last), partition)))
-        acked = await asyncio.gather(*(future for _, future in sent))
+        futures = [future for _, future in sent]
+        _, pending = await asyncio.wait(futures, timeout=self.ack_timeout)
+        if pending:
+            # Not cancelled: aiokafka owns them. The caller's retry sends the changes again,
+            # which is harmless (same keys, same order), and the wait is no longer silent.
+            raise TimeoutError(
+                f"{len(pending)} of {len(futures)} changelog batches not acknowledged "
+                f"within {self.ack_timeout:.0f} s"
+            )
+        acked = [future.result() for future in futures]
         # Batches of a partition are acked in order; its last is the single record.
         return {
             partition: metadata.offset for (partition, _), metadata in zip(sent, acked, strict=True)
