@@ -104,27 +104,31 @@ class Ingestor:
     async def _missed(
         self, partition: int, cursor: dict[str, int], records: Sequence[SourceRecord]
     ) -> list[SourceRecord]:
-        """Records before the first delivered one that views which never saw this topic lack.
+        """Records between the views' cursor and the first delivered one: read from the log.
 
-        Fresh views (after the broker lost its log) can meet a consumer group whose offsets
-        a worker committed after the broker's restart; the records below them are in the log
-        all the same, and are folded first.
+        Delivery starts at the group's committed offsets, which should never pass the views'
+        cursor. They can: fresh views (after the broker lost its log) meet offsets a worker
+        committed after the restart, and after kill -9 the three-kills test saw views miss
+        records the log holds. Whatever the cause, the gap is folded from the log first.
         """
         if self.backfill is None:
             return []
         missed: list[SourceRecord] = []
-        for topic in sorted({r.topic for r in records} - set(cursor)):
+        for topic in sorted({r.topic for r in records}):
+            start = cursor.get(topic, -1) + 1
             first = min(r.offset for r in records if r.topic == topic)
-            if first > 0:
+            if first > start:
                 log.warning(
-                    "views of %s[%d] start empty but delivery starts at offset %d: "
-                    "folding offsets 0..%d from the log first",
+                    "views of %s[%d] end at offset %d but delivery starts at %d: "
+                    "folding offsets %d..%d from the log first",
                     topic,
                     partition,
+                    start - 1,
                     first,
+                    start,
                     first - 1,
                 )
-                missed += await self.backfill(topic, partition, 0, first)
+                missed += await self.backfill(topic, partition, start, first)
         return missed
 
     async def _fold(

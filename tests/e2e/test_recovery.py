@@ -64,11 +64,6 @@ async def test_kill_9_then_restart_rebuilds_from_the_changelog(
     await check_views(again, reference)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known loss, cause not found (issue 7): in 2 of 5 runs with the batched changelog and "
-    "2 of 4 with Faust's per-write one, the views lacked 1 or 2 predictions (e.g. 247 != 249)",
-)
 async def test_three_kills_at_random_moments_lose_nothing_and_count_nothing_twice(
     stack: Settings, worker: Callable[..., WorkerProcess]
 ) -> None:

@@ -55,6 +55,30 @@ async def test_views_that_never_saw_a_topic_fold_what_the_group_skipped() -> Non
     assert differences(store, expected, 0) == []
 
 
+async def test_a_gap_after_the_views_cursor_is_folded_from_the_log() -> None:
+    predictions, tags = log(30)
+    asked: list[tuple[str, int, int, int]] = []
+
+    async def backfill(topic: str, partition: int, start: int, stop: int) -> list[SourceRecord]:
+        asked.append((topic, partition, start, stop))
+        return [r for r in predictions if start <= r.offset < stop]
+
+    async def no_letters(key: bytes | None, value: bytes) -> None:
+        raise AssertionError("no dead letters expected")
+
+    store: dict[str, bytes] = {}
+    ingestor = Ingestor(store, no_letters, 1 << 20, backfill=backfill)
+    await ingestor.process_partition(0, predictions[:10] + tags)
+    # The views end at 9; delivery resumes at 17 (offsets committed past the views).
+    await ingestor.process_partition(0, predictions[17:])
+    assert asked == [(PREDICTIONS, 0, 10, 17)]
+
+    expected: dict[str, bytes] = {}
+    as_log = [LogRecord(r.topic, 0, r.offset, 0, r.key, r.value) for r in predictions + tags]
+    fold_records(expected, 0, as_log, 1 << 20)
+    assert differences(store, expected, 0) == []
+
+
 class _Message:
     def __init__(self, r: SourceRecord) -> None:
         self.topic, self.partition, self.offset, self.key, self.value = (
