@@ -12,12 +12,10 @@ import asyncio
 import contextlib
 import io
 import os
-import platform
 import shutil
 import signal
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -28,6 +26,7 @@ from app.adapters.replay import consumer_for, read_partition
 from app.adapters.s3 import s3_client
 from app.adapters.topics import ensure_topics
 from app.topics import LOGGED, PREDICTIONS, TAGS
+from bench.common import machine_line
 from tests.coldlog import publish
 from tests.e2e.workload import build
 from tests.services import stack_settings, start_stack
@@ -125,9 +124,7 @@ async def main(predictions: int) -> None:
         stack.down()
         shutil.rmtree(root, ignore_errors=True)
     mb = size / 1e6
-    print(
-        f"date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC  machine: {platform.node()} ({platform.machine()}, {os.cpu_count()} cores)"
-    )
+    print(machine_line())
     print(f"records: {total} in {len(blobs)} segments, {mb:.1f} MB of Parquet (zstd)")
     print(f"raw put_object of the segment bytes: {mb / put_seconds:,.1f} MB/s")
     print(f"flusher, Kafka backlog to S3:        {mb / flush_seconds:,.1f} MB/s")

@@ -10,11 +10,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
-import platform
 import time
 from collections import defaultdict
-from datetime import UTC, datetime
 
 import orjson
 
@@ -22,6 +19,7 @@ from app.adapters.refold import fold_records
 from app.domain.segments import LogRecord
 from app.settings import Settings
 from app.topics import PREDICTIONS, TAGS
+from bench.common import machine_line
 from tests.e2e.workload import build
 
 PARTITIONS = 8
@@ -55,10 +53,7 @@ def main(predictions: int) -> None:
         for start in range(0, len(batch), 500):
             fold_records(store, p, batch[start : start + 500], limit)
     folded = total / (time.perf_counter() - started)
-    print(
-        f"date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC  machine: {platform.node()} "
-        f"({platform.machine()}, {os.cpu_count()} cores)"
-    )
+    print(machine_line())
     print(f"records: {total} of the ingestion workload, {PARTITIONS} partitions")
     print(f"orjson.loads of each record:        {raw:,.0f} records/s")
     print(f"fold_records in memory, 500 a batch: {folded:,.0f} records/s")

@@ -9,15 +9,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
-import platform
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
@@ -26,6 +23,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from app.client import KafkaPublisher
 from app.topics import PREDICTIONS, TAGS
 from bench import quix
+from bench.common import machine_line, wait_processed
 from tests.e2e.workload import build
 from tests.services import WorkerProcess, stack_settings, start_stack
 
@@ -62,18 +60,6 @@ async def raw_consume(bootstrap: str, partitions: int, total: int) -> float:
         return time.perf_counter() - started
     finally:
         await consumer.stop()
-
-
-def wait_processed(worker: WorkerProcess, total: int, within: float = 900.0) -> float:
-    started = time.perf_counter()
-    deadline = started + within
-    while time.perf_counter() < deadline:
-        counts = (worker.health() or {}).get("ingest", {})
-        done = sum(counts.get(k, 0) for k in ("applied", "duplicates", "dead_letters"))  # type: ignore[union-attr]
-        if done >= total:
-            return time.perf_counter() - started
-        time.sleep(0.05)
-    raise RuntimeError(f"worker did not process {total} records in {within}s\n{worker.log_tail()}")
 
 
 async def main(predictions: int, profile: str | None = None, peers_too: bool = True) -> None:
@@ -116,9 +102,7 @@ async def main(predictions: int, profile: str | None = None, peers_too: bool = T
         stack.down()
         shutil.rmtree(root, ignore_errors=True)
     raw_rate, rate = total / raw_seconds, total / seconds
-    print(
-        f"date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC  machine: {platform.node()} ({platform.machine()}, {_cores()} cores)"
-    )
+    print(machine_line())
     print(
         f"records: {total} ({predictions} predictions, tags, 5% duplicates, 1% malformed), 8 partitions"
     )
@@ -143,10 +127,6 @@ def _profiler(worker: WorkerProcess, out: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [*command, "--rate", "200", "--nonblocking", "--idle", "--threads", "-o", out]
     )
-
-
-def _cores() -> int:
-    return os.cpu_count() or 0
 
 
 if __name__ == "__main__":

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import platform
 import shutil
 import tempfile
 import time
@@ -23,6 +21,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 
 from app.topics import PREDICTIONS, TAGS
+from bench.common import machine_line, processed
 from tests.services import WorkerProcess, stack_settings, start_stack
 
 CHUNK = 10_000  # events per published chunk
@@ -58,11 +57,6 @@ def events(start: int, count: int) -> list[tuple[str, bytes, bytes]]:
         out.append((PREDICTIONS, key, orjson.dumps(prediction)))
         out.append((TAGS, key, orjson.dumps(tag)))
     return out
-
-
-def processed(worker: WorkerProcess) -> int:
-    counts = (worker.health() or {}).get("ingest", {})
-    return sum(counts.get(k, 0) for k in ("applied", "duplicates", "dead_letters"))  # type: ignore[union-attr]
 
 
 def rss_mb(pid: int) -> float:
@@ -116,10 +110,7 @@ async def main(total: int, every: int) -> None:
         shutil.rmtree(root, ignore_errors=True)
     seconds = time.perf_counter() - started
     half = min(curve, key=lambda point: abs(point[0] - total // 2))
-    print(
-        f"date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC  machine: {platform.node()} "
-        f"({platform.machine()}, {os.cpu_count()} cores)"
-    )
+    print(machine_line())
     print(f"events: {total:,} (predictions and one tag each) in {seconds:,.0f} s, 8 partitions")
     print(f"RSS at {half[0]:,}: {half[1]:.1f} MB; at {curve[-1][0]:,}: {curve[-1][1]:.1f} MB")
     print(f"ratio (RSS at the end / RSS at half way): {curve[-1][1] / half[1]:.3f}")

@@ -13,14 +13,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import platform
 import random
 import shutil
 import tempfile
 import time
 import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +31,7 @@ from app.serving import Capture, Predictor
 from app.topics import PREDICTIONS, TAGS
 from app.training import train
 from app.validation import score, validate
+from bench.common import machine_line
 from tests.coldlog import publish
 from tests.services import stack_settings, start_stack
 
@@ -166,10 +164,7 @@ async def main(requests: int, rounds: int, events: int) -> None:
     try:
         features, labels = flights(5000, seed=4)
         model = KerasTrainer().fit(features, labels, seed=0)
-        print(
-            f"date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC  machine: {platform.node()} "
-            f"({platform.machine()}, {os.cpu_count()} cores)"
-        )
+        print(machine_line())
         await predict_latency(settings, model, requests, rounds)
         raw = scoring(model, events)
         await end_to_end(settings, events, raw)

@@ -10,19 +10,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import platform
 import shutil
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 from app.topics import PREDICTIONS, TAGS
-from bench.ingest import wait_processed
+from bench.common import machine_line, processed, wait_processed
 from tests.coldlog import publish
 from tests.e2e.workload import build
 from tests.services import WorkerProcess, env_for, stack_settings, start_stack
@@ -33,11 +30,6 @@ def items(predictions: int, seed: int) -> list[tuple[str, bytes, bytes]]:
         (PREDICTIONS if i.kind == "prediction" else TAGS, i.key, i.raw)
         for i in build(predictions, seed=seed).items
     ]
-
-
-def processed(worker: WorkerProcess) -> int:
-    counts = (worker.health() or {}).get("ingest", {})
-    return sum(counts.get(k, 0) for k in ("applied", "duplicates", "dead_letters"))  # type: ignore[union-attr]
 
 
 async def batch_rate(
@@ -88,9 +80,7 @@ async def main(predictions: int) -> None:
         worker.stop()
         stack.down()
         shutil.rmtree(root, ignore_errors=True)
-    print(
-        f"date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC  machine: {platform.node()} ({platform.machine()}, {os.cpu_count()} cores)"
-    )
+    print(machine_line())
     print(
         f"batches of the workload with {predictions // 2} predictions; {trainings} Keras trainings ran"
     )
