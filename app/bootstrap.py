@@ -11,6 +11,7 @@ import orjson
 from agents import ingest
 from agents import registry as registry_agent
 from app.adapters.changelog import BatchWriter, changelog_topic
+from app.adapters.consumer import CommittingConsumer
 from app.adapters.deadletters import encode_dead_letter
 from app.adapters.flusher import Flusher
 from app.adapters.ingest import Ingestor, log_backfill
@@ -67,6 +68,8 @@ def create(settings: Settings, **overrides: Any) -> Modelview:
         **overrides,
     }
     app = faust.App(settings.app_id, **config)
+    # Before Faust creates its consumer; the transport takes the class from this attribute.
+    app.transport.Consumer = CommittingConsumer  # type: ignore[misc]
     writer = BatchWriter(
         settings.bootstrap_servers,
         changelog_topic(settings),

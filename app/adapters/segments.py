@@ -55,8 +55,9 @@ def encode(records: Sequence[LogRecord]) -> bytes:
 def warm_up() -> None:
     """Pay pyarrow's first-use imports (pandas among them) now, not in the middle of ingestion.
 
-    Measured: ~0.3 s alone, seconds of held GIL when the flusher's first encode meets a busy
-    worker; the ingest loop waits all that time.
+    Measured: 0.31-0.33 s for the first encode in a fresh process (0.6 ms after), longer
+    under load, with the GIL held and the ingest loop waiting. It buys no throughput
+    (bench.ingest shows none); it moves that stall from mid-stream to start-up.
     """
     encode([])
 

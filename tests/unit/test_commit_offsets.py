@@ -1,0 +1,69 @@
+"""The consumer's next offset to commit: Faust's rules, minus the duplicates that stall it."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from types import SimpleNamespace
+
+from faust.transport.drivers.aiokafka import Consumer
+from faust.types import TP
+from intervaltree import IntervalTree
+
+from app.adapters.consumer import CommittingConsumer, next_offset
+
+TOPIC = TP("modelview.predictions", 1)
+
+
+def after_restart() -> SimpleNamespace:
+    """What the three-kills test left behind: 23..191 acked before the seek to the committed
+    offset 28, then a jump from 28 to 192 filled by Faust's gap rule, then 192..200 acked."""
+    acked = [*range(23, 192), *range(192, 201)]
+    state = SimpleNamespace(
+        _acked=defaultdict(list, {TOPIC: list(acked)}),
+        _acked_index=defaultdict(set, {TOPIC: set(acked)}),
+        _gap=defaultdict(IntervalTree),
+        _committed_offset=defaultdict(lambda: None, {TOPIC: 28}),
+    )
+    state._gap[TOPIC].addi(29, 193)
+    return state
+
+
+def commits(new_offset: object, state: SimpleNamespace, n: int) -> list[int | None]:
+    out = []
+    for _ in range(n):
+        offset = new_offset(state, TOPIC)  # type: ignore[operator]
+        if offset is not None:
+            state._committed_offset[TOPIC] = offset  # as Faust's commit does
+        out.append(offset)
+    return out
+
+
+def test_faust_alone_advances_one_offset_a_commit_after_a_restart() -> None:
+    assert commits(Consumer._new_offset, after_restart(), 4) == [30, 31, 32, 33]
+
+
+def test_acked_offsets_and_gaps_merge_once_so_the_commit_reaches_the_last_record() -> None:
+    state = after_restart()
+    assert commits(CommittingConsumer._new_offset, state, 2) == [201, None]
+    assert state._acked[TOPIC] == [] and state._acked_index[TOPIC] == set()
+    assert not state._gap[TOPIC]
+
+
+def test_commits_stop_at_the_first_offset_not_yet_acked() -> None:
+    acked, index, gaps = [10, 11, 13], {10, 11, 13}, IntervalTree()
+    assert next_offset(acked, index, gaps, committed=10) == 12
+    assert acked == [13] and index == {13}
+
+
+def test_a_missing_head_waits_but_a_single_missing_offset_is_committed_over_as_in_faust() -> None:
+    acked = [12, 13]
+    assert next_offset(acked, set(acked), IntervalTree(), committed=10) is None
+    assert acked == [12, 13]
+    assert next_offset([11, 12], {11, 12}, IntervalTree(), committed=10) == 13
+
+
+def test_gaps_beyond_the_acked_offsets_wait_for_them() -> None:
+    gaps = IntervalTree()
+    gaps.addi(50, 60)
+    assert next_offset([10, 11, 12], {10, 11, 12}, gaps, committed=10) == 13
+    assert sorted((g.begin, g.end) for g in gaps) == [(50, 60)]
