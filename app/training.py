@@ -176,7 +176,11 @@ async def _fetch_artifact(settings: Settings, prefix: str, into: Path) -> Path:
 
 async def load_version(settings: Settings, model: str, version: int | str) -> Model:
     """A stored version, ready to predict: its artifact downloaded and loaded by its trainer."""
-    record = await version_manifest(settings, model, int(version))
+    return await load_recorded(settings, await version_manifest(settings, model, int(version)))
+
+
+async def load_recorded(settings: Settings, record: dict[str, Any]) -> Model:
+    """`load_version` for a caller that has read the version's manifest already."""
     fitter = trainer_named(record["trainer"])
     with tempfile.TemporaryDirectory() as tmp:
         directory = await _fetch_artifact(settings, record["artifacts"], Path(tmp))

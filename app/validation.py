@@ -32,7 +32,7 @@ from app.domain.validation import Decision, Gate, Scored, decide, loss, report, 
 from app.learning.base import Features, Model, task_of
 from app.settings import Settings
 from app.topics import MODEL_EVENTS
-from app.training import MODELS, TrainingError, announce, load_version, version_manifest
+from app.training import MODELS, TrainingError, announce, load_recorded, version_manifest
 
 SCORE_BATCH = 4096
 
@@ -118,7 +118,7 @@ async def validate(
         compared_with = {"model": model, "version": champion}
     else:
         judged, compared_with = rows, None  # no champion yet: whatever was served
-    fitted = await load_version(settings, model, version)
+    fitted = await load_recorded(settings, record)
     predictions = await asyncio.to_thread(score, fitted, [r.features for r in judged])
     task = fitted.describe().get("task") or task_of([r.label for r in judged])
     segment = segment_by if segment_by is not None else settings.validation_segment_by
