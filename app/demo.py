@@ -102,20 +102,8 @@ def _start_worker(settings: Settings) -> subprocess.Popen[bytes]:
     log = Path(settings.data_dir) / "worker.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     modelview = Path(sys.executable).parent / "modelview"
-    env = os.environ.copy()
-    for name in (
-        "data_dir",
-        "retrain_min_labels",
-        "retrain_trainer",
-        "retrain_holdout",
-        "gate_metric",
-        "gate_min_improvement",
-        "gate_max_segment_regression",
-        "gate_min_samples",
-        "gate_min_segment_samples",
-        "validation_segment_by",
-    ):
-        env["MODELVIEW_" + name.upper()] = str(getattr(settings, name))
+    # Every setting, spelled out: the demo's choices and data dir are not in the user's env.
+    env = os.environ | settings.to_env()
     print(f"starting a worker (log: {log})...")
     with log.open("ab") as out:
         return subprocess.Popen(

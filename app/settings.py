@@ -127,6 +127,14 @@ class Settings:
     def with_(self, **changes: object) -> Settings:
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
 
+    def to_env(self) -> dict[str, str]:
+        """The MODELVIEW_* variables that `from_env` reads back as these settings."""
+        return {
+            "MODELVIEW_" + field.name.upper(): str(getattr(self, field.name))
+            for field in dataclasses.fields(self)
+            if getattr(self, field.name) is not None
+        }
+
 
 def _port(url: str) -> int:
     port = urlsplit(url.split(",")[0]).port

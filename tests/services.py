@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import os
 import random
 import signal
@@ -61,11 +60,7 @@ def stack_settings(data_dir: Path, partitions: int = 4) -> Settings:
 def env_for(settings: Settings) -> dict[str, str]:
     """The environment a user would set for these settings: every field, spelled out."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MODELVIEW_")}
-    for field in dataclasses.fields(settings):
-        value = getattr(settings, field.name)
-        if value is not None:
-            env["MODELVIEW_" + field.name.upper()] = str(value)
-    return env
+    return env | settings.to_env()
 
 
 class WorkerProcess:

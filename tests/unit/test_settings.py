@@ -45,3 +45,15 @@ def test_unknown_and_bad_settings_are_refused() -> None:
 def test_secrets_stay_out_of_repr() -> None:
     s = Settings.from_env({"MODELVIEW_S3_SECRET_KEY": "hunter2", "MODELVIEW_API_TOKEN": "tok"})
     assert "hunter2" not in repr(s) and "tok" not in repr(s)
+
+
+def test_settings_spelled_out_as_environment_read_back_the_same() -> None:
+    # How the demo and the tests hand a worker its settings.
+    chosen = Settings.from_env({}).with_(
+        data_dir=Path("/tmp/somewhere"),
+        retrain_holdout=0.2,
+        gate_metric="mae",
+        validation_segment_by="origin",
+        api_token="t0ken",
+    )
+    assert Settings.from_env(chosen.to_env()) == chosen
