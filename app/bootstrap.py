@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from functools import cache
+from functools import cache, partial
 from typing import Any
 
 import faust
@@ -24,7 +24,7 @@ from app.profiles import PROFILES
 from app.retrain import Retrainer
 from app.serving import Capture, Champions, Predictor
 from app.settings import Settings
-from app.topics import COLD, DEAD_LETTERS, PREDICTIONS
+from app.topics import COLD, DEAD_LETTERS, PREDICTIONS, TAGS
 from app.training import load_version
 from app.validation import registry_entries
 from app.web import api, auth, dashboard, metrics, openapi
@@ -68,8 +68,12 @@ def create(settings: Settings, **overrides: Any) -> Modelview:
         **overrides,
     }
     app = faust.App(settings.app_id, **config)
-    # Before Faust creates its consumer; the transport takes the class from this attribute.
-    app.transport.Consumer = CommittingConsumer  # type: ignore[misc]
+    # The group commits what the views hold durably (app.adapters.consumer). Set before
+    # Faust creates its consumer: the transport calls this attribute to make it.
+    durable: dict[tuple[str, int], int] = {}
+    app.transport.Consumer = partial(  # type: ignore[misc,assignment]
+        CommittingConsumer, durable=durable, topics=(PREDICTIONS, TAGS)
+    )
     writer = BatchWriter(
         settings.bootstrap_servers,
         changelog_topic(settings),
@@ -87,6 +91,7 @@ def create(settings: Settings, **overrides: Any) -> Modelview:
         settings.max_event_bytes,
         table.wait_changelog,
         backfill=log_backfill(settings),
+        durable=durable,
     )
     ingest.register(app, ingestor, settings)
     flusher = Flusher(

@@ -1,33 +1,54 @@
-"""Faust's Kafka consumer, with the offset bookkeeping that stalls its commits mended.
+"""Faust's Kafka consumer, committing for the views what the views hold.
 
-After a worker starts, Faust 0.15.3 resumes the stream partitions before it seeks them to
-the committed offsets (faust-streaming#216). Records fetched before the seek are delivered
-and acked; the seek then moves Faust's read offset back, the next prefetched record looks
-like a jump, and Faust's gap rule (meant for compacted topics) marks the whole range as
-done again. Its acked list then holds those offsets twice, and `_new_offset`, which commits
-the first run of consecutive numbers, finds a run of two: the group's offset advances by one
-a commit for the rest of the worker's life (robinhood/faust#625). The three-kills test saw
-offsets stuck near 37 while the views were past 390, so each restart re-read nearly
-everything since the first one.
+Faust commits the highest offset below which every record was acked, from its own
+bookkeeping, and that bookkeeping goes wrong at a start. Faust 0.15.3 resumes the stream
+partitions before it seeks them to the committed offsets (faust-streaming#216): records
+fetched before the seek are delivered and acked, the seek moves Faust's read offset back,
+the next prefetched record looks like a jump, and the gap rule (meant for compacted topics)
+marks the range done a second time. The acked list then holds those offsets twice, and
+`_new_offset`, which commits the first run of consecutive numbers, finds a run of two: the
+group's offset moved by one a commit for the rest of the worker's life (robinhood/faust#625;
+in the three-kills test, 321 to 349 records behind on 7 of 8 partitions at the end). A head
+that is never acked, a record dropped in the same race, stalls it for good.
 
-Here the acked offsets and the gap ranges are merged as a set. Faust's other rules are kept:
-a gap of one at the head is still committed over, and records its read offset makes it drop
-are still dropped. Neither costs data: `Ingestor._missed` folds from the log whatever lies
-between the views' cursor and the first record delivered.
+For the topics the views fold, the group commits what the ingest step reports durable: the
+views' cursor + 1 once the batch's changelog writes are acknowledged. Delivery can then
+start nowhere but at the views' end; what Faust skips on the way in, `Ingestor._missed`
+folds from the log. For other topics Faust's bookkeeping stays, with acked offsets and gap
+ranges merged as a set so the duplicates cannot stall it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from faust.transport.drivers.aiokafka import Consumer
 
 
 class CommittingConsumer(Consumer):
+    def __init__(
+        self,
+        *args: Any,
+        durable: Mapping[tuple[str, int], int],
+        topics: Collection[str],
+        **kwargs: Any,
+    ) -> None:
+        self.durable, self.durable_topics = durable, frozenset(topics)
+        super().__init__(*args, **kwargs)
+
     def _new_offset(self, tp: Any) -> int | None:
-        return next_offset(
-            self._acked[tp], self._acked_index[tp], self._gap[tp], self._committed_offset[tp]
-        )
+        acked, index, gaps = self._acked[tp], self._acked_index[tp], self._gap[tp]
+        if tp.topic not in self.durable_topics:
+            return next_offset(acked, index, gaps, self._committed_offset[tp])
+        offset = self.durable.get((tp.topic, tp.partition))
+        if offset is None:
+            return None  # nothing folded here yet
+        # Faust's record of acks below it is of no more use.
+        acked[:] = [o for o in acked if o >= offset]
+        index.difference_update([o for o in index if o < offset])
+        gaps.chop(0, offset)
+        return offset  # committed only if past the group's offset (`_should_commit`)
 
 
 def next_offset(acked: list[int], index: set[int], gaps: Any, committed: int | None) -> int | None:

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import weakref
 from collections import Counter, defaultdict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any
 
 from faust.streams import _current_event
@@ -44,10 +44,14 @@ class Ingestor:
         max_event_bytes: int,
         flush: Flush = _nothing_to_flush,
         backfill: Backfill | None = None,
+        durable: MutableMapping[tuple[str, int], int] | None = None,
     ) -> None:
         self.store = store
         self.flush = flush
         self.backfill = backfill
+        # Per source (topic, partition), the next offset the views need, once their writes
+        # are in the changelog: what the group may commit (app.adapters.consumer).
+        self.durable = {} if durable is None else durable
         self.txn = PartitionTxn(store)
         self.send_dead_letter = send_dead_letter
         self.max_event_bytes = max_event_bytes
@@ -85,21 +89,33 @@ class Ingestor:
         by_partition: dict[int, list[Any]] = defaultdict(list)
         for event in events:
             by_partition[event.message.partition].append(event)
+        cursors: dict[int, dict[str, int]] = {}
         for partition, group in by_partition.items():
             # Faust files table writes under the current event's partition: make it this one.
             _current_event.set(weakref.ref(group[-1]))
-            await self.process_partition(partition, [_record(e.message) for e in group])
+            records = [_record(e.message) for e in group]
+            cursors[partition] = await self.process_partition(partition, records)
         # The source offsets of these events may be committed as soon as we return: their
         # table writes must be in the changelog first, or a crash would lose them for good.
         await self.flush()
+        for partition, cursor in cursors.items():
+            for topic, offset in cursor.items():
+                self.durable[(topic, partition)] = offset + 1
 
-    async def process_partition(self, partition: int, records: Sequence[SourceRecord]) -> None:
+    async def process_partition(
+        self, partition: int, records: Sequence[SourceRecord]
+    ) -> dict[str, int]:
+        """Fold a partition's records; returns the views' cursor after them."""
+        # In log order: after a start Faust can hand over prefetched records before the ones
+        # it fetches again from the committed offset (faust-streaming#221), and a fold in
+        # delivery order would skip the lower offsets as already applied.
+        records = sorted(records, key=_log_order)
         # Read (and, after a crash, rolled back) once; each fold hands on the cursor it wrote.
         cursor = self.txn.cursor(partition)
         missed = await self._missed(partition, cursor, records)
         for start in range(0, len(missed), GAP_CHUNK):
             cursor = await self._fold(partition, cursor, missed[start : start + GAP_CHUNK])
-        await self._fold(partition, cursor, records)
+        return await self._fold(partition, cursor, records)
 
     async def _missed(
         self, partition: int, cursor: dict[str, int], records: Sequence[SourceRecord]
@@ -152,6 +168,10 @@ class Ingestor:
             replayed=result.skipped,
         )
         return result.cursor
+
+
+def _log_order(record: SourceRecord) -> tuple[str, int]:
+    return record.topic, record.offset
 
 
 def _record(message: Any) -> SourceRecord:

@@ -1,8 +1,9 @@
-"""Fresh views meeting a consumer group that starts mid-log fold the skipped records first."""
+"""Whatever Faust delivers, in whatever order, the views end as the fold of the log."""
 
 from __future__ import annotations
 
 import orjson
+import pytest
 
 from app.adapters.ingest import Ingestor
 from app.adapters.refold import fold_records
@@ -79,6 +80,31 @@ async def test_a_gap_after_the_views_cursor_is_folded_from_the_log() -> None:
     assert differences(store, expected, 0) == []
 
 
+async def test_records_delivered_out_of_order_are_folded_in_log_order() -> None:
+    # After a start Faust can deliver prefetched records before those it fetches again.
+    predictions, tags = log(30)
+
+    async def no_letters(key: bytes | None, value: bytes) -> None:
+        raise AssertionError("no dead letters expected")
+
+    async def nothing_missed(
+        topic: str, partition: int, start: int, stop: int
+    ) -> list[SourceRecord]:
+        raise AssertionError(f"nothing to backfill, asked {start}..{stop}")
+
+    store: dict[str, bytes] = {}
+    ingestor = Ingestor(store, no_letters, 1 << 20, backfill=nothing_missed)
+    await ingestor.process_partition(0, predictions[:10])
+    cursor = await ingestor.process_partition(0, predictions[20:] + tags + predictions[5:20])
+    assert cursor == {PREDICTIONS: 29, TAGS: 29}
+    assert ingestor.counts["applied"] == 60 and ingestor.counts["replayed"] == 5
+
+    expected: dict[str, bytes] = {}
+    as_log = [LogRecord(r.topic, 0, r.offset, 0, r.key, r.value) for r in predictions + tags]
+    fold_records(expected, 0, as_log, 1 << 20)
+    assert differences(store, expected, 0) == []
+
+
 class _Message:
     def __init__(self, r: SourceRecord) -> None:
         self.topic, self.partition, self.offset, self.key, self.value = (
@@ -117,3 +143,25 @@ async def test_a_failed_batch_is_retried_until_folded_never_skipped() -> None:
     ]
     fold_records(expected, 0, as_log, 1 << 20)
     assert differences(store, expected, 0) == []
+
+
+async def test_offsets_are_reported_durable_only_once_the_changelog_has_them() -> None:
+    predictions, tags = log(10)
+    flushes: list[Exception | None] = [RuntimeError("changelog away"), None]
+
+    async def flush() -> None:
+        failure = flushes.pop(0)
+        if failure is not None:
+            raise failure
+
+    async def no_letters(key: bytes | None, value: bytes) -> None:
+        raise AssertionError("no dead letters expected")
+
+    durable: dict[tuple[str, int], int] = {}
+    ingestor = Ingestor({}, no_letters, 1 << 20, flush, durable=durable)
+    events = [_Event(r) for r in [*predictions, *tags[:4]]]
+    with pytest.raises(RuntimeError, match="changelog away"):
+        await ingestor.process(events)
+    assert durable == {}
+    await ingestor.process(events)  # the retry: folded already, written now
+    assert durable == {(PREDICTIONS, 0): 10, (TAGS, 0): 4}

@@ -1,4 +1,5 @@
-"""The consumer's next offset to commit: Faust's rules, minus the duplicates that stall it."""
+"""The consumer's next offset to commit: the views' durable end for the topics they fold,
+Faust's rules without the duplicates that stall them for the others."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ def after_restart() -> SimpleNamespace:
     offset 28, then a jump from 28 to 192 filled by Faust's gap rule, then 192..200 acked."""
     acked = [*range(23, 192), *range(192, 201)]
     state = SimpleNamespace(
+        durable={},
+        durable_topics=frozenset(),
         _acked=defaultdict(list, {TOPIC: list(acked)}),
         _acked_index=defaultdict(set, {TOPIC: set(acked)}),
         _gap=defaultdict(IntervalTree),
@@ -67,3 +70,14 @@ def test_gaps_beyond_the_acked_offsets_wait_for_them() -> None:
     gaps.addi(50, 60)
     assert next_offset([10, 11, 12], {10, 11, 12}, gaps, committed=10) == 13
     assert sorted((g.begin, g.end) for g in gaps) == [(50, 60)]
+
+
+def test_for_the_views_topics_the_commit_is_the_views_durable_end() -> None:
+    state = after_restart()
+    state.durable_topics = frozenset({TOPIC.topic})
+    assert CommittingConsumer._new_offset(state, TOPIC) is None  # nothing folded yet
+    state.durable[(TOPIC.topic, TOPIC.partition)] = 150
+    assert CommittingConsumer._new_offset(state, TOPIC) == 150
+    # Faust's bookkeeping below it is dropped, the rest kept.
+    assert min(state._acked[TOPIC]) == 150 and min(state._acked_index[TOPIC]) == 150
+    assert min(g.begin for g in state._gap[TOPIC]) == 150
