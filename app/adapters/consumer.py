@@ -8,7 +8,7 @@ the next prefetched record looks like a jump, and the gap rule (meant for compac
 marks the range done a second time. The acked list then holds those offsets twice, and
 `_new_offset`, which commits the first run of consecutive numbers, finds a run of two: the
 group's offset moved by one a commit for the rest of the worker's life (robinhood/faust#625;
-in the three-kills test, 321 to 349 records behind on 7 of 8 partitions at the end). A head
+in the three-kills test, 321 to 349 records behind on 7 of its 8 topic-partitions). A head
 that is never acked, a record dropped in the same race, stalls it for good.
 
 For the topics the views fold, the group commits what the ingest step reports durable: the

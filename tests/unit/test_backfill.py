@@ -105,6 +105,48 @@ async def test_records_delivered_out_of_order_are_folded_in_log_order() -> None:
     assert differences(store, expected, 0) == []
 
 
+async def test_holes_inside_a_batch_are_folded_from_the_log_in_order() -> None:
+    # Seen in the three-kills test: after a start, tags 45 then 48 on in one batch.
+    predictions, tags = log(30)
+    asked: list[tuple[str, int, int, int]] = []
+
+    async def backfill(topic: str, partition: int, start: int, stop: int) -> list[SourceRecord]:
+        asked.append((topic, partition, start, stop))
+        source = predictions if topic == PREDICTIONS else tags
+        return [r for r in source if start <= r.offset < stop]
+
+    async def no_letters(key: bytes | None, value: bytes) -> None:
+        raise AssertionError("no dead letters expected")
+
+    store: dict[str, bytes] = {}
+    ingestor = Ingestor(store, no_letters, 1 << 20, backfill=backfill)
+    await ingestor.process_partition(0, predictions[:10] + tags[:10])
+    delivered = predictions[10:12] + predictions[15:30] + tags[10:11] + tags[13:20] + tags[25:]
+    await ingestor.process_partition(0, delivered)
+    assert asked == [(PREDICTIONS, 0, 12, 15), (TAGS, 0, 11, 13), (TAGS, 0, 20, 25)]
+
+    expected: dict[str, bytes] = {}
+    as_log = [LogRecord(r.topic, 0, r.offset, 0, r.key, r.value) for r in predictions + tags]
+    fold_records(expected, 0, as_log, 1 << 20)
+    assert differences(store, expected, 0) == []
+
+
+async def test_a_hole_the_log_cannot_fill_fails_the_batch_instead_of_skipping_it() -> None:
+    predictions, _ = log(10)
+
+    async def short(topic: str, partition: int, start: int, stop: int) -> list[SourceRecord]:
+        return [r for r in predictions if start <= r.offset < stop - 1]
+
+    async def no_letters(key: bytes | None, value: bytes) -> None:
+        raise AssertionError("no dead letters expected")
+
+    store: dict[str, bytes] = {}
+    ingestor = Ingestor(store, no_letters, 1 << 20, backfill=short)
+    with pytest.raises(RuntimeError, match="the log gave back 2 of"):
+        await ingestor.process_partition(0, predictions[:2] + predictions[5:])
+    assert store == {}
+
+
 class _Message:
     def __init__(self, r: SourceRecord) -> None:
         self.topic, self.partition, self.offset, self.key, self.value = (
