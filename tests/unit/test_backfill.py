@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from app.adapters.ingest import Ingestor
+from app.adapters.ingest import Backfill, Ingestor
 from app.adapters.refold import fold_records
 from app.domain.batch import SourceRecord
 from app.domain.segments import LogRecord
@@ -28,21 +28,37 @@ def log(n: int) -> tuple[list[SourceRecord], list[SourceRecord]]:
     return records(PREDICTIONS, predictions), records(TAGS, tags)
 
 
-async def test_views_that_never_saw_a_topic_fold_what_the_group_skipped() -> None:
-    predictions, tags = log(30)
-    asked: list[tuple[str, int, int, int]] = []
+async def no_letters(key: bytes | None, value: bytes) -> None:
+    raise AssertionError("no dead letters expected")
+
+
+def from_log(
+    predictions: list[SourceRecord],
+    tags: list[SourceRecord],
+    asked: list[tuple[str, int, int, int]],
+) -> Backfill:
+    """A backfill reading these records, noting what it was asked for."""
 
     async def backfill(topic: str, partition: int, start: int, stop: int) -> list[SourceRecord]:
         asked.append((topic, partition, start, stop))
-        return [
-            r for r in (predictions if topic == PREDICTIONS else tags) if start <= r.offset < stop
-        ]
+        source = predictions if topic == PREDICTIONS else tags
+        return [r for r in source if start <= r.offset < stop]
 
-    async def no_letters(key: bytes | None, value: bytes) -> None:
-        raise AssertionError("no dead letters expected")
+    return backfill
 
+
+def assert_is_the_fold_of(store: dict[str, bytes], records: list[SourceRecord]) -> None:
+    expected: dict[str, bytes] = {}
+    as_log = [LogRecord(r.topic, 0, r.offset, 0, r.key, r.value) for r in records]
+    fold_records(expected, 0, as_log, 1 << 20)
+    assert differences(store, expected, 0) == []
+
+
+async def test_views_that_never_saw_a_topic_fold_what_the_group_skipped() -> None:
+    predictions, tags = log(30)
+    asked: list[tuple[str, int, int, int]] = []
     store: dict[str, bytes] = {}
-    ingestor = Ingestor(store, no_letters, 1 << 20, backfill=backfill)
+    ingestor = Ingestor(store, no_letters, 1 << 20, backfill=from_log(predictions, tags, asked))
     # The group's offsets say 12 and 20: delivery starts there.
     await ingestor.process_partition(0, predictions[12:] + tags[20:])
     assert sorted(asked) == [(PREDICTIONS, 0, 0, 12), (TAGS, 0, 0, 20)]
@@ -50,42 +66,25 @@ async def test_views_that_never_saw_a_topic_fold_what_the_group_skipped() -> Non
     await ingestor.process_partition(0, predictions[25:])
     assert len(asked) == 2
 
-    expected: dict[str, bytes] = {}
-    as_log = [LogRecord(r.topic, 0, r.offset, 0, r.key, r.value) for r in predictions + tags]
-    fold_records(expected, 0, as_log, 1 << 20)
-    assert differences(store, expected, 0) == []
+    assert_is_the_fold_of(store, predictions + tags)
 
 
 async def test_a_gap_after_the_views_cursor_is_folded_from_the_log() -> None:
     predictions, tags = log(30)
     asked: list[tuple[str, int, int, int]] = []
-
-    async def backfill(topic: str, partition: int, start: int, stop: int) -> list[SourceRecord]:
-        asked.append((topic, partition, start, stop))
-        return [r for r in predictions if start <= r.offset < stop]
-
-    async def no_letters(key: bytes | None, value: bytes) -> None:
-        raise AssertionError("no dead letters expected")
-
     store: dict[str, bytes] = {}
-    ingestor = Ingestor(store, no_letters, 1 << 20, backfill=backfill)
+    ingestor = Ingestor(store, no_letters, 1 << 20, backfill=from_log(predictions, tags, asked))
     await ingestor.process_partition(0, predictions[:10] + tags)
     # The views end at 9; delivery resumes at 17 (offsets committed past the views).
     await ingestor.process_partition(0, predictions[17:])
     assert asked == [(PREDICTIONS, 0, 10, 17)]
 
-    expected: dict[str, bytes] = {}
-    as_log = [LogRecord(r.topic, 0, r.offset, 0, r.key, r.value) for r in predictions + tags]
-    fold_records(expected, 0, as_log, 1 << 20)
-    assert differences(store, expected, 0) == []
+    assert_is_the_fold_of(store, predictions + tags)
 
 
 async def test_records_delivered_out_of_order_are_folded_in_log_order() -> None:
     # After a start Faust can deliver prefetched records before those it fetches again.
     predictions, tags = log(30)
-
-    async def no_letters(key: bytes | None, value: bytes) -> None:
-        raise AssertionError("no dead letters expected")
 
     async def nothing_missed(
         topic: str, partition: int, start: int, stop: int
@@ -99,36 +98,21 @@ async def test_records_delivered_out_of_order_are_folded_in_log_order() -> None:
     assert cursor == {PREDICTIONS: 29, TAGS: 29}
     assert ingestor.counts["applied"] == 60 and ingestor.counts["replayed"] == 5
 
-    expected: dict[str, bytes] = {}
-    as_log = [LogRecord(r.topic, 0, r.offset, 0, r.key, r.value) for r in predictions + tags]
-    fold_records(expected, 0, as_log, 1 << 20)
-    assert differences(store, expected, 0) == []
+    assert_is_the_fold_of(store, predictions + tags)
 
 
 async def test_holes_inside_a_batch_are_folded_from_the_log_in_order() -> None:
     # Seen in the three-kills test: after a start, tags 45 then 48 on in one batch.
     predictions, tags = log(30)
     asked: list[tuple[str, int, int, int]] = []
-
-    async def backfill(topic: str, partition: int, start: int, stop: int) -> list[SourceRecord]:
-        asked.append((topic, partition, start, stop))
-        source = predictions if topic == PREDICTIONS else tags
-        return [r for r in source if start <= r.offset < stop]
-
-    async def no_letters(key: bytes | None, value: bytes) -> None:
-        raise AssertionError("no dead letters expected")
-
     store: dict[str, bytes] = {}
-    ingestor = Ingestor(store, no_letters, 1 << 20, backfill=backfill)
+    ingestor = Ingestor(store, no_letters, 1 << 20, backfill=from_log(predictions, tags, asked))
     await ingestor.process_partition(0, predictions[:10] + tags[:10])
     delivered = predictions[10:12] + predictions[15:30] + tags[10:11] + tags[13:20] + tags[25:]
     await ingestor.process_partition(0, delivered)
     assert asked == [(PREDICTIONS, 0, 12, 15), (TAGS, 0, 11, 13), (TAGS, 0, 20, 25)]
 
-    expected: dict[str, bytes] = {}
-    as_log = [LogRecord(r.topic, 0, r.offset, 0, r.key, r.value) for r in predictions + tags]
-    fold_records(expected, 0, as_log, 1 << 20)
-    assert differences(store, expected, 0) == []
+    assert_is_the_fold_of(store, predictions + tags)
 
 
 async def test_a_hole_the_log_cannot_fill_fails_the_batch_instead_of_skipping_it() -> None:
@@ -136,9 +120,6 @@ async def test_a_hole_the_log_cannot_fill_fails_the_batch_instead_of_skipping_it
 
     async def short(topic: str, partition: int, start: int, stop: int) -> list[SourceRecord]:
         return [r for r in predictions if start <= r.offset < stop - 1]
-
-    async def no_letters(key: bytes | None, value: bytes) -> None:
-        raise AssertionError("no dead letters expected")
 
     store: dict[str, bytes] = {}
     ingestor = Ingestor(store, no_letters, 1 << 20, backfill=short)
@@ -179,12 +160,7 @@ async def test_a_failed_batch_is_retried_until_folded_never_skipped() -> None:
     events = [_Event(r) for r in [*predictions, bad, *tags]]
     await ingestor.process_until_done(events, backoff=0.001)
     assert ingestor.counts["retries"] == 2 and len(letters) == 1
-    expected: dict[str, bytes] = {}
-    as_log = [
-        LogRecord(r.topic, 0, r.offset, 0, r.key, r.value) for r in [*predictions, bad, *tags]
-    ]
-    fold_records(expected, 0, as_log, 1 << 20)
-    assert differences(store, expected, 0) == []
+    assert_is_the_fold_of(store, [*predictions, bad, *tags])
 
 
 async def test_offsets_are_reported_durable_only_once_the_changelog_has_them() -> None:
@@ -195,9 +171,6 @@ async def test_offsets_are_reported_durable_only_once_the_changelog_has_them() -
         failure = flushes.pop(0)
         if failure is not None:
             raise failure
-
-    async def no_letters(key: bytes | None, value: bytes) -> None:
-        raise AssertionError("no dead letters expected")
 
     durable: dict[tuple[str, int], int] = {}
     ingestor = Ingestor({}, no_letters, 1 << 20, flush, durable=durable)
