@@ -95,8 +95,8 @@ class Ingestor:
             _current_event.set(weakref.ref(group[-1]))
             records = [_record(e.message) for e in group]
             cursors[partition] = await self.process_partition(partition, records)
-        # The source offsets of these events may be committed as soon as we return: their
-        # table writes must be in the changelog first, or a crash would lose them for good.
+        # The group commits what is reported durable here: the table writes must be in the
+        # changelog first, or a crash would lose them for good.
         await self.flush()
         for partition, cursor in cursors.items():
             for topic, offset in cursor.items():
