@@ -26,10 +26,15 @@ async def publish_all(settings: Settings, n: int, seed: int) -> tuple[int, Any]:
     workload = build(n_predictions=n, seed=seed)
     valid = [i for i in workload.items if i.event is not None]
     async with KafkaPublisher(settings.bootstrap_servers) as kafka:
-        for item in valid:
-            send = kafka.predictions if item.kind == "prediction" else kafka.tags
-            await send([item.event])  # type: ignore[list-item]
+        await send_one_by_one(kafka, valid)
     return len(valid), workload.reference
+
+
+async def send_one_by_one(kafka: KafkaPublisher, items: list[Any]) -> None:
+    """Each workload item to its topic, in order, one record at a time."""
+    for item in items:
+        send = kafka.predictions if item.kind == "prediction" else kafka.tags
+        await send([item.event])
 
 
 async def processed(process: WorkerProcess, total: int) -> None:
@@ -100,9 +105,7 @@ async def test_three_kills_at_random_moments_lose_nothing_and_count_nothing_twic
     async def publish() -> None:
         async with KafkaPublisher(stack.bootstrap_servers) as kafka:
             for start in range(0, len(valid), 25):
-                for item in valid[start : start + 25]:
-                    send = kafka.predictions if item.kind == "prediction" else kafka.tags
-                    await send([item.event])  # type: ignore[list-item]
+                await send_one_by_one(kafka, valid[start : start + 25])
                 await asyncio.sleep(0.2)  # paced: a stream, not one burst
 
     process = await asyncio.to_thread(worker)
