@@ -82,7 +82,11 @@ class Snapshot:
     def model_names(self) -> list[str]:
         return sorted({m for index in self.indexes() for m in index.models})
 
-    def model_metrics(self, model: str, hours: Iterable[str] = ()) -> dict[str, Any] | None:
+    def model_metrics(
+        self, model: str, hours: Iterable[str] = (), by_day: bool = False
+    ) -> dict[str, Any] | None:
+        """Each version's metrics, with its windows among `hours` that saw events: as
+        `hourly`, or added up per day as `daily`."""
         versions = self.model_versions(model)
         if not versions:
             return None
@@ -91,17 +95,23 @@ class Snapshot:
         for version, (first, last) in sorted(versions.items()):
             found = self.aggregate(AggKey("model", model, version))
             counts, updated = found if found else ({}, None)
-            hourly = []
+            # Hours outside the version's span hold nothing: skip their reads.
+            windows: dict[str, list[Counts]] = {}
             for hour in wanted:
-                window = self.aggregate(AggKey("model_hour", model, version, hour))
-                if window is not None:
-                    hourly.append({"hour": hour, **summarize_metrics(window[0])})
+                if first <= hour <= last:
+                    window = self.aggregate(AggKey("model_hour", model, version, hour))
+                    if window is not None:
+                        windows.setdefault(hour[:10] if by_day else hour, []).append(window[0])
+            name = "day" if by_day else "hour"
+            series = [
+                {name: when, **summarize_metrics(total(parts))} for when, parts in windows.items()
+            ]
             out[version] = {
                 **summarize_metrics(counts),
                 "first_hour": first,
                 "last_hour": last,
                 "updated_at": updated,
-                "hourly": hourly,
+                "daily" if by_day else "hourly": series,
             }
         return out
 

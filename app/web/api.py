@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import faust
 import orjson
@@ -20,6 +20,13 @@ from app.topics import PREDICTIONS, TAGS
 from app.web.errors import HttpError, error
 
 MAX_WINDOW_HOURS = 24 * 31
+# Daily windows add up the day's hourly ones: a year is 8,784 hourly reads per version.
+MAX_WINDOW_DAYS = 366
+
+
+class Window(NamedTuple):
+    bucket: str  # "hour" | "day": how the hours are reported
+    hours: list[str]
 
 
 def register(
@@ -124,10 +131,11 @@ def register(
             if not versions:
                 return error(self, 404, "no predictions for this model", {"model": model})
             try:
-                hours = window(request, max(last for _, last in versions.values()))
+                wanted = window(request.query, max(last for _, last in versions.values()))
             except ValueError as exc:
                 return error(self, 400, "bad window", str(exc))
-            return self.json({"model": model, "versions": snapshot.model_metrics(model, hours)})
+            metrics = snapshot.model_metrics(model, wanted.hours, by_day=wanted.bucket == "day")
+            return self.json({"model": model, "bucket": wanted.bucket, "versions": metrics})
 
     @app.page("/v1/models")
     class Models(View):
@@ -242,21 +250,37 @@ def lag(app: faust.App, snapshot: Snapshot, partitions: list[int]) -> int | None
     return total
 
 
-def window(request: Request, last_hour: str) -> list[str]:
-    """Hours to report: `?from=&to=` (like 2026-11-27T10), else the 24 up to the last seen."""
-    query = request.query
+def window(query: Mapping[str, str], last_hour: str) -> Window:
+    """Which windows to report: `?from=&to=` (hours like 2026-11-27T10, or days), else the 24
+    hours up to the last seen; `?bucket=hour|day`, else hours while the span fits in
+    MAX_WINDOW_HOURS and days beyond, so a long history still reads in one request."""
     end = _hour(query.get("to", last_hour))
     start = _hour(query["from"]) if "from" in query else end - timedelta(hours=23)
     if start > end:
         raise ValueError("'from' is after 'to'")
     count = int((end - start).total_seconds() // 3600) + 1
-    if count > MAX_WINDOW_HOURS:
-        raise ValueError(f"at most {MAX_WINDOW_HOURS} hours per request")
-    return [(start + timedelta(hours=i)).strftime("%Y-%m-%dT%H") for i in range(count)]
+    bucket = query.get("bucket") or ("hour" if count <= MAX_WINDOW_HOURS else "day")
+    if bucket == "hour":
+        if count > MAX_WINDOW_HOURS:
+            raise ValueError(f"at most {MAX_WINDOW_HOURS} hours per request; or bucket=day")
+        return Window("hour", [_hour_name(start + timedelta(hours=i)) for i in range(count)])
+    if bucket != "day":
+        raise ValueError(f"bucket must be 'hour' or 'day', got {bucket[:16]!r}")
+    days = (end.date() - start.date()).days + 1
+    if days > MAX_WINDOW_DAYS:
+        raise ValueError(f"at most {MAX_WINDOW_DAYS} days per request")
+    first = datetime.combine(start.date(), datetime.min.time(), UTC)
+    return Window("day", [_hour_name(first + timedelta(hours=i)) for i in range(days * 24)])
+
+
+def _hour_name(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H")
 
 
 def _hour(text: str) -> datetime:
-    try:
-        return datetime.strptime(text, "%Y-%m-%dT%H").replace(tzinfo=UTC)
-    except ValueError:
-        raise ValueError(f"hour must look like 2026-11-27T10, got {text[:32]!r}") from None
+    for shape in ("%Y-%m-%dT%H", "%Y-%m-%d"):
+        try:
+            return datetime.strptime(text, shape).replace(tzinfo=UTC)
+        except ValueError:
+            pass
+    raise ValueError(f"hour must look like 2026-11-27T10 (or a day, 2026-11-27), got {text[:32]!r}")

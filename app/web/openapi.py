@@ -281,11 +281,16 @@ def document() -> dict[str, Any]:
             },
             "/v1/models/{model}/metrics": {
                 "get": {
-                    "summary": "Online metrics per version, overall and by hour",
+                    "summary": "Online metrics per version, overall and by hour or by day",
                     "parameters": [
                         _path_param("model"),
                         {"name": "from", "in": "query", "schema": {"type": "string"}},
                         {"name": "to", "in": "query", "schema": {"type": "string"}},
+                        {
+                            "name": "bucket",
+                            "in": "query",
+                            "schema": {"type": "string", "enum": ["hour", "day"]},
+                        },
                     ],
                     "responses": {
                         "200": _json(ANY_OBJECT, "metrics"),

@@ -7,6 +7,7 @@ import random
 import re
 from collections import Counter
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ import orjson
 import pytest
 
 from app.client import HttpClient
+from app.domain.codec import format_time
 from app.settings import Settings
 from app.topics import PREDICTIONS, TAGS
 from tests import factories
@@ -34,13 +36,17 @@ def served_events(
     """Labeled events whose logged prediction, by version "legacy", was off by about
     `served_error`; labels are spread so that a constant model errs by about 7.5."""
     rng = random.Random(seed)
+    # Five days ending a week ago: the dashboard plots them beside today's served predictions
+    # whatever the date the test runs on.
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    first_day = today - timedelta(days=12)
     out = []
     for i in range(n):
         label = rng.uniform(10, 40)
         event = factories.prediction(
             model="delay",
             model_version="legacy",
-            occurred_at=f"2026-11-{1 + i % 5:02d}T{i % 24:02d}:00:00Z",
+            occurred_at=format_time(first_day + timedelta(days=i % 5, hours=i % 24)),
             features={"distance": 100 + i, "carrier": "UA" if i % 2 else "DL"},
             prediction={"value": label + rng.choice((-1, 1)) * served_error},
         )
