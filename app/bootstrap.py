@@ -64,7 +64,7 @@ def create(settings: Settings, **overrides: Any) -> Modelview:
         "topic_partitions": settings.partitions,
         "autodiscover": False,
         "web_application_options": {"middlewares": [auth.middleware(settings)]},
-        **PROFILES[settings.broker_profile],
+        **PROFILES[settings.broker],
         **overrides,
     }
     app = faust.App(settings.app_id, **config)

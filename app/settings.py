@@ -35,8 +35,10 @@ class Settings:
     api_token: str | None = field(default=None, repr=False)
     # With API_TOKEN set, writes always need it; reads too when this is on (/healthz never).
     auth_reads: bool = False
-    # "local": the Tansu broker of `modelview stack`; "kafka": Apache Kafka (docker/).
-    broker_profile: str = "local"
+    # The broker, for `modelview stack` to start and for the Faust settings that suit it:
+    # "kafka" (Apache Kafka: the local stack's on a machine with Java 17, and docker/'s) or
+    # "tansu" (the pure-Python stand-in; "local" is its older name).
+    broker_profile: str = "kafka"
     # Events folded per table transaction; bigger batches mean fewer table writes.
     batch_size: int = 500
     batch_within: float = 0.2
@@ -87,8 +89,8 @@ class Settings:
         return settings
 
     def validate(self) -> None:
-        if self.broker_profile not in ("local", "kafka"):
-            raise SettingsError("MODELVIEW_BROKER_PROFILE must be 'local' or 'kafka'")
+        if self.broker_profile not in ("kafka", "tansu", "local"):
+            raise SettingsError("MODELVIEW_BROKER_PROFILE must be 'kafka' or 'tansu'")
         if self.partitions < 1:
             raise SettingsError("MODELVIEW_PARTITIONS must be at least 1")
         if self.flush_records < 1 or self.flush_seconds <= 0:
@@ -108,6 +110,11 @@ class Settings:
         for name, url in (("BROKER_URL", self.broker_url), ("S3_ENDPOINT", self.s3_endpoint)):
             if urlsplit(url).port is None:
                 raise SettingsError(f"MODELVIEW_{name} needs an explicit port: {url!r}")
+
+    @property
+    def broker(self) -> str:
+        """The broker's kind, "kafka" or "tansu", whichever name the setting used."""
+        return "tansu" if self.broker_profile in ("tansu", "local") else "kafka"
 
     @property
     def broker_port(self) -> int:

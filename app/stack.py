@@ -1,4 +1,4 @@
-"""The local stack: a real Kafka-protocol broker (Tansu) and S3 server (SeaweedFS), from wheels."""
+"""The local stack: a real broker (Apache Kafka, or Tansu without Java) and S3 server (SeaweedFS)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from app.kafka import KafkaNode, KafkaUnavailable
 from app.settings import Settings
 
 # SeaweedFS needs nine ports besides S3; they sit right above the S3 port so one setting moves all.
@@ -60,6 +61,17 @@ class Stack:
             "broker", settings.broker_port, self.root / "broker.pid", self.root / "broker.log"
         )
         self.s3 = Service("s3", settings.s3_port, self.root / "s3.pid", self.root / "s3.log")
+        self.kafka = KafkaNode(self.root, settings.broker_port)
+        self._kind_file = self.root / "broker.kind"
+
+    def running_broker(self) -> str | None:
+        """Which broker this stack's broker process is ("kafka" or "tansu"), if one runs."""
+        if self.broker.pid() is None:
+            return None
+        try:
+            return self._kind_file.read_text().strip() or None
+        except FileNotFoundError:
+            return "tansu"  # stacks started before Apache Kafka came recorded no kind
 
     @property
     def weed_ports(self) -> dict[str, int]:
@@ -72,9 +84,16 @@ class Stack:
         its log gets the flushed records back at their old offsets.
         """
         self.root.mkdir(parents=True, exist_ok=True)
-        if self.broker.pid() is None:
+        wanted, running = self.settings.broker, self.running_broker()
+        if running is not None and running != wanted:
+            raise StackError(
+                f"a {running} broker already runs on port {self.broker.port}, and "
+                f"MODELVIEW_BROKER_PROFILE asks for {wanted}: `modelview stack down` first"
+            )
+        if running is None:
             self._check_free(self.broker.name, [self.broker.port])
             self._spawn(self.broker, self._broker_command())
+            self._kind_file.write_text(wanted)
         if self.s3.pid() is None:
             self._check_free(self.s3.name, [self.s3.port, *self.weed_ports.values()])
             self._spawn(self.s3, self._s3_command())
@@ -94,13 +113,34 @@ class Stack:
                 _terminate(pid, grace)
             service.pid_file.unlink(missing_ok=True)
 
+    def forget_broker_log(self) -> None:
+        """Stop the broker and delete its log, as a lost disk would (restore drills, tests)."""
+        pid = self.broker.pid()
+        if pid is not None:
+            _terminate(pid, 10.0)
+        self.broker.pid_file.unlink(missing_ok=True)
+        self.kafka.forget_log()  # Tansu keeps its log in memory: stopping it was enough
+
     def status(self) -> dict[str, dict[str, object]]:
-        return {
+        services: dict[str, dict[str, object]] = {
             s.name: {"pid": s.pid(), "port": s.port, "listening": listening(s.port)}
             for s in (self.broker, self.s3)
         }
+        services["broker"]["kind"] = self.running_broker() or self.settings.broker
+        return services
 
     def _broker_command(self) -> list[str]:
+        if self.settings.broker == "kafka":
+            try:
+                return self.kafka.prepare()
+            except KafkaUnavailable as exc:
+                raise StackError(str(exc)) from exc
+            except subprocess.CalledProcessError as exc:
+                said = (exc.stderr or b"").decode(errors="replace")[-2000:]
+                raise StackError(f"formatting Apache Kafka's storage failed:\n{said}") from exc
+        return self._tansu_command()
+
+    def _tansu_command(self) -> list[str]:
         url = f"tcp://127.0.0.1:{self.broker.port}"
         return [
             _broker_binary(),

@@ -9,4 +9,8 @@ bash scripts/browser.sh
 .venv/bin/mypy
 # Unit and agent tests first: fast, and they say most when something is wrong.
 .venv/bin/python -m pytest -q tests/unit tests/agents
+# The stack's broker: Apache Kafka where Java 17 runs it (CI), else Tansu, said why.
+MODELVIEW_BROKER_PROFILE=${MODELVIEW_BROKER_PROFILE:-$(.venv/bin/python -m app.kafka choose)}
+export MODELVIEW_BROKER_PROFILE
+echo "integration and e2e tests on the $MODELVIEW_BROKER_PROFILE broker"
 .venv/bin/python -m pytest -q --durations=12 tests/integration tests/e2e

@@ -54,6 +54,8 @@ def stack_settings(data_dir: Path, partitions: int = 4) -> Settings:
         s3_endpoint=f"http://127.0.0.1:{base + 2}",  # SeaweedFS takes base+3 .. base+11
         data_dir=data_dir,
         partitions=partitions,
+        # scripts/test.sh picks the broker (Apache Kafka where Java 17 runs it).
+        broker_profile=os.environ.get("MODELVIEW_BROKER_PROFILE", "kafka"),
     )
 
 
@@ -180,3 +182,74 @@ def run_cli(
         timeout=within,
         check=False,
     )
+
+
+def member_settings(stack: Settings, n: int) -> list[Settings]:
+    """Settings of `n` more workers of one cluster: each its own data dir and web port."""
+    base = free_block(n)
+    return [
+        stack.with_(web_port=base + i, data_dir=stack.data_dir / f"member-{base + i}")
+        for i in range(n)
+    ]
+
+
+def cluster_state(workers: list[WorkerProcess]) -> dict[int, list[str]]:
+    """Which ready workers hold each partition active (a partition held twice shows it)."""
+    held: dict[int, list[str]] = {}
+    for process in workers:
+        health = process.health() or {}
+        if not health.get("ready"):
+            continue
+        for p in health.get("active_partitions", []):  # type: ignore[union-attr]
+            held.setdefault(int(p), []).append(process.url)
+    return held
+
+
+def wait_cluster_ready(workers: list[WorkerProcess], within: float = 120.0) -> None:
+    """Until every worker is ready and each partition has exactly one active owner."""
+    partitions = workers[0].settings.partitions
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        for process in workers:
+            assert process.process is not None and process.process.poll() is None, (
+                process.log_tail()
+            )
+        held = cluster_state(workers)
+        if (
+            all((p.health() or {}).get("ready") for p in workers)
+            and sorted(held) == list(range(partitions))
+            and all(len(owners) == 1 for owners in held.values())
+        ):
+            return
+        time.sleep(0.2)
+    raise AssertionError(
+        f"cluster not ready within {within}s: {cluster_state(workers)}\n"
+        + "\n".join(p.log_tail(15) for p in workers)
+    )
+
+
+def wait_cluster_caught_up(workers: list[WorkerProcess], within: float = 180.0) -> None:
+    """Until each partition's owner has folded everything the log holds now."""
+    wait_cluster_ready(workers, within)
+    settings = workers[0].settings
+    with ThreadPoolExecutor(1) as thread:
+        ends = thread.submit(asyncio.run, log_end(settings)).result()
+    deadline = time.monotonic() + within
+    behind: dict[str, int] = {}
+    while time.monotonic() < deadline:
+        behind.clear()
+        positions: dict[str, dict[int, int]] = {}
+        for process in workers:
+            health = process.health() or {}
+            for topic, parts in (health.get("positions") or {}).items():  # type: ignore[union-attr]
+                for p, at in parts.items():
+                    positions.setdefault(topic, {})[int(p)] = at
+        for topic, parts in ends.items():
+            for p, end in parts.items():
+                at = positions.get(topic, {}).get(p, -1)
+                if at < end:
+                    behind[f"{topic}[{p}]"] = end - at
+        if not behind:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"cluster not caught up within {within}s: {behind}")

@@ -51,7 +51,7 @@ async def forget_views(settings: Settings, changelog: str) -> None:
     the log (see `Ingestor._missed`), so they need no reset (this broker refuses commits
     from outside a group that still lists a dead member).
     """
-    if settings.broker_profile == "local":
+    if settings.broker == "tansu":
         leader = f"{settings.app_id}-__assignor-__leader"  # Faust's own, written at rebalances
         await recreate_empty(settings, [changelog, leader], settings.partitions)
         return

@@ -40,7 +40,7 @@ class RestoreReport:
 
 async def restore_log(settings: Settings, replication: int = 1) -> RestoreReport:
     """Write back every flushed record the broker is missing; a no-op when it has them all."""
-    if settings.broker_profile == "local":
+    if settings.broker == "tansu":
         # Topics the restarted broker lost may hold a stale end offset (see recreate_empty).
         existing = await epoch.topics(settings)
         missing = [t for t in CONTRACT if t not in existing]

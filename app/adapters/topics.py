@@ -8,6 +8,7 @@ other and as the views' changelog for a prediction and its tags to meet in one p
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from typing import Any
 
@@ -49,8 +50,7 @@ async def ensure_topics(settings: Settings, replication: int = 1) -> None:
             # Another worker may win the race; the check below applies either way.
             with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(new)
-        described = await admin.describe_topics(list(CO_PARTITIONED))
-        counts = {d["topic"]: len(d["partitions"]) for d in described}
+        counts = await _partition_counts(admin, list(CO_PARTITIONED))
         wrong = {t: n for t, n in counts.items() if n != settings.partitions}
         if wrong:
             raise TopicLayoutError(
@@ -59,3 +59,21 @@ async def ensure_topics(settings: Settings, replication: int = 1) -> None:
             )
     finally:
         await admin.close()
+
+
+async def _partition_counts(
+    admin: AIOKafkaAdminClient, topics: list[str], within: float = 15.0
+) -> dict[str, int]:
+    """Each topic's partition count, once the broker's metadata lists them.
+
+    Apache Kafka can answer a describe right after the create with no partitions (or an
+    unknown-topic error) until its metadata has caught up: seen here in the replay test.
+    """
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        described = await admin.describe_topics(topics)
+        counts = {d["topic"]: len(d["partitions"]) for d in described if not d["error_code"]}
+        settled = len(counts) == len(topics) and all(counts.values())
+        if settled or asyncio.get_running_loop().time() > deadline:
+            return {t: counts.get(t, 0) for t in topics}
+        await asyncio.sleep(0.1)

@@ -143,8 +143,8 @@ async def test_broker_that_lost_its_log_gets_it_back_and_refolds(
     await processed(process, total)
     assert process.stop() == 0  # a clean stop flushes every record to S3
     local = Stack(stack)
-    local.down()
-    assert local.up() == total  # the local broker kept nothing; S3 gives it all back
+    local.forget_broker_log()
+    assert local.up() == total  # the broker kept nothing; S3 gives it all back
     again = worker()
     assert "the broker has lost the log" in again.log_path.read_text()
     again.wait_caught_up()

@@ -32,9 +32,11 @@ async def views(url: str) -> dict[str, Any]:
         _, datasets = await http.get("/v1/datasets")
         out = {"datasets": datasets}
         for model in MODELS:
-            _, out[model] = await http.get(
-                f"/v1/models/{model}/metrics?from=2026-11-01T00&to=2026-12-31T00"
+            # Two months of daily windows: wider than hourly ones may be (31 days).
+            status, out[model] = await http.get(
+                f"/v1/models/{model}/metrics?from=2026-11-01&to=2026-12-31&bucket=day"
             )
+            assert status == 200 and out[model]["versions"], out[model]
         return out
 
 
@@ -62,6 +64,7 @@ async def test_stack_down_and_up_loses_nothing_flushed(
     assert rows == logged
 
     assert run_cli(settings, "stack", "down").returncode == 0
+    Stack(settings).forget_broker_log()  # Apache Kafka keeps its log on disk; Tansu never does
     up = run_cli(settings, "stack", "up")
     assert up.returncode == 0, up.stderr
     assert f"restored {sent} records" in up.stdout
@@ -96,6 +99,7 @@ async def test_broker_killed_mid_stream_restores_all_but_the_unflushed_window(
     pid = local.broker.pid()
     assert pid is not None
     os.killpg(pid, signal.SIGKILL)
+    local.forget_broker_log()  # and its disk with it (Tansu's log is in memory anyway)
     # What the flusher had already read still reaches S3; then S3 is all there is.
     await wait_until(
         lambda: ((live.health() or {}).get("flush") or {}).get("buffered_records") == 0,  # type: ignore[union-attr]

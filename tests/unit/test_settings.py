@@ -38,8 +38,14 @@ def test_unknown_and_bad_settings_are_refused() -> None:
         Settings.from_env({"MODELVIEW_WEB_PORT": "http"})
     with pytest.raises(SettingsError, match="explicit port"):
         Settings.from_env({"MODELVIEW_BROKER_URL": "kafka://localhost"})
-    with pytest.raises(SettingsError, match="'local' or 'kafka'"):
+    with pytest.raises(SettingsError, match="'kafka' or 'tansu'"):
         Settings.from_env({"MODELVIEW_BROKER_PROFILE": "pulsar"})
+
+
+def test_the_broker_profile_names_the_broker_and_local_still_means_tansu() -> None:
+    assert Settings.from_env({}).broker == "kafka"
+    assert Settings.from_env({"MODELVIEW_BROKER_PROFILE": "tansu"}).broker == "tansu"
+    assert Settings.from_env({"MODELVIEW_BROKER_PROFILE": "local"}).broker == "tansu"
 
 
 def test_secrets_stay_out_of_repr() -> None:

@@ -1,0 +1,219 @@
+"""Apache Kafka for the local stack: one KRaft node on Maven Central's jars, run by Java 17."""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+POM = Path(__file__).with_name("kafka-runtime.pom.xml")
+# Kept in step with the pom's <version> (a unit test checks) and docker/compose.yaml's image.
+VERSION = "4.1.1"
+MIN_JAVA = 17
+
+
+class KafkaUnavailable(RuntimeError):
+    """Apache Kafka cannot run here: no Java 17, or its jars were never fetched."""
+
+
+def libs_dir() -> Path:
+    """Inside the environment that installed modelview: a fresh venv fetches its own."""
+    return Path(sys.prefix) / "share" / "modelview" / f"kafka-{VERSION}" / "libs"
+
+
+def java() -> str:
+    """The `java` that runs the broker: JAVA_HOME's if set, else the one on PATH."""
+    home = os.environ.get("JAVA_HOME")
+    candidate = str(Path(home) / "bin" / "java") if home else shutil.which("java")
+    if candidate is None or not os.access(candidate, os.X_OK):
+        raise KafkaUnavailable(
+            f"Apache Kafka needs Java {MIN_JAVA}+ and no `java` was found; install it "
+            "(apt-get install openjdk-17-jre-headless) or run the Tansu broker instead "
+            "(MODELVIEW_BROKER_PROFILE=tansu)"
+        )
+    major = java_major(candidate)
+    if major < MIN_JAVA:
+        raise KafkaUnavailable(
+            f"Apache Kafka {VERSION} needs Java {MIN_JAVA}+, and {candidate} is Java {major}; "
+            "set JAVA_HOME or run the Tansu broker instead (MODELVIEW_BROKER_PROFILE=tansu)"
+        )
+    return candidate
+
+
+def java_major(binary: str) -> int:
+    out = subprocess.run(
+        [binary, "-version"], capture_output=True, text=True, timeout=30, check=False
+    )
+    # `openjdk version "17.0.15"`, or "1.8.0_392" for Java 8.
+    found = re.search(r'version "(\d+)(?:\.(\d+))?', out.stderr + out.stdout)
+    if found is None:
+        return 0
+    major = int(found.group(1))
+    return int(found.group(2) or 0) if major == 1 else major
+
+
+def available() -> str | None:
+    """Why Apache Kafka cannot run here, or None when it can."""
+    try:
+        java()
+    except KafkaUnavailable as exc:
+        return str(exc)
+    if not any(libs_dir().glob("kafka_2.13-*.jar")):
+        return (
+            f"Apache Kafka's jars are not in {libs_dir()}; `bash scripts/setup.sh` fetches "
+            "them (with Maven), or run the Tansu broker instead (MODELVIEW_BROKER_PROFILE=tansu)"
+        )
+    return None
+
+
+def fetch() -> Path:
+    """Resolve the pinned pom's jars with Maven (cached in ~/.m2) into `libs_dir()`, once."""
+    target = libs_dir()
+    if any(target.glob("kafka_2.13-*.jar")):
+        return target
+    mvn = shutil.which("mvn")
+    if mvn is None:
+        raise KafkaUnavailable("Maven (`mvn`) is needed once, to fetch Apache Kafka's jars")
+    partial = target.with_name(target.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    subprocess.run(
+        [
+            mvn,
+            "-q",
+            "-B",
+            "-f",
+            str(POM),
+            "dependency:copy-dependencies",
+            f"-DoutputDirectory={partial}",
+            "-DincludeScope=runtime",
+        ],
+        check=True,
+    )
+    partial.rename(target)  # a fetch cut short leaves no half classpath behind
+    return target
+
+
+class KafkaNode:
+    """A combined broker and controller whose config, log and data live under `root`."""
+
+    def __init__(self, root: Path, port: int) -> None:
+        self.root = root
+        self.port = port
+        self.data = root / "kafka-data"
+        self.config = root / "kafka.properties"
+        self.log4j = root / "kafka-log4j2.xml"
+
+    def prepare(self) -> list[str]:
+        """Write the config, format storage on first use, and return the start command.
+
+        The controller listens on a port the OS picks anew each start: it is internal to
+        this one node, and a fixed one could collide with the ports users choose.
+        """
+        binary = java()
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.config.write_text(server_properties(self.port, _ephemeral_port(), self.data))
+        self.log4j.write_text(LOG4J2)
+        classpath = f"{libs_dir()}/*"
+        jvm = [binary, "-Xms128m", "-Xmx768m", f"-Dlog4j2.configurationFile={self.log4j}"]
+        if not (self.data / "meta.properties").exists():
+            subprocess.run(
+                [
+                    *jvm,
+                    "-cp",
+                    classpath,
+                    "kafka.tools.StorageTool",
+                    "format",
+                    "--cluster-id",
+                    _cluster_id(),
+                    "--config",
+                    str(self.config),
+                    "--ignore-formatted",
+                ],
+                check=True,
+                capture_output=True,
+                timeout=120,
+            )
+        return [*jvm, "-cp", classpath, "kafka.Kafka", str(self.config)]
+
+    def forget_log(self) -> None:
+        """Delete the node's whole log, as a lost disk would: for restore drills and tests."""
+        shutil.rmtree(self.data, ignore_errors=True)
+
+
+def server_properties(port: int, controller_port: int, data: Path) -> str:
+    settings = {
+        "process.roles": "broker,controller",
+        "node.id": "1",
+        "controller.quorum.voters": f"1@127.0.0.1:{controller_port}",
+        "listeners": f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
+        "advertised.listeners": f"PLAINTEXT://127.0.0.1:{port}",
+        "controller.listener.names": "CONTROLLER",
+        "inter.broker.listener.name": "PLAINTEXT",
+        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "log.dirs": str(data),
+        # One node: every internal topic has one replica.
+        "offsets.topic.replication.factor": "1",
+        "transaction.state.log.replication.factor": "1",
+        "transaction.state.log.min.isr": "1",
+        "share.coordinator.state.topic.replication.factor": "1",
+        "share.coordinator.state.topic.min.isr": "1",
+        # A first group join waits 3 s by default for more members; workers join one by one.
+        "group.initial.rebalance.delay.ms": "0",
+        # The default 50 partitions cost seconds of start-up and thousands of files.
+        "offsets.topic.num.partitions": "8",
+    }
+    return "".join(f"{key}={value}\n" for key, value in settings.items())
+
+
+LOG4J2 = """<Configuration status="warn">
+  <Appenders>
+    <Console name="out" target="SYSTEM_OUT">
+      <PatternLayout pattern="[%d] %p %m (%c)%n"/>
+    </Console>
+  </Appenders>
+  <Loggers>
+    <Root level="info"><AppenderRef ref="out"/></Root>
+    <Logger name="kafka.request.logger" level="warn"/>
+    <Logger name="org.apache.kafka.raft" level="warn"/>
+    <Logger name="org.apache.kafka.storage.internals.log" level="warn"/>
+    <Logger name="kafka.log.LogManager" level="warn"/>
+  </Loggers>
+</Configuration>
+"""
+
+
+def _cluster_id() -> str:
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+
+
+def _ephemeral_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def choose() -> str:
+    """The broker profile for a machine: Apache Kafka where it can run, else Tansu, said why."""
+    why = available()
+    if why is None:
+        return "kafka"
+    print(f"modelview: running the Tansu broker: {why}", file=sys.stderr)
+    return "tansu"
+
+
+if __name__ == "__main__":
+    # `python -m app.kafka fetch`: scripts/setup.sh, where Java and Maven are found.
+    # `python -m app.kafka choose`: prints the broker profile the scripts' stack will run.
+    if sys.argv[1:] == ["fetch"]:
+        print(f"Apache Kafka {VERSION} jars in {fetch()}")
+    elif sys.argv[1:] == ["choose"]:
+        print(choose())
+    else:
+        sys.exit("usage: python -m app.kafka fetch|choose")
