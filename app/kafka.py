@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import os
 import re
 import shutil
@@ -23,8 +24,10 @@ class KafkaUnavailable(RuntimeError):
 
 
 def libs_dir() -> Path:
-    """Inside the environment that installed modelview: a fresh venv fetches its own."""
-    return Path(sys.prefix) / "share" / "modelview" / f"kafka-{VERSION}" / "libs"
+    """Inside the environment that installed modelview: a fresh venv fetches its own, and
+    a changed pom (its hash names the folder) fetches again."""
+    pom = hashlib.sha256(POM.read_bytes()).hexdigest()[:12]
+    return Path(sys.prefix) / "share" / "modelview" / f"kafka-{VERSION}-{pom}" / "libs"
 
 
 def java() -> str:
@@ -82,6 +85,7 @@ def fetch() -> Path:
         raise KafkaUnavailable("Maven (`mvn`) is needed once, to fetch Apache Kafka's jars")
     partial = target.with_name(target.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
+    partial.parent.mkdir(parents=True, exist_ok=True)
     subprocess.run(
         [
             mvn,
@@ -146,6 +150,11 @@ class KafkaNode:
         shutil.rmtree(self.data, ignore_errors=True)
 
 
+def tool_command(main_class: str) -> list[str]:
+    """A Kafka command-line tool on the same classpath, e.g. org.apache.kafka.tools.TopicCommand."""
+    return [java(), "-Xmx256m", "-cp", f"{libs_dir()}/*", main_class]
+
+
 def server_properties(port: int, controller_port: int, data: Path) -> str:
     settings = {
         "process.roles": "broker,controller",
@@ -163,6 +172,10 @@ def server_properties(port: int, controller_port: int, data: Path) -> str:
         "transaction.state.log.min.isr": "1",
         "share.coordinator.state.topic.replication.factor": "1",
         "share.coordinator.state.topic.min.isr": "1",
+        # Topics are created by ensure_topics with the configured partition count; a client
+        # that merely asks for a missing one (a worker during a restore) must not create it
+        # with the broker's default of one.
+        "auto.create.topics.enable": "false",
         # A first group join waits 3 s by default for more members; workers join one by one.
         "group.initial.rebalance.delay.ms": "0",
         # The default 50 partitions cost seconds of start-up and thousands of files.

@@ -77,11 +77,12 @@ class Stack:
     def weed_ports(self) -> dict[str, int]:
         return {name: self.settings.s3_port + i + 1 for i, name in enumerate(WEED_PORT_NAMES)}
 
-    def up(self, timeout: float = 60.0) -> int:
+    def up(self, timeout: float = 60.0, restore: bool = True) -> int:
         """Start what is not running; returns how many records were restored to the broker.
 
         The topics are created here, before anyone can publish, so that a broker that lost
-        its log gets the flushed records back at their old offsets.
+        its log gets the flushed records back at their old offsets. `restore=False` leaves
+        the broker empty, for a topic job of one's own (docker/compose.yaml's, in a test).
         """
         self.root.mkdir(parents=True, exist_ok=True)
         wanted, running = self.settings.broker, self.running_broker()
@@ -101,6 +102,8 @@ class Stack:
         for service in (self.broker, self.s3):
             self._wait_ready(service, deadline)
         _wait_for(self._ensure_bucket, deadline, "the S3 bucket")
+        if not restore:
+            return 0
         from app.adapters.restore import restore_log
         from app.adapters.sync import run_sync
 

@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from app.client import HttpClient, KafkaPublisher
 from app.settings import Settings
@@ -66,6 +67,19 @@ async def views(http: HttpClient) -> dict[str, Any]:
     return out
 
 
+async def partitions_of(settings: Settings, topic: str) -> list[int]:
+    """Asked of the broker: a new consumer's metadata lists only what it was assigned."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    await admin.start()
+    try:
+        (described,) = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    partitions = [p["partition"] for p in described["partitions"]]
+    assert partitions, f"{topic} has partitions"
+    return partitions
+
+
 async def dead_letters(settings: Settings, expected: int) -> list[dict[str, Any]]:
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.bootstrap_servers,
@@ -75,7 +89,7 @@ async def dead_letters(settings: Settings, expected: int) -> list[dict[str, Any]
     await consumer.start()
     letters: list[dict[str, Any]] = []
     try:
-        partitions = consumer.partitions_for_topic(DEAD_LETTERS) or {0}
+        partitions = await partitions_of(settings, DEAD_LETTERS)
         consumer.assign([TopicPartition(DEAD_LETTERS, p) for p in partitions])
         await consumer.seek_to_beginning()
 
