@@ -11,6 +11,7 @@ import orjson
 from agents import ingest
 from agents import registry as registry_agent
 from app.adapters.changelog import BatchWriter, changelog_topic
+from app.adapters.cluster import ClusterReads, Incomplete, Owners, ready_partitions
 from app.adapters.consumer import CommittingConsumer
 from app.adapters.deadletters import encode_dead_letter
 from app.adapters.flusher import Flusher
@@ -24,7 +25,7 @@ from app.profiles import PROFILES
 from app.retrain import Retrainer
 from app.serving import Capture, Champions, Predictor
 from app.settings import Settings
-from app.topics import COLD, DEAD_LETTERS, PREDICTIONS, TAGS
+from app.topics import COLD, DEAD_LETTERS, MODEL_EVENTS, PREDICTIONS, TAGS
 from app.training import load_version
 from app.validation import registry_entries
 from app.web import api, auth, dashboard, metrics, openapi
@@ -115,16 +116,18 @@ def create(settings: Settings, **overrides: Any) -> Modelview:
         )
         await send_dead_letter(message.key, encode_dead_letter(DeadLetter(record, reason)))
 
-    predictor = _predictor(app, settings, registry_table)
+    reads = _cluster_reads(app, settings, table, registry_table)
+    on_stop(app, reads.close)
+    predictor = _predictor(app, settings, registry_table, reads)
     registry_agent.register(
         app, registry_table, settings, reject_model_event, predictor.champion_changed
     )
+
+    async def cluster_marks() -> dict[str, int]:
+        return training_marks(await reads.registry())
+
     retrainer = Retrainer(
-        settings,
-        labeled=lambda: mv.queries.snapshot().labeled(),
-        marks=lambda: training_marks(
-            orjson.loads(v) for v in registry_table.values() if v is not None
-        ),
+        settings, labeled=lambda: reads.run(lambda s: s.labeled()), marks=cluster_marks
     )
 
     @app.timer(2.0, on_leader=True)  # type: ignore[untyped-decorator]
@@ -139,7 +142,7 @@ def create(settings: Settings, **overrides: Any) -> Modelview:
         settings,
         ingestor.counts,
         flusher.status,
-        registry_table,
+        reads,
         retrainer.status,
         predictor.status,
     )
@@ -153,7 +156,7 @@ def create(settings: Settings, **overrides: Any) -> Modelview:
             flusher.status,
             lambda: retrainer.completed,
             predictor.status,
-            mv.queries,
+            reads.held_here,
         ),
     )
     guard_local_state(app, settings)
@@ -166,7 +169,29 @@ def create(settings: Settings, **overrides: Any) -> Modelview:
     return mv
 
 
-def _predictor(app: faust.App, settings: Settings, registry_table: Any) -> Predictor:
+def _cluster_reads(
+    app: faust.App, settings: Settings, table: Any, registry_table: Any
+) -> ClusterReads:
+    def distribution() -> dict[str, set[int]]:
+        spread = app.assignor.table_metadata(changelog_topic(settings))
+        return {
+            url: {p for parts in topics.values() for p in parts} for url, topics in spread.items()
+        }
+
+    def local_registry() -> tuple[list[bytes], set[int]]:
+        held = ready_partitions(app, MODEL_EVENTS)
+        # A table's values() are its active partitions' (never a standby copy).
+        return ([v for v in registry_table.values() if v is not None] if held else []), held
+
+    owners = Owners(lambda: ready_partitions(app), distribution, str(app.conf.canonical_url))
+    return ClusterReads(
+        TableStore(table), settings.partitions, owners, local_registry, token=settings.api_token
+    )
+
+
+def _predictor(
+    app: faust.App, settings: Settings, registry_table: Any, reads: ClusterReads
+) -> Predictor:
     predictions = raw_topic(app, PREDICTIONS)
 
     async def send(key: bytes, value: bytes) -> Any:
@@ -176,15 +201,20 @@ def _predictor(app: faust.App, settings: Settings, registry_table: Any) -> Predi
         raw = registry_table.get(model.encode())
         return orjson.loads(raw) if raw is not None else None
 
-    async def from_log() -> dict[str, Any]:
-        return await registry_entries(settings)
+    async def from_cluster() -> dict[str, Any]:
+        """The registry's owners answer in one round; the model-events log is folded only
+        when they cannot (mid-rebalance)."""
+        try:
+            return {entry["model"]: entry for entry in await reads.registry()}
+        except Incomplete:
+            return await registry_entries(settings)
 
     async def load(model: str, version: str) -> Any:
         return await load_version(settings, model, version)
 
     capture = Capture(send, settings.capture_buffer)
     app.task(capture.run)
-    return Predictor(Champions(local, from_log), load, capture, settings.max_event_bytes)
+    return Predictor(Champions(local, from_cluster), load, capture, settings.max_event_bytes)
 
 
 @cache

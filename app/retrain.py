@@ -13,10 +13,11 @@ import asyncio
 import logging
 import multiprocessing
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
+from app.adapters.cluster import Incomplete
 from app.domain.datasets import DatasetSpec
 from app.domain.registry import retrain_due
 from app.settings import Settings
@@ -48,8 +49,8 @@ class Retrainer:
     def __init__(
         self,
         settings: Settings,
-        labeled: Callable[[], Mapping[str, int]],
-        marks: Callable[[], Mapping[str, int]],
+        labeled: Callable[[], Awaitable[Mapping[str, int]]],
+        marks: Callable[[], Awaitable[Mapping[str, int]]],
     ) -> None:
         self.settings = settings
         self.labeled = labeled
@@ -77,9 +78,14 @@ class Retrainer:
     async def check(self) -> None:
         if not self.enabled:
             return
-        marks = dict(self.marks())
+        try:  # both the whole cluster's counts: labels on any worker's partitions count
+            marks = dict(await self.marks())
+            counts = await self.labeled()
+        except Incomplete as exc:
+            log.info("retraining check skipped: %s", exc)  # the next check tries again
+            return
         now = time.monotonic()
-        for dataset, labeled in self.labeled().items():
+        for dataset, labeled in counts.items():
             if dataset in self.running:
                 continue
             mark = max(marks.get(dataset, 0), self._local_marks.get(dataset, 0))

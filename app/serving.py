@@ -275,9 +275,10 @@ class Champions:
     """Which version of a model is champion, for the Predictor on any worker.
 
     The registry table answers for the models whose partition this worker holds. For the
-    others (several workers) the model-events log is folded, as the CLI does: all models in
-    one fold, at most once per `ttl` seconds, so a promotion reaches those workers within
-    that delay and requests for unknown models cannot make it fold again and again.
+    others (several workers) the whole registry is read from the cluster (its owners, or
+    the model-events log when they cannot answer): all models at once, at most once per
+    `ttl` seconds, so a promotion reaches those workers within that delay and requests for
+    unknown models cannot make it read again and again.
     """
 
     def __init__(

@@ -26,10 +26,13 @@ def stack(tmp_path: Path) -> Iterator[Settings]:
 def worker(stack: Settings, tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
     started: list[WorkerProcess] = []
 
-    def start(settings: Settings | None = None) -> WorkerProcess:
+    def start(settings: Settings | None = None, alone: bool = True) -> WorkerProcess:
+        """A worker; `alone`: wait until it holds every partition (else see
+        `wait_cluster_ready`, for a member of a cluster)."""
         process = WorkerProcess(settings or stack, tmp_path / f"worker-{len(started)}.log").start()
         started.append(process)
-        process.wait_ready()
+        if alone:
+            process.wait_ready()
         return process
 
     yield start

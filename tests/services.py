@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -91,10 +92,16 @@ class WorkerProcess:
         return self
 
     def health(self) -> dict[str, object] | None:
+        """/healthz's body, ready (200) or not (503); None while nothing answers."""
         try:
             with urllib.request.urlopen(self.url + "/healthz", timeout=2) as response:
                 body: dict[str, object] = orjson.loads(response.read())
                 return body
+        except urllib.error.HTTPError as answered:
+            if answered.code != 503:
+                raise
+            body = orjson.loads(answered.read())
+            return body
         except OSError:
             return None
 

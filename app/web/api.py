@@ -11,6 +11,13 @@ import orjson
 from faust.types import TP
 from faust.web import Request, Response, View
 
+from app.adapters.cluster import (
+    ClusterReads,
+    Incomplete,
+    is_ready,
+    serve_registry,
+    serve_views,
+)
 from app.adapters.queries import Queries, Snapshot, example_json
 from app.adapters.topics import raw_topic
 from app.domain.codec import InvalidEvent, prediction_from_dict, tag_from_dict
@@ -36,7 +43,7 @@ def register(
     settings: Settings,
     ingest_counts: Mapping[str, int],
     flush_status: Callable[[], Mapping[str, Any]],
-    registry: Any,
+    reads: ClusterReads,
     training_status: Callable[[], Mapping[str, Any]],
     serving_status: Callable[[], Mapping[str, Any]],
 ) -> None:
@@ -104,43 +111,56 @@ def register(
                 return error(self, 404, "no prediction with this event_id", details)
             return self.json(example_json(example))
 
+    # Datasets, metrics and the registry are the whole cluster's answer (app/adapters/cluster.py).
     @app.page("/v1/datasets")
     class Datasets(View):
         async def get(self, request: Request) -> Response:
-            snapshot = queries.snapshot()
-            marks = training_marks(_entries(registry))
-            found = [snapshot.dataset(name) for name in snapshot.dataset_names()]
+            try:
+                found = await reads.run(lambda s: [s.dataset(name) for name in s.dataset_names()])
+                marks = training_marks(await reads.registry())
+            except Incomplete as exc:
+                return incomplete(self, exc)
             return self.json({"datasets": [_marked(d, marks) for d in found if d is not None]})
 
     @app.page("/v1/datasets/{name}")
     class DatasetDetail(View):
         async def get(self, request: Request, name: str) -> Response:
-            found = queries.snapshot().dataset(name)
-            if found is None:
-                return error(self, 404, "no such dataset", {"name": name})
-            return self.json(_marked(found, training_marks(_entries(registry))))
+            try:
+                found = await reads.run(lambda s: s.dataset(name))
+                if found is None:
+                    return error(self, 404, "no such dataset", {"name": name})
+                return self.json(_marked(found, training_marks(await reads.registry())))
+            except Incomplete as exc:
+                return incomplete(self, exc)
 
     @app.page("/v1/models/{model}/metrics")
     class ModelMetrics(View):
         async def get(self, request: Request, model: str) -> Response:
-            snapshot = queries.snapshot()
-            versions = snapshot.model_versions(model)
-            if not versions and registry.get(model.encode()) is not None:
-                # Registered (trained) but nothing served yet: a model, with no metrics.
-                return self.json({"model": model, "versions": {}})
-            if not versions:
-                return error(self, 404, "no predictions for this model", {"model": model})
             try:
-                wanted = window(request.query, max(last for _, last in versions.values()))
-            except ValueError as exc:
-                return error(self, 400, "bad window", str(exc))
-            metrics = snapshot.model_metrics(model, wanted.hours, by_day=wanted.bucket == "day")
+                versions = await reads.run(lambda s: s.model_versions(model))
+                if not versions:
+                    if any(e["model"] == model for e in await reads.registry()):
+                        # Registered (trained) but nothing served yet: a model, no metrics.
+                        return self.json({"model": model, "versions": {}})
+                    return error(self, 404, "no predictions for this model", {"model": model})
+                try:
+                    wanted = window(request.query, max(last for _, last in versions.values()))
+                except ValueError as exc:
+                    return error(self, 400, "bad window", str(exc))
+                metrics = await reads.run(
+                    lambda s: s.model_metrics(model, wanted.hours, by_day=wanted.bucket == "day")
+                )
+            except Incomplete as exc:
+                return incomplete(self, exc)
             return self.json({"model": model, "bucket": wanted.bucket, "versions": metrics})
 
     @app.page("/v1/models")
     class Models(View):
         async def get(self, request: Request) -> Response:
-            entries = _entries(registry)
+            try:
+                entries = await reads.registry()
+            except Incomplete as exc:
+                return incomplete(self, exc)
             return self.json(
                 {
                     "models": [
@@ -157,10 +177,13 @@ def register(
     @app.page("/v1/models/{model}")
     class ModelDetail(View):
         async def get(self, request: Request, model: str) -> Response:
-            raw = registry.get(model.encode())
-            if raw is None:
+            try:
+                found = [e for e in await reads.registry() if e["model"] == model]
+            except Incomplete as exc:
+                return incomplete(self, exc)
+            if not found:
                 return error(self, 404, "no such model", {"model": model})
-            entry = orjson.loads(raw)
+            entry = found[0]
             versions = [entry["versions"][v] for v in sorted(entry["versions"], key=_version_order)]
             return self.json(
                 {
@@ -171,22 +194,33 @@ def register(
                 }
             )
 
+    @app.page("/internal/v1/views")
+    class InternalViews(View):
+        """What another worker asks of this one: committed keys of partitions held here."""
+
+        async def post(self, request: Request) -> Response:
+            try:
+                body = await read_json(request, settings.max_body_bytes)
+            except HttpError as exc:
+                return error(self, exc.status, exc.message, exc.details)
+            status, answer = serve_views(reads, body)
+            return self.json(answer, status=status)
+
+    @app.page("/internal/v1/registry")
+    class InternalRegistry(View):
+        async def get(self, request: Request) -> Response:
+            return self.json(serve_registry(reads))
+
     @app.page("/healthz")
     class Health(View):
         async def get(self, request: Request) -> Response:
-            # Ready: partitions assigned and their tables recovered, so reads reflect the log.
-            # Aggregates add up the partitions held here: with one worker, all of them.
+            # Ready: in the group, its tables recovered (see is_ready); this process's view.
             active = sorted(
                 tp.partition for tp in app.assignor.assigned_actives() if tp.topic == PREDICTIONS
             )
-            ready = (
-                not app.rebalancing
-                and not app.in_recovery
-                and bool(active)
-                and app.tables.actives_ready
-            )
-            body = {
-                "status": "ok",
+            ready = is_ready(app)
+            body: dict[str, Any] = {
+                "status": "ok" if ready else "starting",
                 "ready": ready,
                 "partitions": settings.partitions,
                 "active_partitions": active,
@@ -202,11 +236,21 @@ def register(
             body["flush"] = dict(flush_status())
             body["training"] = dict(training_status())
             body["serving"] = dict(serving_status())
-            return self.json(body, status=200)
+            # 503 until ready, so a load balancer or a script waiting for readiness can trust
+            # the status alone; the body says the same either way.
+            return self.json(body, status=200 if ready else 503)
+
+    @app.page("/livez")
+    class Live(View):
+        async def get(self, request: Request) -> Response:
+            """The process answers: a liveness probe, which never waits on the cluster."""
+            return self.json({"status": "alive"})
 
 
-def _entries(registry: Any) -> list[dict[str, Any]]:
-    return [orjson.loads(v) for v in registry.values() if v is not None]
+def incomplete(view: View, exc: Incomplete) -> Response:
+    """503: some partitions had no ready owner; the caller retries, never reads a partial sum."""
+    details = {"partitions": sorted(exc.partitions), "why": exc.why}
+    return error(view, 503, "the cluster cannot answer in full right now", details)
 
 
 def _marked(dataset: dict[str, Any], marks: Mapping[str, int]) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """Bearer-token auth for the HTTP API, as aiohttp middleware in front of every view.
 
 With `MODELVIEW_API_TOKEN` set, every write needs `Authorization: Bearer <token>`, and reads
-do too with `MODELVIEW_AUTH_READS`. `/healthz` stays open for probes, and `/dashboard`,
+do too with `MODELVIEW_AUTH_READS`. `/healthz` and `/livez` stay open for probes, and `/dashboard`,
 a page without data whose own API calls carry the token. Tokens are compared in
 constant time and never echoed or logged.
 """
@@ -18,7 +18,7 @@ from aiohttp import web
 from app.settings import Settings
 
 # The dashboard page holds no data; it asks for the token before its API calls.
-OPEN = frozenset({"/healthz", "/dashboard"})
+OPEN = frozenset({"/healthz", "/livez", "/dashboard"})
 READS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

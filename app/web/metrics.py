@@ -22,7 +22,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from app.adapters.queries import Queries
+from app.adapters.queries import Snapshot
 
 Status = Callable[[], Mapping[str, Any]]
 CONTENT_TYPE = "text/plain; version=0.0.4"  # aiohttp adds the charset itself
@@ -35,10 +35,10 @@ class StatusCollector(Collector):
         flush: Status,
         trainings: Callable[[], list[dict[str, Any]]],
         serving: Status,
-        queries: Queries,
+        held_here: Callable[[], Snapshot],
     ) -> None:
         self.ingest, self.flush, self.trainings, self.serving = ingest, flush, trainings, serving
-        self.queries = queries
+        self.held_here = held_here
 
     def collect(self) -> Iterator[Metric]:
         events = CounterMetricFamily(
@@ -101,15 +101,15 @@ class StatusCollector(Collector):
             capture.get("refused", 0),
         )
 
-        snapshot = self.queries.snapshot()
+        snapshot = self.held_here()
         logged = GaugeMetricFamily(
             "modelview_model_predictions",
-            "Prediction events in the views, per model version",
+            "Prediction events in this worker's active partitions, per model version",
             labels=["model", "version"],
         )
         labeled = GaugeMetricFamily(
             "modelview_model_labeled",
-            "Labeled prediction events in the views, per model version",
+            "Labeled prediction events in this worker's active partitions, per model version",
             labels=["model", "version"],
         )
         for model in snapshot.model_names():

@@ -10,9 +10,6 @@ from app.web.metrics import StatusCollector
 
 
 class Views:
-    def snapshot(self) -> Views:
-        return self
-
     def model_names(self) -> list[str]:
         return ["delay"]
 
@@ -35,7 +32,7 @@ def test_every_family_reads_the_live_status() -> None:
     ingest = {"applied": 100, "dead_letters": 2}
     registry = CollectorRegistry(auto_describe=False)
     registry.register(
-        StatusCollector(ingest, lambda: flush, lambda: trainings, lambda: serving, Views())  # type: ignore[arg-type]
+        StatusCollector(ingest, lambda: flush, lambda: trainings, lambda: serving, Views)  # type: ignore[arg-type]
     )
     text = generate_latest(registry).decode()
     for line in (

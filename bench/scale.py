@@ -1,0 +1,80 @@
+"""One worker against two on the same backlog, same broker, same run: the rate of scaling out.
+
+Each side is a fresh consumer group with its own tables (its own app id), so both fold the
+whole backlog from the log's start. A rate counts what is folded after every worker is
+ready, so start-up and the first rebalance are left out of both. On a 2-core machine two
+workers and the broker share the cores: the ratio says what a second worker buys there,
+not on a machine with a core each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from app.settings import Settings
+from app.topics import PREDICTIONS, TAGS
+from bench.common import machine_line, processed
+from bench.ingest import publish
+from tests.e2e.workload import build
+from tests.services import (
+    WorkerProcess,
+    member_settings,
+    stack_settings,
+    start_stack,
+    wait_cluster_ready,
+)
+
+
+def fold_rate(settings: Settings, workers: int, total: int, root: Path) -> float:
+    """Records per second the cluster folds once every worker is ready."""
+    members = [
+        WorkerProcess(s, root / f"{settings.app_id}-{i}.log").start()
+        for i, s in enumerate(member_settings(settings, workers))
+    ]
+    try:
+        wait_cluster_ready(members, within=300)
+        started, before = time.perf_counter(), sum(processed(m) for m in members)
+        deadline = started + 900
+        while (done := sum(processed(m) for m in members)) < total:
+            if time.perf_counter() > deadline:
+                raise RuntimeError(f"{done} of {total} folded in 900 s")
+            time.sleep(0.05)
+        return (done - before) / (time.perf_counter() - started)
+    finally:
+        for member in members:
+            member.stop()
+
+
+async def main(predictions: int) -> None:
+    root = Path(tempfile.mkdtemp(prefix="modelview-bench-"))
+    settings = stack_settings(root / "data", partitions=8)
+    stack = start_stack(settings)  # creates the contract topics, 8 partitions each
+    try:
+        workload = build(predictions, seed=17)
+        items = [
+            (PREDICTIONS if i.kind == "prediction" else TAGS, i.key, i.raw) for i in workload.items
+        ]
+        await publish(settings.bootstrap_servers, items)
+        total = len(items)
+        one = fold_rate(settings.with_(app_id="bench-one"), 1, total, root)
+        two = fold_rate(settings.with_(app_id="bench-two"), 2, total, root)
+    finally:
+        stack.down()
+        shutil.rmtree(root, ignore_errors=True)
+    print(machine_line())
+    print(f"broker: {settings.broker}; records: {total}; 8 partitions")
+    print(f"one worker:  {one:,.0f} records/s")
+    print(f"two workers: {two:,.0f} records/s")
+    print(f"ratio (two / one): {two / one:.3f}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--predictions", type=int, default=20_000)
+    args = parser.parse_args()
+    asyncio.run(main(args.predictions))
