@@ -214,7 +214,14 @@ def _predictor(
 
     capture = Capture(send, settings.capture_buffer)
     app.task(capture.run)
-    return Predictor(Champions(local, from_cluster), load, capture, settings.max_event_bytes)
+    return Predictor(
+        Champions(local, from_cluster),
+        load,
+        capture,
+        settings.max_event_bytes,
+        durable=settings.capture == "durable",
+        ack_within=settings.capture_ack_seconds,
+    )
 
 
 @cache

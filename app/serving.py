@@ -1,9 +1,17 @@
 """The Predictor: serves each model's champion and captures every prediction it makes.
 
-A prediction is answered as soon as it is computed and queued for Kafka; a background task
-sends the queue in batches and retries until the broker acknowledges. The queue is bounded:
-when Kafka cannot keep up, predict fails fast with a clear error rather than answering with
-a prediction the log will never hold. A clean stop drains the queue first.
+Durable capture (the default): a prediction is answered only once the broker has
+acknowledged its PredictionEvent. Requests queue their events, and a background task sends
+whatever is queued as one batch and retries until the broker acknowledges, so concurrent
+requests share produce round trips (group commit). A request whose events are not
+acknowledged within `ack_within` seconds (the broker is away) answers 503; its events stay
+queued and may still reach the log, where a retry with the same event_id finds them.
+
+Async capture (MODELVIEW_CAPTURE=async) answers as soon as the events are queued: faster,
+and a worker killed with events still queued loses them (at most the capture buffer).
+
+The queue is bounded: when Kafka cannot keep up, predict fails fast with a clear error
+rather than answering with a prediction the log will never hold. A clean stop drains it.
 
 On a promotion the new champion is loaded in the background while the old one keeps
 serving, so no request waits or fails for a swap; each captured event names the version
@@ -43,15 +51,16 @@ class ServingError(Exception):
 
 
 class Capture:
-    """A bounded queue of PredictionEvents on their way to Kafka."""
+    """A bounded queue of PredictionEvents on their way to Kafka, each with its ack."""
 
     def __init__(self, send: Send, capacity: int, batch: int = 1000) -> None:
         self.send = send
         self.capacity = capacity
         self.batch = batch
-        self.queue: deque[tuple[bytes, bytes]] = deque()
+        self.queue: deque[tuple[bytes, bytes, asyncio.Future[None]]] = deque()
         self.in_flight = 0
         self.captured = 0
+        self.rounds = 0  # batches sent: fewer than requests when they share round trips
         self.refused = 0
         self.failures = 0
         self._ready = asyncio.Event()
@@ -62,8 +71,9 @@ class Capture:
     def room(self) -> int:
         return self.capacity - len(self.queue) - self.in_flight
 
-    def put_all(self, records: Sequence[tuple[bytes, bytes]]) -> None:
-        """All or none: a caller never gets half its batch captured."""
+    def put_all(self, records: Sequence[tuple[bytes, bytes]]) -> asyncio.Future[Any]:
+        """All or none: a caller never gets half its batch captured. The future resolves
+        once the broker has acknowledged every record."""
         if self._stopping:
             raise ServingError(503, "the worker is stopping; send the request again elsewhere")
         if len(records) > self.room():
@@ -73,15 +83,21 @@ class Capture:
                 "capture buffer full: Kafka is not keeping up with predictions",
                 {"waiting": self.capacity - self.room(), "capacity": self.capacity},
             )
-        self.queue.extend(records)
+        loop = asyncio.get_running_loop()
+        acks = [loop.create_future() for _ in records]
+        self.queue.extend(
+            (key, value, ack) for (key, value), ack in zip(records, acks, strict=True)
+        )
         self._idle.clear()
         self._ready.set()
+        return asyncio.gather(*acks)
 
     def status(self) -> dict[str, Any]:
         return {
             "waiting": len(self.queue) + self.in_flight,
             "capacity": self.capacity,
             "captured": self.captured,
+            "send_rounds": self.rounds,
             "refused": self.refused,
             "send_failures": self.failures,
         }
@@ -98,9 +114,10 @@ class Capture:
                 continue
             batch = [self.queue.popleft() for _ in range(min(self.batch, len(self.queue)))]
             self.in_flight = len(batch)
+            self.rounds += 1
             try:
                 outcomes = await asyncio.gather(
-                    *[await self._send(key, value) for key, value in batch],
+                    *[await self._send(key, value) for key, value, _ in batch],
                     return_exceptions=True,
                 )
             except asyncio.CancelledError:
@@ -110,7 +127,12 @@ class Capture:
                 self.in_flight = 0
             # At least once: what failed goes again (a send that failed may still have been
             # written; the views count an event_id once). What succeeded is not resent.
-            failed = [r for r, o in zip(batch, outcomes, strict=True) if isinstance(o, Exception)]
+            failed = []
+            for record, outcome in zip(batch, outcomes, strict=True):
+                if isinstance(outcome, Exception):
+                    failed.append(record)
+                elif not record[2].done():  # a request that gave up has cancelled it
+                    record[2].set_result(None)
             self.captured += len(batch) - len(failed)
             if failed:
                 self.failures += 1
@@ -150,11 +172,15 @@ class Predictor:
         load: Load,
         capture: Capture,
         max_event_bytes: int,
+        durable: bool = True,
+        ack_within: float = 10.0,
     ) -> None:
         self.champion = champion
         self.load = load
         self.capture = capture
         self.max_event_bytes = max_event_bytes
+        self.durable = durable
+        self.ack_within = ack_within
         self.loaded: dict[str, tuple[str, Model]] = {}
         self._loading: dict[tuple[str, str], asyncio.Task[tuple[str, Model]]] = {}
         self.served: dict[tuple[str, str], int] = {}
@@ -216,7 +242,18 @@ class Predictor:
             if len(raw) > self.max_event_bytes:
                 raise ServingError(413, f"event of {len(raw)} bytes exceeds {self.max_event_bytes}")
             records.append((event["event_id"].encode(), raw))
-        self.capture.put_all(records)
+        acked = self.capture.put_all(records)
+        if self.durable:
+            try:
+                await asyncio.wait_for(asyncio.shield(acked), self.ack_within)
+            except TimeoutError:
+                raise ServingError(
+                    503,
+                    f"the broker did not acknowledge the predictions within {self.ack_within} s; "
+                    "they were not answered (they may still reach the log: retry with the "
+                    "same event_id)",
+                    {"event_ids": [e["event_id"] for e in events]},
+                ) from None
         self.served[(model, version)] = self.served.get((model, version), 0) + len(records)
         return {
             "model": model,

@@ -70,6 +70,11 @@ class Settings:
     validation_bucket: str = "day"
     # Serving: predictions waiting for Kafka before predict answers 503.
     capture_buffer: int = 10_000
+    # "durable": predict answers once the broker acknowledged the captured events (a 503
+    # after CAPTURE_ACK_SECONDS); "async": as soon as they are queued, losing what is still
+    # queued if the worker dies (at most CAPTURE_BUFFER predictions).
+    capture: str = "durable"
+    capture_ack_seconds: float = 10.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -103,6 +108,10 @@ class Settings:
             raise SettingsError("MODELVIEW_GATE_CONFIDENCE must be at least 0 and below 1")
         if self.validation_bucket not in ("hour", "day", "month"):
             raise SettingsError("MODELVIEW_VALIDATION_BUCKET must be hour, day or month")
+        if self.capture not in ("durable", "async"):
+            raise SettingsError("MODELVIEW_CAPTURE must be 'durable' or 'async'")
+        if self.capture_ack_seconds <= 0:
+            raise SettingsError("MODELVIEW_CAPTURE_ACK_SECONDS must be positive")
         if self.capture_buffer < 1:
             raise SettingsError("MODELVIEW_CAPTURE_BUFFER must be at least 1")
         if self.batch_size < 1:

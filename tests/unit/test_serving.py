@@ -33,8 +33,15 @@ class Broker:
 
 
 def predictor(
-    broker: Broker, champion: dict[str, str], capacity: int = 100, gate: Any = None
+    broker: Broker,
+    champion: dict[str, str],
+    capacity: int = 100,
+    gate: Any = None,
+    durable: bool = False,
+    ack_within: float = 10.0,
 ) -> Predictor:
+    """Async capture unless asked: most of these tests run no sender, and nothing is acked."""
+
     async def load(model: str, version: str) -> ConstantModel:
         if gate is not None:
             await gate.wait()
@@ -45,7 +52,8 @@ def predictor(
     async def current(model: str) -> str | None:
         return champion.get(model)
 
-    return Predictor(current, load, Capture(broker.send, capacity), 256 * 1024)
+    capture = Capture(broker.send, capacity)
+    return Predictor(current, load, capture, 256 * 1024, durable=durable, ack_within=ack_within)
 
 
 async def test_each_prediction_is_captured_once_even_when_sends_fail_at_first() -> None:
@@ -59,6 +67,35 @@ async def test_each_prediction_is_captured_once_even_when_sends_fail_at_first() 
     assert sorted(broker.acked) == sorted(i.encode() for i in ids) and len(set(ids)) == 10
     assert served.capture.status()["send_failures"] >= 1
     assert answers[0]["predictions"][0]["prediction"] == {"value": 1.0}
+
+
+async def test_durable_capture_answers_only_what_the_broker_acknowledged() -> None:
+    broker = Broker()
+    served = predictor(broker, {"m": "1"}, durable=True)
+    runner = asyncio.ensure_future(served.capture.run())
+    # Concurrent requests: every answer comes after its own event's ack.
+    answers = await asyncio.gather(*(served.predict("m", [REQUEST]) for _ in range(50)))
+    ids = {a["predictions"][0]["event_id"].encode() for a in answers}
+    assert ids <= set(broker.acked) and len(ids) == 50
+    # They shared produce rounds: fewer batches than requests (group commit).
+    assert served.capture.captured == 50 and served.capture.rounds < 50
+    runner.cancel()
+
+
+async def test_durable_capture_answers_503_in_bounded_time_and_keeps_the_events() -> None:
+    broker = Broker(fail_first=10**9)  # the broker is away
+    served = predictor(broker, {"m": "1"}, durable=True, ack_within=0.3)
+    runner = asyncio.ensure_future(served.capture.run())
+    with pytest.raises(ServingError) as away:
+        await served.predict("m", [REQUEST, REQUEST])
+    assert away.value.status == 503 and "did not acknowledge" in away.value.message
+    refused = away.value.details["event_ids"]
+    assert served.served == {}  # not counted as served
+    broker.fail_first = 0  # back: the queued events still reach the log
+    await wait_until(
+        lambda: {i.encode() for i in refused} <= set(broker.acked), within=10, what="kept"
+    )
+    runner.cancel()
 
 
 async def test_a_full_buffer_refuses_the_whole_batch_with_503() -> None:
@@ -84,7 +121,7 @@ async def test_the_old_champion_answers_while_the_new_one_loads() -> None:
     await wait_until(lambda: served.loaded["m"][0] == "2", within=5, what="version 2 loaded")
     answer = await served.predict("m", [REQUEST])
     assert answer["model_version"] == "2" and answer["predictions"][0]["prediction"]["value"] == 2.0
-    captured = [orjson.loads(v) for _, v in served.capture.queue]
+    captured = [orjson.loads(v) for _, v, _ in served.capture.queue]
     assert [c["model_version"] for c in captured] == ["1", "1", "2"]
 
 
