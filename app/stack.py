@@ -91,13 +91,14 @@ class Stack:
                 f"a {running} broker already runs on port {self.broker.port}, and "
                 f"MODELVIEW_BROKER_PROFILE asks for {wanted}: `modelview stack down` first"
             )
+        # The object store first: it starts while Apache Kafka's storage is being formatted.
+        if self.s3.pid() is None:
+            self._check_free(self.s3.name, [self.s3.port, *self.weed_ports.values()])
+            self._spawn(self.s3, self._s3_command())
         if running is None:
             self._check_free(self.broker.name, [self.broker.port])
             self._spawn(self.broker, self._broker_command())
             self._kind_file.write_text(wanted)
-        if self.s3.pid() is None:
-            self._check_free(self.s3.name, [self.s3.port, *self.weed_ports.values()])
-            self._spawn(self.s3, self._s3_command())
         deadline = time.monotonic() + timeout
         for service in (self.broker, self.s3):
             self._wait_ready(service, deadline)
