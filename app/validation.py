@@ -145,7 +145,13 @@ async def validate(
     await announce(
         settings,
         model,
-        {"type": "ModelValidated", "model": model, "version": version, "report": result},
+        {
+            "type": "ModelValidated",
+            "model": model,
+            "version": version,
+            "report": result,
+            "decision": result["decision"],
+        },
     )
     if decision is not None:
         await _decide(settings, model, version, decision)

@@ -62,7 +62,9 @@ def apply(state: Mapping[str, Any] | None, event: Mapping[str, Any]) -> dict[str
             version["status"] = "trained"
     elif kind == "ModelValidated":
         version["validation"] = event.get("report")
-        version["decision"] = event.get("decision")
+        # Events logged before the decision had its own field carry it in the report only.
+        report = event.get("report") or {}
+        version["decision"] = event.get("decision", report.get("decision"))
         if version["status"] in ("unknown", "trained"):
             version["status"] = "validated"
     elif kind == "ModelPromoted":

@@ -102,6 +102,11 @@ async def test_gate_rejects_worse_promotes_better_and_the_champion_serves_with_c
         strict = await registry("strict")
         assert strict["champion"] is None and strict["versions"][0]["status"] == "rejected"
         assert strict["versions"][0]["reasons"] == rejected["reasons"]
+        # The gate's decision reaches the registry (it was always null before).
+        assert strict["versions"][0]["decision"]["promote"] is False
+        delay = await registry("delay")
+        assert delay["versions"][0]["decision"]["promote"] is True
+        assert delay["versions"][0]["decision"]["metric"] == "mae"
 
         # The report, stored in S3: about half the 300 events were held out, all judged.
         status, report = await http.get("/v1/models/delay/versions/1/validation?events=5")

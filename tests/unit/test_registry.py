@@ -69,3 +69,13 @@ def test_rollback_goes_back_one_champion_at_a_time() -> None:
         state, {"type": "ModelPromoted", "model": "delay", "version": "1", "by": "rollback"}
     )
     assert state["champions"] == ["1"] and rollback_target(state) is None
+
+
+def test_the_gate_decision_reaches_the_registry_also_from_events_logged_before() -> None:
+    decision = {"promote": False, "metric": "mae", "reasons": ["worse on mae"]}
+    validated = {"type": "ModelValidated", "model": "delay", "version": "1", "report": {"n": 9}}
+    now = apply(None, {**validated, "decision": decision})
+    assert now["versions"]["1"]["decision"] == decision
+    # Before the decision had its own field, validation put it inside the report only.
+    older = apply(None, {**validated, "report": {"n": 9, "decision": decision}})
+    assert older["versions"]["1"]["decision"] == decision
