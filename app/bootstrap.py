@@ -23,7 +23,7 @@ from app.domain.registry import training_marks
 from app.lifecycle import guard_local_state, on_stop, watch_log
 from app.profiles import PROFILES
 from app.retrain import Retrainer
-from app.serving import Capture, Champions, Predictor
+from app.serving import Capture, Champions, Predictor, ServingError
 from app.settings import Settings
 from app.topics import COLD, DEAD_LETTERS, MODEL_EVENTS, PREDICTIONS, TAGS
 from app.training import load_version
@@ -212,6 +212,14 @@ def _predictor(
     async def load(model: str, version: str) -> Any:
         return await load_version(settings, model, version)
 
+    async def logged(event_id: str) -> dict[str, Any] | None:
+        try:
+            return await reads.prediction(event_id)
+        except Incomplete as exc:
+            raise ServingError(
+                503, "cannot tell now whether this event_id was predicted before; retry", str(exc)
+            ) from None
+
     capture = Capture(send, settings.capture_buffer)
     app.task(capture.run)
     return Predictor(
@@ -221,6 +229,7 @@ def _predictor(
         settings.max_event_bytes,
         durable=settings.capture == "durable",
         ack_within=settings.capture_ack_seconds,
+        lookup=logged,
     )
 
 

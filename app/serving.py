@@ -24,10 +24,10 @@ import asyncio
 import logging
 import math
 import uuid
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -165,6 +165,20 @@ class Capture:
             log.error("stopping with %d predictions not captured", len(self.queue))
 
 
+class Made(NamedTuple):
+    """A prediction already made for an event_id, to answer a retry with."""
+
+    model: str
+    features: bytes  # canonical JSON, to compare a retry's features with
+    version: str
+    prediction: Any
+    acked: Any  # what resolves once the broker has it; None when read back from the views
+
+
+def _canonical(features: Any) -> bytes:
+    return orjson.dumps(features, option=orjson.OPT_SORT_KEYS)
+
+
 class Predictor:
     def __init__(
         self,
@@ -174,6 +188,8 @@ class Predictor:
         max_event_bytes: int,
         durable: bool = True,
         ack_within: float = 10.0,
+        lookup: Callable[[str], Awaitable[Mapping[str, Any] | None]] | None = None,
+        remember: int = 100_000,
     ) -> None:
         self.champion = champion
         self.load = load
@@ -181,6 +197,11 @@ class Predictor:
         self.max_event_bytes = max_event_bytes
         self.durable = durable
         self.ack_within = ack_within
+        # A retried event_id: the recent answers made here (in flight included), else the
+        # views through `lookup`.
+        self.lookup = lookup
+        self.remember = remember
+        self.recent: OrderedDict[str, Made] = OrderedDict()
         self.loaded: dict[str, tuple[str, Model]] = {}
         self._loading: dict[tuple[str, str], asyncio.Task[tuple[str, Model]]] = {}
         self.served: dict[tuple[str, str], int] = {}
@@ -230,22 +251,35 @@ class Predictor:
         return await asyncio.shield(task)
 
     async def predict(self, model: str, requests: Sequence[Any]) -> dict[str, Any]:
-        """Predict a batch, queue each as a PredictionEvent, answer with their event_ids."""
+        """Predict a batch, capture each as a PredictionEvent, answer with their event_ids.
+
+        A request naming an event_id already predicted gets that prediction back (the same
+        version and value, captured once), or 409 if its model or features differ.
+        """
         events = [_event(model, i, r) for i, r in enumerate(requests)]
-        version, fitted = await self._model(model)
-        values = await asyncio.to_thread(fitted.predict, [e["features"] for e in events])
-        records = []
-        for event, value in zip(events, values, strict=True):
-            event["model_version"] = version
-            event["prediction"] = {"value": _plain(value)}
-            raw = orjson.dumps(event)
-            if len(raw) > self.max_event_bytes:
-                raise ServingError(413, f"event of {len(raw)} bytes exceeds {self.max_event_bytes}")
-            records.append((event["event_id"].encode(), raw))
-        acked = self.capture.put_all(records)
-        if self.durable:
+        made = await self._already_made(model, requests, events)
+        fresh = [e for i, e in enumerate(events) if i not in made]
+        waits = [m.acked for m in made.values() if m.acked is not None]
+        version = None
+        if fresh:
+            version, fitted = await self._model(model)
+            values = await asyncio.to_thread(fitted.predict, [e["features"] for e in fresh])
+            records = []
+            for event, value in zip(fresh, values, strict=True):
+                event["model_version"] = version
+                event["prediction"] = {"value": _plain(value)}
+                raw = orjson.dumps(event)
+                if len(raw) > self.max_event_bytes:
+                    raise ServingError(
+                        413, f"event of {len(raw)} bytes exceeds {self.max_event_bytes}"
+                    )
+                records.append((event["event_id"].encode(), raw))
+            acked = self.capture.put_all(records)
+            self._remember(model, fresh, acked)
+            waits.append(acked)
+        if self.durable and waits:
             try:
-                await asyncio.wait_for(asyncio.shield(acked), self.ack_within)
+                await asyncio.wait_for(asyncio.shield(asyncio.gather(*waits)), self.ack_within)
             except TimeoutError:
                 raise ServingError(
                     503,
@@ -254,14 +288,66 @@ class Predictor:
                     "same event_id)",
                     {"event_ids": [e["event_id"] for e in events]},
                 ) from None
-        self.served[(model, version)] = self.served.get((model, version), 0) + len(records)
+        if version is not None:
+            self.served[(model, version)] = self.served.get((model, version), 0) + len(fresh)
+        answers = []
+        for i, event in enumerate(events):
+            known = made.get(i)
+            answers.append(
+                {
+                    "event_id": event["event_id"],
+                    "model_version": known.version if known else event["model_version"],
+                    "prediction": known.prediction if known else event["prediction"],
+                }
+            )
         return {
             "model": model,
-            "model_version": version,
-            "predictions": [
-                {"event_id": e["event_id"], "prediction": e["prediction"]} for e in events
-            ],
+            "model_version": version or answers[0]["model_version"],
+            "predictions": answers,
         }
+
+    async def _already_made(
+        self, model: str, requests: Sequence[Any], events: list[dict[str, Any]]
+    ) -> dict[int, Made]:
+        """Requests whose event_id names a prediction made before: here, or in the views."""
+        made: dict[int, Made] = {}
+        for i, (request, event) in enumerate(zip(requests, events, strict=True)):
+            if not request.get("event_id"):
+                continue  # a new id: nothing to find
+            event_id = event["event_id"]
+            found = self.recent.get(event_id)
+            if found is None and self.lookup is not None:
+                logged = await self.lookup(event_id)
+                if logged is not None:
+                    found = Made(
+                        logged["model"],
+                        _canonical(logged["features"]),
+                        logged["model_version"],
+                        logged["prediction"],
+                        None,
+                    )
+            if found is None:
+                continue
+            if found.model != model or found.features != _canonical(event["features"]):
+                raise ServingError(
+                    409,
+                    "this event_id already names a prediction with another model or features",
+                    {"index": i, "event_id": event_id, "model": found.model},
+                )
+            made[i] = found
+        return made
+
+    def _remember(self, model: str, events: list[dict[str, Any]], acked: Any) -> None:
+        for event in events:
+            self.recent[event["event_id"]] = Made(
+                model,
+                _canonical(event["features"]),
+                event["model_version"],
+                event["prediction"],
+                acked,
+            )
+        while len(self.recent) > self.remember:
+            self.recent.popitem(last=False)
 
     def status(self) -> dict[str, Any]:
         return {

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import aiohttp
 import orjson
@@ -180,6 +181,22 @@ class ClusterReads:
         except (aiohttp.ClientError, TimeoutError, orjson.JSONDecodeError):
             return [], set()  # what it held counts as missing, and is named
         return [e.encode() for e in answer["entries"]], {int(p) for p in answer["partitions"]}
+
+    async def prediction(self, event_id: str) -> dict[str, Any] | None:
+        """The logged PredictionEvent of `event_id`, or None: asked of this worker's own
+        `GET /v1/predictions/{id}`, which Faust routes to the owner of the id's partition."""
+        url = f"{self.owners.me}/v1/predictions/{quote(event_id, safe='')}"
+        try:
+            async with self.session().get(url, headers=self.headers) as response:
+                if response.status == 404:
+                    return None
+                body = orjson.loads(await response.read())
+                if response.status != 200:
+                    raise Incomplete(set(), f"{url} answered {response.status}: {body}")
+        except (aiohttp.ClientError, TimeoutError, orjson.JSONDecodeError) as exc:
+            raise Incomplete(set(), f"{url} did not answer: {exc!r}") from None
+        event: dict[str, Any] = body["event"]
+        return event
 
     def held_here(self) -> Snapshot:
         """The partitions this worker holds active and ready, alone: per-worker gauges, which

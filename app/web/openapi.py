@@ -152,7 +152,7 @@ def _errors(*statuses: int) -> dict[str, Any]:
         401: "a bearer token is required (MODELVIEW_API_TOKEN is set)",
         403: "the bearer token is not valid",
         404: "not found",
-        409: "the model has no champion yet",
+        409: "the model has no champion yet, or the event_id names a prediction of other features",
         413: "body or event too large",
         422: "the model produced a value that cannot be served",
         503: "not available now (capture buffer full, object store down, or partitions "

@@ -37,9 +37,10 @@ async def champion(settings: Settings) -> None:
     cli(settings, "models", "promote", "delay", "1")
 
 
-async def load(url: str, stop: asyncio.Event) -> tuple[list[str], Counter[int]]:
-    """CLIENTS concurrent clients predicting until `stop`: the ids answered 200, and statuses."""
-    answered: list[str] = []
+async def load(url: str, stop: asyncio.Event) -> tuple[dict[str, Any], Counter[int]]:
+    """CLIENTS concurrent clients predicting until `stop`: the answers (200) by event id, and
+    the statuses."""
+    answered: dict[str, Any] = {}
     statuses: Counter[int] = Counter()
 
     async def client() -> None:
@@ -53,7 +54,7 @@ async def load(url: str, stop: asyncio.Event) -> tuple[list[str], Counter[int]]:
                         body = orjson.loads(await response.read())
                         statuses[response.status] += 1
                         if response.status == 200:
-                            answered.append(body["event_id"])
+                            answered[body["event_id"]] = body
                 except (aiohttp.ClientError, TimeoutError, orjson.JSONDecodeError):
                     statuses[0] += 1  # no answer: the worker is gone; nothing was promised
                     await asyncio.sleep(0.05)
@@ -62,7 +63,9 @@ async def load(url: str, stop: asyncio.Event) -> tuple[list[str], Counter[int]]:
     return answered, statuses
 
 
-async def each_once_in_log_and_views(settings: Settings, url: str, answered: list[str]) -> None:
+async def each_once_in_log_and_views(
+    settings: Settings, url: str, answered: dict[str, Any]
+) -> None:
     logged = await kafka_records(settings, [PREDICTIONS])
     keys = Counter(key.decode() for key, _, _ in logged.values())
     missing = [i for i in answered if keys[i] == 0]
@@ -98,6 +101,22 @@ async def test_kill_9_under_load_loses_no_answered_prediction(
     again = worker()
     again.wait_caught_up()
     await each_once_in_log_and_views(stack, again.url, answered)
+    # A client that never saw its answer retries with the same event_id: it gets the same
+    # prediction back from the views, and nothing new is captured.
+    before = len(await kafka_records(stack, [PREDICTIONS]))
+    async with HttpClient(again.url) as http:
+        for event_id in sorted(answered)[:20]:
+            retry = await http.predict("delay", [{**REQUEST, "event_id": event_id}])
+            first = answered[event_id]
+            assert retry["predictions"][0]["prediction"] == first["prediction"]
+            assert retry["predictions"][0]["model_version"] == first["model_version"]
+        status, body = await http.request(
+            "POST",
+            "/v1/models/delay/predict",
+            {"features": {"distance": 1}, "event_id": sorted(answered)[0]},
+        )
+        assert status == 409 and body["details"]["index"] == 0, body
+    assert len(await kafka_records(stack, [PREDICTIONS])) == before
 
 
 async def test_broker_away_for_10_s_answers_200_or_503_and_keeps_every_200(

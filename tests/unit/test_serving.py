@@ -166,3 +166,43 @@ async def test_champions_come_from_the_local_registry_or_else_from_the_log_for_a
     log["there"] = {"champion": "4"}
     champions.ttl = 0
     assert await champions("there") == "4" and folds == 2  # after the ttl: the log again
+
+
+async def test_a_retried_event_id_gets_the_prediction_already_made() -> None:
+    broker = Broker()
+    champion = {"m": "1"}
+    old = "5b8f4c2e-3d0a-4f5e-8b1c-2a6e9f0d7c3b"
+    logged = {
+        old: {
+            "model": "m",
+            "model_version": "0",
+            "features": {"distance": 100},
+            "prediction": {"value": 7.0},
+        },
+    }
+
+    async def lookup(event_id: str) -> Any:
+        return logged.get(event_id)
+
+    served = predictor(broker, champion, durable=True)
+    served.lookup = lookup
+    runner = asyncio.ensure_future(served.capture.run())
+    eid = "9d3c5a56-1f43-4a8e-9d89-0c8f7ab7f4a1"
+    first = await served.predict("m", [{**REQUEST, "event_id": eid}])
+    champion["m"] = "2"  # a promotion in between: the retry still gets version 1's answer
+    again = await served.predict("m", [{**REQUEST, "event_id": eid}])
+    assert again["predictions"] == first["predictions"]
+    assert again["predictions"][0]["model_version"] == "1"
+    assert broker.acked.count(eid.encode()) == 1  # captured once
+    with pytest.raises(ServingError) as other:
+        await served.predict("m", [{"features": {"distance": 5}, "event_id": eid}])
+    assert other.value.status == 409 and other.value.details["index"] == 0
+    # Made before this worker's life: read back from the views.
+    from_views = await served.predict("m", [{**REQUEST, "event_id": old}])
+    assert from_views["predictions"][0] == {
+        "event_id": old,
+        "model_version": "0",
+        "prediction": {"value": 7.0},
+    }
+    assert old.encode() not in broker.acked
+    runner.cancel()
