@@ -135,6 +135,12 @@ def create(settings: Settings, **overrides: Any) -> Modelview:
         await retrainer.check()
 
     on_stop(app, retrainer.stop)
+
+    def abandon_trainings(sender: Any, *args: Any, **kwargs: Any) -> None:
+        # A rebalance may move the leader: one training per dataset across the cluster.
+        retrainer.abandon()
+
+    app.on_partitions_revoked.connect(abandon_trainings)  # type: ignore[arg-type]
     api.register(
         app,
         table,

@@ -5,6 +5,12 @@ snapshot trained on). Each new version is then validated by replay and goes thro
 promotion gate, in the same process. Training runs in a separate process, so ingestion keeps its event
 loop and its core; a dataset has at most one training in flight, and labels that arrive
 meanwhile are picked up by the next check (triggers coalesce).
+
+Only Faust's leader checks, and the leader can change at any rebalance: a worker abandons
+(terminates) its trainings when a rebalance starts, so that two leaders never train one
+dataset at once. The new leader counts the cluster's labels and marks and starts again.
+A training cut short after its ModelTrained was logged leaves that version unvalidated;
+`modelview validate MODEL VERSION --gate` judges it by hand.
 """
 
 from __future__ import annotations
@@ -14,7 +20,8 @@ import logging
 import multiprocessing
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from concurrent.futures import ProcessPoolExecutor
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
 from typing import Any
 
 from app.adapters.cluster import Incomplete
@@ -45,6 +52,20 @@ def _train_in_process(settings: Settings, dataset: str, trainer: str) -> dict[st
     return asyncio.run(loop())
 
 
+def _in_child(send: Connection, job: Callable[..., dict[str, Any]], *args: Any) -> None:
+    """The training process: run the job and send back its record or its failure."""
+    try:
+        send.send(("ok", job(*args)))
+    except BaseException as exc:
+        send.send(("failed", f"{type(exc).__name__}: {exc}"))
+    finally:
+        send.close()
+
+
+class Abandoned(RuntimeError):
+    """The training process was terminated before it answered."""
+
+
 class Retrainer:
     def __init__(
         self,
@@ -60,7 +81,9 @@ class Retrainer:
         self.failures = 0
         self._local_marks: dict[str, int] = {}  # until the registry has folded our event
         self._since: dict[str, float] = {}
-        self._pool: ProcessPoolExecutor | None = None
+        self.abandoned = 0
+        self._processes: dict[str, BaseProcess] = {}
+        self.job: Callable[..., dict[str, Any]] = _train_in_process
 
     @property
     def enabled(self) -> bool:
@@ -72,6 +95,7 @@ class Retrainer:
             "running": sorted(self.running),
             "completed": len(self.completed),
             "failures": self.failures,
+            "abandoned": self.abandoned,
             "last": self.completed[-1] if self.completed else None,
         }
 
@@ -103,13 +127,10 @@ class Retrainer:
     async def _train(self, dataset: str) -> None:
         started = time.monotonic()
         try:
-            record = await asyncio.get_running_loop().run_in_executor(
-                self._executor(),
-                _train_in_process,
-                self.settings,
-                dataset,
-                self.settings.retrain_trainer,
-            )
+            record = await self._in_process(dataset)
+        except Abandoned:
+            self.abandoned += 1
+            log.warning("retraining %s abandoned: a rebalance may have moved the leader", dataset)
         except Exception:
             self.failures += 1
             log.exception("retraining %s failed; the next check tries again", dataset)
@@ -129,14 +150,32 @@ class Retrainer:
         finally:
             self.running.pop(dataset, None)
 
-    def _executor(self) -> ProcessPoolExecutor:
-        if self._pool is None:
-            # spawn, not fork: a fork of a running Faust worker would copy its event loop.
-            context = multiprocessing.get_context("spawn")
-            self._pool = ProcessPoolExecutor(max_workers=1, mp_context=context)
-        return self._pool
+    async def _in_process(self, dataset: str) -> dict[str, Any]:
+        # spawn, not fork: a fork of a running Faust worker would copy its event loop.
+        context = multiprocessing.get_context("spawn")
+        receive, send = context.Pipe(duplex=False)
+        args = (send, self.job, self.settings, dataset, self.settings.retrain_trainer)
+        process = context.Process(target=_in_child, args=args, name=f"retrain-{dataset}")
+        process.start()
+        send.close()  # ours closed: recv() sees EOF once the child is gone
+        self._processes[dataset] = process
+        try:
+            outcome, value = await asyncio.get_running_loop().run_in_executor(None, receive.recv)
+        except EOFError:
+            raise Abandoned(dataset) from None
+        finally:
+            receive.close()
+            self._processes.pop(dataset, None)
+            await asyncio.get_running_loop().run_in_executor(None, process.join, 10)
+        if outcome != "ok":
+            raise RuntimeError(value)
+        record: dict[str, Any] = value
+        return record
+
+    def abandon(self) -> None:
+        """Terminate every training under way (a rebalance: this may no longer be the leader)."""
+        for process in list(self._processes.values()):
+            process.terminate()
 
     async def stop(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = None
+        self.abandon()

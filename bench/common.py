@@ -21,7 +21,7 @@ def machine_line() -> str:
 def processed(worker: WorkerProcess) -> int:
     """Records the worker has finished with: folded, skipped as duplicates, or dead-lettered."""
     counts = (worker.health() or {}).get("ingest", {})
-    return sum(counts.get(k, 0) for k in ("applied", "duplicates", "dead_letters"))  # type: ignore[union-attr]
+    return sum(counts.get(k, 0) for k in ("applied", "duplicates", "dead_letters"))
 
 
 def wait_processed(worker: WorkerProcess, total: int, within: float = 900.0) -> float:

@@ -1,8 +1,10 @@
 """Serving and validation costs, each against its own baseline in the same run.
 
-1. Predict latency: the Predictor answering one request at a time with a Keras model, with
-   capture to the local broker, next to the same Predictor whose capture sends nothing.
-   Rounds alternate, so drift on a shared machine hits both. Printed: p50 and p99, ratio.
+1. Predict latency: the Predictor answering with a Keras model, at 1 and at 20 concurrent
+   clients, with durable capture (answered once the broker acknowledged), async capture
+   (answered once queued), and no capture (a send that goes nowhere). Rounds alternate, so
+   drift on a shared machine hits all three. Printed: p50 and p99 of each, and the ratio of
+   durable to no capture at p99 (the target is at most 1.5 at 20 clients).
 2. Replay scoring: `validation.score` on feature dicts (what validation does per event),
    next to raw `network.predict` on arrays built beforehand. Printed: events/s, ratio.
 3. Validation end to end on the stack: `validate` of a Keras version over N labeled events
@@ -42,7 +44,7 @@ def flights(n: int, seed: int) -> tuple[list[dict[str, Any]], list[float]]:
     rng = random.Random(seed)
     features, labels = [], []
     for _ in range(n):
-        row = {
+        row: dict[str, Any] = {
             "carrier": rng.choice(CARRIERS),
             "distance": float(rng.randint(200, 2500)),
             "dep_delay": max(-10.0, rng.gauss(10, 30)),
@@ -58,18 +60,29 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def latencies(predictor: Predictor, requests: list[dict[str, Any]]) -> list[float]:
-    out = []
-    for request in requests:
-        started = time.perf_counter()
-        await predictor.predict("bench", [request])
-        out.append(time.perf_counter() - started)
+async def latencies(
+    predictor: Predictor, requests: list[dict[str, Any]], clients: int
+) -> list[float]:
+    """Each of `clients` concurrent clients sends its share, one request after another."""
+    out: list[float] = []
+
+    async def client(mine: list[dict[str, Any]]) -> None:
+        for request in mine:
+            started = time.perf_counter()
+            await predictor.predict("bench", [request])
+            out.append(time.perf_counter() - started)
+
+    await asyncio.gather(*(client(requests[i::clients]) for i in range(clients)))
     return out
+
+
+MODES = ("durable", "async", "none")
 
 
 async def predict_latency(settings: Any, model: Any, requests: int, rounds: int) -> None:
     await ensure_topics(settings)
-    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, linger_ms=5)
+    # As the worker's producer: every replica acknowledges, no linger.
+    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all")
     await producer.start()
 
     async def to_kafka(key: bytes, value: bytes) -> Any:
@@ -83,27 +96,41 @@ async def predict_latency(settings: Any, model: Any, requests: int, rounds: int)
     async def load(name: str, version: str) -> Any:
         return model
 
+    async def champion(name: str) -> str:
+        return "1"
+
     features, _ = flights(requests, seed=5)
-    measured: dict[str, list[float]] = {"with capture": [], "without": []}
+    asked = [{"features": f} for f in features]
+    measured: dict[tuple[str, int], list[float]] = {}
     try:
         for _ in range(rounds):
-            for label, send in (("with capture", to_kafka), ("without", nowhere)):
-                capture = Capture(send, capacity=100_000)
-                runner = asyncio.ensure_future(capture.run())
-                predictor = Predictor(lambda m: "1", load, capture, 256 * 1024)
-                await predictor.predict("bench", [{"features": features[0]}])  # load, warm
-                measured[label] += await latencies(predictor, [{"features": f} for f in features])
-                await capture.drain()
-                runner.cancel()
+            for clients in (1, 20):
+                for mode in MODES:
+                    capture = Capture(nowhere if mode == "none" else to_kafka, 100_000)
+                    runner = asyncio.ensure_future(capture.run())
+                    predictor = Predictor(
+                        champion, load, capture, 256 * 1024, durable=mode == "durable"
+                    )
+                    await predictor.predict("bench", [asked[0]])  # load, warm
+                    took = await latencies(predictor, asked, clients)
+                    measured.setdefault((mode, clients), []).extend(took)
+                    await capture.drain()
+                    runner.cancel()
     finally:
         await producer.stop()
-    on, off = measured["with capture"], measured["without"]
-    for label, values in measured.items():
-        print(
-            f"predict {label:>12}: p50 {percentile(values, 0.5) * 1e3:.2f} ms, "
-            f"p99 {percentile(values, 0.99) * 1e3:.2f} ms ({len(values)} requests)"
-        )
-    print(f"ratio p99 (with capture / without): {percentile(on, 0.99) / percentile(off, 0.99):.3f}")
+    print(
+        f"predict latency, {requests} requests x {rounds} rounds per mode, broker {settings.broker}"
+    )
+    for clients in (1, 20):
+        for mode in MODES:
+            took = measured[(mode, clients)]
+            print(
+                f"  {clients:>2} clients, {mode:<8} capture: p50 {percentile(took, 0.5) * 1e3:6.2f} ms"
+                f"  p99 {percentile(took, 0.99) * 1e3:6.2f} ms"
+            )
+        durable = percentile(measured[("durable", clients)], 0.99)
+        none = percentile(measured[("none", clients)], 0.99)
+        print(f"  ratio at {clients} clients (durable / no capture, p99): {durable / none:.2f}")
 
 
 def scoring(model: Any, n: int) -> float:

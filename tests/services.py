@@ -91,11 +91,11 @@ class WorkerProcess:
             )
         return self
 
-    def health(self) -> dict[str, object] | None:
+    def health(self) -> dict[str, Any] | None:
         """/healthz's body, ready (200) or not (503); None while nothing answers."""
         try:
             with urllib.request.urlopen(self.url + "/healthz", timeout=2) as response:
-                body: dict[str, object] = orjson.loads(response.read())
+                body: dict[str, Any] = orjson.loads(response.read())
                 return body
         except urllib.error.HTTPError as answered:
             if answered.code != 503:
@@ -116,7 +116,7 @@ class WorkerProcess:
                 health
                 and health.get("ready")
                 and len(health["active_partitions"]) == self.settings.partitions
-            ):  # type: ignore[arg-type]
+            ):
                 return
             time.sleep(0.2)
         raise AssertionError(f"worker not ready within {within}s\n{self.log_tail()}")
@@ -207,7 +207,7 @@ def cluster_state(workers: list[WorkerProcess]) -> dict[int, list[str]]:
         health = process.health() or {}
         if not health.get("ready"):
             continue
-        for p in health.get("active_partitions", []):  # type: ignore[union-attr]
+        for p in health.get("active_partitions", []):
             held.setdefault(int(p), []).append(process.url)
     return held
 
@@ -248,7 +248,7 @@ def wait_cluster_caught_up(workers: list[WorkerProcess], within: float = 180.0) 
         positions: dict[str, dict[int, int]] = {}
         for process in workers:
             health = process.health() or {}
-            for topic, parts in (health.get("positions") or {}).items():  # type: ignore[union-attr]
+            for topic, parts in (health.get("positions") or {}).items():
                 for p, at in parts.items():
                     positions.setdefault(topic, {})[int(p)] = at
         for topic, parts in ends.items():
