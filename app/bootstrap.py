@@ -12,7 +12,7 @@ from agents import ingest
 from agents import registry as registry_agent
 from app.adapters.changelog import BatchWriter, changelog_topic
 from app.adapters.cluster import ClusterReads, Incomplete, Owners, ready_partitions
-from app.adapters.consumer import CommittingConsumer
+from app.adapters.compat import CommittingConsumer, check_versions
 from app.adapters.deadletters import encode_dead_letter
 from app.adapters.flusher import Flusher
 from app.adapters.ingest import Ingestor, log_backfill
@@ -55,6 +55,7 @@ class Modelview:
 
 
 def create(settings: Settings, **overrides: Any) -> Modelview:
+    check_versions()  # the private internals app/adapters/compat.py relies on
     config: dict[str, Any] = {
         "broker": settings.broker_url,
         "store": "rocksdb://",
@@ -69,7 +70,7 @@ def create(settings: Settings, **overrides: Any) -> Modelview:
         **overrides,
     }
     app = faust.App(settings.app_id, **config)
-    # The group commits what the views hold durably (app.adapters.consumer). Set before
+    # The group commits what the views hold durably (app.adapters.compat). Set before
     # Faust creates its consumer: the transport calls this attribute to make it.
     durable: dict[tuple[str, int], int] = {}
     app.transport.Consumer = partial(  # type: ignore[misc,assignment]

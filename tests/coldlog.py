@@ -11,6 +11,7 @@ import pyarrow.parquet as pq
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from app.adapters import segments
+from app.adapters.compat import all_metadata
 from app.adapters.s3 import s3_client
 from app.domain.segments import LogRecord, Segment
 from app.settings import Settings
@@ -41,7 +42,7 @@ async def kafka_records(settings: Settings, topics: Sequence[str]) -> Records:
     await consumer.start()
     records: Records = {}
     try:
-        cluster = await consumer._client.fetch_all_metadata()
+        cluster = await all_metadata(consumer)
         tps = [
             TopicPartition(t, p)
             for t in topics

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import weakref
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any
 
-from faust.streams import _current_event
-
 from app.adapters import viewcodec
+from app.adapters.compat import set_current_event
 from app.adapters.deadletters import encode_dead_letter
 from app.adapters.replay import consumer_for, read_partition, stop_consumer
 from app.adapters.s3 import s3_client
@@ -50,7 +48,7 @@ class Ingestor:
         self.flush = flush
         self.backfill = backfill
         # Per source (topic, partition), the next offset the views need, once their writes
-        # are in the changelog: what the group may commit (app.adapters.consumer).
+        # are in the changelog: what the group may commit (app.adapters.compat).
         self.durable = {} if durable is None else durable
         self.txn = PartitionTxn(store)
         self.send_dead_letter = send_dead_letter
@@ -92,7 +90,7 @@ class Ingestor:
         cursors: dict[int, dict[str, int]] = {}
         for partition, group in by_partition.items():
             # Faust files table writes under the current event's partition: make it this one.
-            _current_event.set(weakref.ref(group[-1]))
+            set_current_event(group[-1])
             records = [_record(e.message) for e in group]
             cursors[partition] = await self.process_partition(partition, records)
         # The group commits what is reported durable here: the table writes must be in the

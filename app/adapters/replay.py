@@ -13,6 +13,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from app.adapters import segments
+from app.adapters.compat import all_metadata
 from app.adapters.s3 import s3_client
 from app.domain.segments import LogGap, LogRecord, next_offset, plan_replay
 from app.settings import Settings
@@ -26,7 +27,7 @@ async def kafka_bounds(consumer: AIOKafkaConsumer, tp: TopicPartition) -> tuple[
     after batched writes.
     """
     # The consumer's own metadata covers only the topics it was assigned: ask for all of it.
-    cluster = await consumer._client.fetch_all_metadata()
+    cluster = await all_metadata(consumer)
     partitions = cluster.partitions_for_topic(tp.topic)
     if not partitions or tp.partition not in partitions:
         return 0, 0

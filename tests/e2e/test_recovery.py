@@ -121,7 +121,7 @@ async def test_three_kills_at_random_moments_lose_nothing_and_count_nothing_twic
     await asyncio.to_thread(process.wait_caught_up)
     await check_views(process, workload.reference)
     # Offsets keep up too: after restarts Faust alone advanced them one a commit, so every
-    # restart re-read nearly all since the first (app/adapters/consumer.py).
+    # restart re-read nearly all since the first (app/adapters/compat.py).
     behind: dict[str, int] = {}
 
     async def committed_to_the_end() -> bool:

@@ -10,7 +10,7 @@ from faust.transport.drivers.aiokafka import Consumer
 from faust.types import TP
 from intervaltree import IntervalTree
 
-from app.adapters.consumer import CommittingConsumer, next_offset
+from app.adapters.compat import CommittingConsumer, next_offset
 
 TOPIC = TP("modelview.predictions", 1)
 

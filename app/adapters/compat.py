@@ -1,6 +1,10 @@
-"""Faust's Kafka consumer, committing for the views what the views hold.
+"""Every use of Faust's and aiokafka's private internals, and the versions they suit.
 
-Faust commits the highest offset below which every record was acked, from its own
+An upgrade can change any private attribute without notice, so this module is the only one
+that touches them, and `check_versions()` refuses, at start, versions it was not written and
+tested for. Raise SUPPORTED only after the three-kills, restore and cluster tests pass.
+
+The consumer, committing for the views what the views hold. Faust commits the highest offset below which every record was acked, from its own
 bookkeeping, and that bookkeeping goes wrong at a start. Faust 0.15.3 resumes the stream
 partitions before it seeks them to the committed offsets (faust-streaming#216): records
 fetched before the seek are delivered and acked, the seek moves Faust's read offset back,
@@ -20,10 +24,41 @@ ranges merged as a set so the duplicates cannot stall it.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Collection, Mapping
+from importlib.metadata import version
 from typing import Any
 
+from aiokafka import AIOKafkaConsumer
+from aiokafka.cluster import ClusterMetadata
+from faust.streams import _current_event
 from faust.transport.drivers.aiokafka import Consumer
+
+SUPPORTED = {"faust-streaming": "0.15.3", "aiokafka": "0.14.0"}
+
+
+class UnsupportedVersion(RuntimeError):
+    """An installed Faust or aiokafka this module was not written for."""
+
+
+def check_versions() -> None:
+    found = {name: version(name) for name in SUPPORTED}
+    wrong = {name: v for name, v in found.items() if v != SUPPORTED[name]}
+    if wrong:
+        raise UnsupportedVersion(
+            f"installed {wrong}; app/adapters/compat.py uses private internals of "
+            f"{SUPPORTED} only: install those (pip install -e .) or port that module first"
+        )
+
+
+def set_current_event(event: Any) -> None:
+    """Make `event` Faust's current one: table writes are filed under its partition."""
+    _current_event.set(weakref.ref(event))
+
+
+async def all_metadata(consumer: AIOKafkaConsumer) -> ClusterMetadata:
+    """Metadata of every topic (a consumer's own covers only what it was assigned)."""
+    return await consumer._client.fetch_all_metadata()
 
 
 class CommittingConsumer(Consumer):
