@@ -20,7 +20,7 @@ from app.adapters.queries import Queries
 from app.adapters.topics import raw_topic
 from app.domain.batch import DeadLetter, SourceRecord
 from app.domain.registry import training_marks
-from app.lifecycle import guard_local_state, on_stop, watch_log
+from app.lifecycle import guard_local_state, stop_in_order, watch_log
 from app.profiles import PROFILES
 from app.retrain import Retrainer
 from app.serving import Capture, Champions, Predictor, ServingError
@@ -103,7 +103,7 @@ def create(settings: Settings, **overrides: Any) -> Modelview:
     )
     app.task(flusher.run)
     mv = Modelview(settings, app, table, ingestor, flusher)
-    watch_log(app, settings, flusher, mv.queries)
+    stop_watch = watch_log(app, settings, flusher, mv.queries)
     registry_table = registry.define(app, settings)
 
     async def reject_model_event(message: Any, reason: str) -> None:
@@ -118,7 +118,6 @@ def create(settings: Settings, **overrides: Any) -> Modelview:
         await send_dead_letter(message.key, encode_dead_letter(DeadLetter(record, reason)))
 
     reads = _cluster_reads(app, settings, table, registry_table)
-    on_stop(app, reads.close)
     predictor = _predictor(app, settings, registry_table, reads)
     registry_agent.register(
         app, registry_table, settings, reject_model_event, predictor.champion_changed
@@ -134,8 +133,6 @@ def create(settings: Settings, **overrides: Any) -> Modelview:
     @app.timer(2.0, on_leader=True)  # type: ignore[untyped-decorator]
     async def check_retraining() -> None:
         await retrainer.check()
-
-    on_stop(app, retrainer.stop)
 
     def abandon_trainings(sender: Any, *args: Any, **kwargs: Any) -> None:
         # A rebalance may move the leader: one training per dataset across the cluster.
@@ -166,12 +163,25 @@ def create(settings: Settings, **overrides: Any) -> Modelview:
             reads.held_here,
         ),
     )
-    guard_local_state(app, settings)
-    on_stop(app, writer.stop, last=True)
-    # Before the task is cancelled: a clean stop leaves nothing that is only in Kafka.
-    on_stop(app, flusher.stop)
-    # And before that, every prediction answered is in Kafka (so the flusher gets it too).
-    on_stop(app, predictor.capture.drain)
+    stop_in_order(
+        app,
+        before_faust=[
+            # Every prediction answered is in Kafka first, so the flusher gets it too.
+            ("refuse new predictions and capture the queued ones", predictor.capture.drain),
+            ("abandon trainings under way", retrainer.stop),
+            ("stop the log watch", stop_watch),
+            # Before its task is cancelled: a clean stop leaves nothing only in Kafka.
+            ("flush cold segments", flusher.stop),
+            ("close the cluster reads' connections", reads.close),
+        ],
+        after_faust=[
+            # The streams are drained: the views' last changes reach the changelog before
+            # the stop may be called clean (else local state would be ahead of it).
+            ("write the views' last changes to the changelog", table.wait_changelog),
+            ("stop the changelog writer", writer.stop),
+        ],
+        mark_clean_stop=guard_local_state(app, settings),
+    )
     mv.predictor = predictor
     return mv
 

@@ -27,7 +27,10 @@ log = logging.getLogger(__name__)
 RUNNING = "worker.running"
 
 
-def guard_local_state(app: faust.App, settings: Settings) -> None:
+Step = tuple[str, Callable[[], Awaitable[None]]]
+
+
+def guard_local_state(app: faust.App, settings: Settings) -> Callable[[], Awaitable[None]]:
     """Restore a lost log from S3, and drop view state the log no longer backs.
 
     After a crash, RocksDB may hold writes whose changelog records never reached the broker,
@@ -66,27 +69,53 @@ def guard_local_state(app: faust.App, settings: Settings) -> None:
         marker.write_text("")
         segments.warm_up()
 
-    async def forget_marker() -> None:
+    async def mark_clean_stop() -> None:
+        """The next start may trust the local tables: call only once they are all in Kafka."""
         (root / RUNNING).unlink(missing_ok=True)
 
-    on_stop(app, forget_marker, last=True)
+    return mark_clean_stop
 
 
-def on_stop(app: faust.App, callback: Callable[[], Awaitable[None]], last: bool = False) -> None:
-    """Run `callback` when the app stops, before its tasks are cancelled (or after, if `last`)."""
-    original = app.on_stop
+def stop_in_order(
+    app: faust.App,
+    before_faust: list[Step],
+    after_faust: list[Step],
+    mark_clean_stop: Callable[[], Awaitable[None]],
+) -> None:
+    """The worker's stop, step by step in the order given: `before_faust`, then Faust's own
+    stop (the consumer paused, the streams drained, the tables stopped), then `after_faust`,
+    and last the clean-stop mark, only if every step succeeded. A step that fails is logged
+    and the rest still run; the stop is then not marked clean, so the next start discards
+    local table state instead of trusting it.
+    """
+    faust_stop = app.on_stop
+    failed: list[str] = []
 
-    async def chained() -> None:
-        if not last:
-            await callback()
-        await original()
-        if last:
-            await callback()
+    async def run(steps: list[Step]) -> None:
+        for name, step in steps:
+            log.info("stopping: %s", name)
+            try:
+                await step()
+            except Exception:
+                failed.append(name)
+                log.exception("stop step failed: %s", name)
 
-    app.on_stop = chained  # type: ignore[method-assign]
+    async def ordered() -> None:
+        await run(before_faust)
+        await run([("Faust: consumer, streams, tables", faust_stop)])
+        await run(after_faust)
+        if failed:
+            log.error("not a clean stop (%s): the next start rebuilds local state", failed)
+        else:
+            await mark_clean_stop()
+
+    app.on_stop = ordered  # type: ignore[method-assign]
 
 
-def watch_log(app: faust.App, settings: Settings, flusher: Flusher, queries: Queries) -> None:
+def watch_log(
+    app: faust.App, settings: Settings, flusher: Flusher, queries: Queries
+) -> Callable[[], Awaitable[None]]:
+    """Returns the watch's stop."""
     """Every few seconds, check that the broker still holds what this worker has seen."""
     watch = LogWatch(
         settings,
@@ -116,4 +145,4 @@ def watch_log(app: faust.App, settings: Settings, flusher: Flusher, queries: Que
             logging.shutdown()
             os._exit(EXIT_LOG_LOST)
 
-    on_stop(app, watch.stop)
+    return watch.stop

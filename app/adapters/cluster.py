@@ -257,18 +257,37 @@ def serve_registry(reads: ClusterReads) -> dict[str, Any]:
     return {"entries": [v.decode() for v in raw], "partitions": sorted(held)}
 
 
-class _Recording(MutableMapping[str, bytes]):
-    """What a query reads: fetched values, and the partitioned keys it still lacks."""
+class _ReadOnly(MutableMapping[str, bytes]):
+    """A store for reads that name their keys: `get` is the one method to give."""
 
-    def __init__(self, known: Mapping[str, bytes | None], local: Store) -> None:
-        self.known, self.local = known, local
-        self.missing: set[str] = set()
+    def get(self, key: str, default: Any = None) -> Any:
+        raise NotImplementedError
 
     def __getitem__(self, key: str) -> bytes:
         value = self.get(key)
         if value is None:
             raise KeyError(key)
         return value  # type: ignore[no-any-return]
+
+    def __setitem__(self, key: str, value: bytes) -> None:
+        raise TypeError("read-only")
+
+    def __delitem__(self, key: str) -> None:
+        raise TypeError("read-only")
+
+    def __iter__(self) -> Iterator[str]:
+        raise TypeError("reads name their keys")
+
+    def __len__(self) -> int:
+        raise TypeError("reads name their keys")
+
+
+class _Recording(_ReadOnly):
+    """What a query reads: fetched values, and the partitioned keys it still lacks."""
+
+    def __init__(self, known: Mapping[str, bytes | None], local: Store) -> None:
+        self.known, self.local = known, local
+        self.missing: set[str] = set()
 
     def get(self, key: str, default: Any = None) -> Any:
         if partition_of(key) is None:
@@ -279,43 +298,14 @@ class _Recording(MutableMapping[str, bytes]):
         value = self.known[key]
         return default if value is None else value
 
-    def __setitem__(self, key: str, value: bytes) -> None:
-        raise TypeError("read-only")
 
-    def __delitem__(self, key: str) -> None:
-        raise TypeError("read-only")
-
-    def __iter__(self) -> Iterator[str]:
-        raise TypeError("a cluster read names its keys")
-
-    def __len__(self) -> int:
-        raise TypeError("a cluster read names its keys")
-
-
-class _Only(MutableMapping[str, bytes]):
+class _Only(_ReadOnly):
     """The local store, limited to some partitions' keys: standby copies are never read."""
 
     def __init__(self, store: Store, partitions: set[int]) -> None:
         self.store, self.partitions = store, partitions
 
-    def __getitem__(self, key: str) -> bytes:
-        if partition_of(key) not in self.partitions:
-            raise KeyError(key)
-        return self.store[key]
-
     def get(self, key: str, default: Any = None) -> Any:
         if partition_of(key) not in self.partitions:
             return default
         return self.store.get(key, default)
-
-    def __setitem__(self, key: str, value: bytes) -> None:
-        raise TypeError("read-only")
-
-    def __delitem__(self, key: str) -> None:
-        raise TypeError("read-only")
-
-    def __iter__(self) -> Iterator[str]:
-        raise TypeError("reads name their keys")
-
-    def __len__(self) -> int:
-        raise TypeError("reads name their keys")

@@ -17,7 +17,7 @@ import pytest
 from app.client import HttpClient, KafkaPublisher
 from app.settings import Settings
 from tests.e2e.test_ingest import send_kafka
-from tests.e2e.test_recovery import group_behind
+from tests.e2e.test_recovery import wait_committed_to_the_end
 from tests.e2e.workload import MODELS, Workload, build
 from tests.reference import assert_close
 from tests.services import (
@@ -138,15 +138,4 @@ async def test_kill_start_and_stop_while_events_flow_lose_and_double_nothing(
     await publishing
     await asyncio.to_thread(wait_cluster_caught_up, members, 240.0)
     await all_equal(members, workload)
-
-    behind: dict[str, int] = {}
-
-    async def committed_to_the_end() -> bool:
-        behind.clear()
-        behind.update(await group_behind(stack))
-        return not behind
-
-    try:
-        await wait_until(committed_to_the_end, within=30, what="group offsets at the log end")
-    except AssertionError as exc:
-        raise AssertionError(f"{exc}; records behind: {behind}") from None
+    await wait_committed_to_the_end(stack)

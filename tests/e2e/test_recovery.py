@@ -79,6 +79,30 @@ async def group_behind(settings: Settings) -> dict[str, int]:
         await consumer.stop()
 
 
+async def wait_committed_to_the_end(settings: Settings) -> None:
+    """Until the group's committed offsets reach the log's end; says how far behind if not."""
+    behind: dict[str, int] = {}
+
+    async def committed_to_the_end() -> bool:
+        behind.clear()
+        behind.update(await group_behind(settings))
+        return not behind
+
+    try:
+        await wait_until(committed_to_the_end, within=30, what="group offsets at the log end")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; records behind: {behind}") from None
+
+
+async def paced_stream(settings: Settings, items: list[Any], chunk: int = 25) -> None:
+    """The items to their topics in order, `chunk` at a time every 0.2 s: a stream, not
+    one burst, so that it still flows while a test kills or stops workers."""
+    async with KafkaPublisher(settings.bootstrap_servers) as kafka:
+        for start in range(0, len(items), chunk):
+            await send_one_by_one(kafka, items[start : start + chunk])
+            await asyncio.sleep(0.2)  # the pace; nothing waits on this
+
+
 async def test_kill_9_then_restart_rebuilds_from_the_changelog(
     stack: Settings, worker: Callable[..., WorkerProcess]
 ) -> None:
@@ -101,15 +125,8 @@ async def test_three_kills_at_random_moments_lose_nothing_and_count_nothing_twic
     rng = random.Random(29)
     workload = build(n_predictions=1500, seed=29)
     valid = [i for i in workload.items if i.event is not None]
-
-    async def publish() -> None:
-        async with KafkaPublisher(stack.bootstrap_servers) as kafka:
-            for start in range(0, len(valid), 25):
-                await send_one_by_one(kafka, valid[start : start + 25])
-                await asyncio.sleep(0.2)  # paced: a stream, not one burst
-
     process = await asyncio.to_thread(worker)
-    publishing = asyncio.create_task(publish())
+    publishing = asyncio.create_task(paced_stream(stack, valid))
     for _ in range(3):
         # The moment: some records into this worker's life, mid-batch or between batches.
         await processed(process, rng.randint(50, 400))
@@ -122,17 +139,7 @@ async def test_three_kills_at_random_moments_lose_nothing_and_count_nothing_twic
     await check_views(process, workload.reference)
     # Offsets keep up too: after restarts Faust alone advanced them one a commit, so every
     # restart re-read nearly all since the first (app/adapters/compat.py).
-    behind: dict[str, int] = {}
-
-    async def committed_to_the_end() -> bool:
-        behind.clear()
-        behind.update(await group_behind(stack))
-        return not behind
-
-    try:
-        await wait_until(committed_to_the_end, within=30, what="group offsets at the log end")
-    except AssertionError as exc:
-        raise AssertionError(f"{exc}; records behind: {behind}") from None
+    await wait_committed_to_the_end(stack)
 
 
 async def test_broker_that_lost_its_log_gets_it_back_and_refolds(
@@ -149,3 +156,29 @@ async def test_broker_that_lost_its_log_gets_it_back_and_refolds(
     assert "the broker has lost the log" in again.log_path.read_text()
     again.wait_caught_up()
     await check_views(again, reference)
+
+
+async def test_sigterm_while_batches_are_in_flight_stops_cleanly_and_loses_nothing(
+    stack: Settings, worker: Callable[..., WorkerProcess]
+) -> None:
+    rng = random.Random(31)
+    workload = build(n_predictions=1200, seed=31)
+    valid = [i for i in workload.items if i.event is not None]
+    process = await asyncio.to_thread(worker)
+    publishing = asyncio.create_task(paced_stream(stack, valid))  # flows while it stops
+    await processed(process, rng.randint(200, 600))
+    assert await asyncio.to_thread(process.stop) == 0
+    said = process.log_path.read_text()
+    steps = [line.split("stopping: ", 1)[1] for line in said.splitlines() if "stopping: " in line]
+    assert steps[0].startswith("refuse new predictions") and steps[-2:] == [
+        "write the views' last changes to the changelog",
+        "stop the changelog writer",
+    ], steps
+    assert "not a clean stop" not in said
+    assert not publishing.done(), "the stream should still flow when the worker stops"
+    again = await asyncio.to_thread(worker)
+    assert "did not stop cleanly" not in again.log_path.read_text()  # it trusts its tables
+    await publishing
+    await asyncio.to_thread(again.wait_caught_up)
+    await check_views(again, workload.reference)
+    await wait_committed_to_the_end(stack)
