@@ -16,8 +16,10 @@ import pytest
 
 from app.client import HttpClient, KafkaPublisher
 from app.settings import Settings
+from tests.coldlog import publish
 from tests.e2e.test_ingest import send_kafka
 from tests.e2e.test_recovery import wait_committed_to_the_end
+from tests.e2e.test_training import labeled, records
 from tests.e2e.workload import MODELS, Workload, build
 from tests.reference import assert_close
 from tests.services import (
@@ -139,3 +141,31 @@ async def test_kill_start_and_stop_while_events_flow_lose_and_double_nothing(
     await asyncio.to_thread(wait_cluster_caught_up, members, 240.0)
     await all_equal(members, workload)
     await wait_committed_to_the_end(stack)
+
+
+async def test_retraining_counts_the_clusters_labels_and_trains_once(
+    stack: Settings, worker: Callable[..., WorkerProcess]
+) -> None:
+    """60 labels spread over three workers' partitions: the leader alone holds about a third,
+    so only a cluster-wide count reaches the threshold of 50, and one worker trains once."""
+    settings = stack.with_(retrain_min_labels=50)
+    members = [worker(s, alone=False) for s in member_settings(settings, 3)]
+    await asyncio.to_thread(wait_cluster_ready, members)
+    predictions, tags = labeled(60, 0)
+    await publish(settings, records(predictions, tags))
+
+    async def judged() -> bool:
+        async with HttpClient(members[0].url) as http:
+            status, body = await http.get("/v1/models/flights-train")
+        return status == 200 and [v["status"] for v in body["versions"]] == ["rejected"]
+
+    await wait_until(judged, within=180, what="one version trained, validated and judged")
+
+    def trainings() -> list[dict[str, Any]]:
+        return [(m.health() or {}).get("training", {}) for m in members]
+
+    await wait_until(
+        lambda: not any(t.get("running") for t in trainings()), within=60, what="all idle"
+    )
+    assert sum(t["completed"] for t in trainings()) == 1, trainings()
+    assert sum(t["failures"] for t in trainings()) == 0
