@@ -43,8 +43,17 @@ def guard_local_state(app: faust.App, settings: Settings) -> Callable[[], Awaita
     changelog = f"{app.conf.id}-{TABLE_NAME}-changelog"
     replication = app.conf.topic_replication_factor
 
+    initialized = False
+
     @app.on_worker_init.connect  # type: ignore[arg-type]
     def _on_init(sender: Any, *args: Any, **kwargs: Any) -> None:
+        # Faust sends this signal twice per start (App.main, then its CLI): a second run
+        # found the marker the first had just written, and took every start, clean or not,
+        # for a crash, discarding the local tables.
+        nonlocal initialized
+        if initialized:
+            return
+        initialized = True
         root.mkdir(parents=True, exist_ok=True)
         marker = root / RUNNING
         tables = Path(app.conf.tabledir)
@@ -129,10 +138,9 @@ def watch_log(
 
     @app.timer(5.0)  # type: ignore[untyped-decorator]
     async def check_log() -> None:
-        if app.rebalancing or not app.tables.actives_ready:
-            return
+        settled = not app.rebalancing and app.tables.actives_ready
         try:
-            reason = await watch.lost()
+            reason = await watch.lost(views_settled=settled)
         except Exception as exc:  # the broker away is not the broker amnesiac: ask again later
             log.info("log check skipped: %s", exc)
             return

@@ -37,11 +37,17 @@ class LogWatch:
         self.flushed = flushed
         self._consumer: AIOKafkaConsumer | None = None
 
-    async def lost(self) -> str | None:
-        """Why the broker's log no longer backs this worker, or None while all is well."""
+    async def lost(self, views_settled: bool = True) -> str | None:
+        """Why the broker's log no longer backs this worker, or None while all is well.
+
+        The marker is checked always: a broker that lost its log can keep the worker in a
+        rebalance for good (its changelog topics are gone too). The partitions' ends are
+        compared with the views only once they are `views_settled` (no rebalance, tables
+        recovered), when what they hold is known.
+        """
         consumer = await self._started()
         # Read what we hold before asking the broker: a healthy log can only have grown since.
-        owned = sorted(self.owned())
+        owned = sorted(self.owned()) if views_settled else []
         applied = {tp: self.applied(tp[1]).get(tp[0], -1) for tp in owned}
         flushed = dict(self.flushed())
         if self.marker not in await consumer.topics():

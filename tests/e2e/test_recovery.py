@@ -169,7 +169,8 @@ async def test_sigterm_while_batches_are_in_flight_stops_cleanly_and_loses_nothi
     await processed(process, rng.randint(200, 600))
     assert await asyncio.to_thread(process.stop) == 0
     said = process.log_path.read_text()
-    steps = [line.split("stopping: ", 1)[1] for line in said.splitlines() if "stopping: " in line]
+    # Faust's log lines end with a space.
+    steps = [ln.split("stopping: ", 1)[1].strip() for ln in said.splitlines() if "stopping: " in ln]
     assert steps[0].startswith("refuse new predictions") and steps[-2:] == [
         "write the views' last changes to the changelog",
         "stop the changelog writer",

@@ -11,6 +11,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from app.settings import Settings
 from app.topics import DEAD_LETTERS, MODEL_EVENTS, PREDICTIONS, TAGS
 from tests.services import WorkerProcess
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -41,10 +42,20 @@ async def test_worker_refuses_topics_that_are_not_co_partitioned(
     admin = AIOKafkaAdminClient(bootstrap_servers=stack.bootstrap_servers)
     await admin.start()
     # `stack up` created the contract topics; someone re-creates one with another count.
+    # Apache Kafka deletes and creates asynchronously: wait for each to take effect.
     await admin.delete_topics([TAGS])
+
+    async def deleted() -> bool:
+        return TAGS not in await admin.list_topics()
+
+    await wait_until(deleted, within=30, what="tags deleted")
     await admin.create_topics([NewTopic(TAGS, stack.partitions + 1, 1)])
     await admin.close()
-    assert (await partition_counts(stack))[TAGS] == stack.partitions + 1
+
+    async def recreated() -> bool:
+        return (await partition_counts(stack)).get(TAGS) == stack.partitions + 1
+
+    await wait_until(recreated, within=30, what="tags re-created with another count")
     process = WorkerProcess(stack, tmp_path / "refused.log").start()
     assert process.process is not None
     assert process.process.wait(60) != 0
