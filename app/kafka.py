@@ -136,7 +136,7 @@ class KafkaNode:
                     "kafka.tools.StorageTool",
                     "format",
                     "--cluster-id",
-                    _cluster_id(),
+                    cluster_id(),
                     "--config",
                     str(self.config),
                     "--ignore-formatted",
@@ -203,8 +203,14 @@ LOG4J2 = """<Configuration status="warn">
 """
 
 
-def _cluster_id() -> str:
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+def cluster_id() -> str:
+    """A random id in Kafka's form (22 URL-safe base64 characters). Never one that starts
+    with "-": the storage tool's parser takes it for an option (about 1 id in 64; Kafka's
+    own Uuid.randomUuid skips those too)."""
+    while True:
+        made = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not made.startswith("-"):
+            return made
 
 
 def _ephemeral_port() -> int:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from app.kafka import POM, VERSION, server_properties
+from app.kafka import POM, VERSION, cluster_id, server_properties
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -31,3 +31,8 @@ def test_a_single_combined_kraft_node_on_loopback() -> None:
     assert props["advertised.listeners"] == "PLAINTEXT://127.0.0.1:9092"
     assert props["log.dirs"] == "/d"
     assert props["offsets.topic.replication.factor"] == "1"
+
+
+def test_cluster_ids_never_look_like_an_option_to_the_storage_tool() -> None:
+    ids = [cluster_id() for _ in range(5000)]  # about 78 would start with "-" unguarded
+    assert all(len(i) == 22 and not i.startswith("-") for i in ids)
