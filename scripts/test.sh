@@ -13,4 +13,4 @@ bash scripts/browser.sh
 MODELVIEW_BROKER_PROFILE=${MODELVIEW_BROKER_PROFILE:-$(.venv/bin/python -m app.kafka choose)}
 export MODELVIEW_BROKER_PROFILE
 echo "integration and e2e tests on the $MODELVIEW_BROKER_PROFILE broker"
-.venv/bin/python -m pytest -q --durations=12 tests/integration tests/e2e
+.venv/bin/python -m pytest -q -n 2 --durations=12 tests/integration tests/e2e

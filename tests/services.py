@@ -37,11 +37,19 @@ def _free(port: int) -> bool:
 
 
 def free_block(size: int) -> int:
-    """A base port with `size` free ports above it, away from the defaults a developer runs."""
+    """A base port with `size` free ports above it, away from the defaults a developer runs.
+
+    Below Linux's ephemeral range (32768+), where outgoing connections take ports at will.
+    Under pytest-xdist each test process draws from its own share of the range, so two
+    stacks started at once cannot both find the same block free.
+    """
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    share = (32768 - 20000) // count
+    low = 20000 + share * int(worker.removeprefix("gw") or 0)
     rng = random.Random()
     for _ in range(200):
-        # Below Linux's ephemeral range (32768+), where outgoing connections take ports at will.
-        base = rng.randrange(20000, 32768 - size)
+        base = rng.randrange(low, low + share - size)
         if all(_free(base + i) for i in range(size)):
             return base
     raise RuntimeError("no free port block found")
