@@ -17,11 +17,10 @@ import pytest
 from app.client import HttpClient, KafkaPublisher
 from app.settings import Settings
 from tests.coldlog import publish
-from tests.e2e.test_ingest import send_kafka
+from tests.e2e.test_ingest import check_against_reference, send_kafka
 from tests.e2e.test_recovery import wait_committed_to_the_end
 from tests.e2e.test_training import labeled, records
 from tests.e2e.workload import MODELS, Workload, build
-from tests.reference import assert_close
 from tests.services import (
     WorkerProcess,
     member_settings,
@@ -52,15 +51,6 @@ async def cluster_views(url: str) -> dict[str, Any]:
             status, out[f"model:{entry['model']}"] = await http.get(f"/v1/models/{entry['model']}")
             assert status == 200
         return out
-
-
-def check_against_reference(views: dict[str, Any], workload: Workload) -> None:
-    expected = workload.reference.datasets()
-    assert sorted(d["name"] for d in views["datasets"]["datasets"]) == sorted(expected)
-    for dataset in views["datasets"]["datasets"]:
-        assert_close(dataset, expected[dataset["name"]], dataset["name"])
-    for model in MODELS:
-        assert_close(views[model]["versions"], workload.reference.metrics(model), model)
 
 
 async def all_equal(workers: list[WorkerProcess], workload: Workload) -> dict[str, Any]:

@@ -67,6 +67,16 @@ async def views(http: HttpClient) -> dict[str, Any]:
     return out
 
 
+def check_against_reference(views: dict[str, Any], workload: Workload) -> None:
+    """Datasets and both models' metrics, as read over HTTP, equal the reference fold."""
+    expected = workload.reference.datasets()
+    assert sorted(d["name"] for d in views["datasets"]["datasets"]) == sorted(expected)
+    for dataset in views["datasets"]["datasets"]:
+        assert_close(dataset, expected[dataset["name"]], dataset["name"])
+    for model in MODELS:
+        assert_close(views[model]["versions"], workload.reference.metrics(model), model)
+
+
 async def partitions_of(settings: Settings, topic: str) -> list[int]:
     """Asked of the broker: a new consumer's metadata lists only what it was assigned."""
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
@@ -141,13 +151,7 @@ async def test_messy_stream_folds_exactly_and_survives_restart(
 
         await wait_until(all_processed, within=240, what="every record processed")
         live = await views(http)
-
-        expected = workload.reference.datasets()
-        assert sorted(d["name"] for d in live["datasets"]["datasets"]) == sorted(expected)
-        for dataset in live["datasets"]["datasets"]:
-            assert_close(dataset, expected[dataset["name"]], dataset["name"])
-        for model in MODELS:
-            assert_close(live[model]["versions"], workload.reference.metrics(model), model)
+        check_against_reference(live, workload)
 
         # Single events: joined with their latest tag, or waiting for a prediction that never came.
         ref = workload.reference
