@@ -9,7 +9,7 @@ import faust
 import orjson
 
 from app.adapters.topics import raw_topic
-from app.domain import registry
+from app.domain import model_events, registry
 from app.settings import Settings
 from app.topics import MODEL_EVENTS
 
@@ -29,16 +29,16 @@ def register(
     async def fold(stream: Any) -> None:
         async for event in stream.events():
             try:
-                body = registry.check(orjson.loads(event.message.value or b"null"))
-            except (orjson.JSONDecodeError, registry.InvalidModelEvent) as exc:
+                body = model_events.decode(event.message.value)
+            except model_events.InvalidModelEvent as exc:
                 await reject(event.message, str(exc))
                 continue
-            key = body["model"].encode()
+            key = body.model.encode()
             current = table.get(key)
             state = orjson.loads(current) if current is not None else None
             entry = registry.apply(state, body)
             table[key] = orjson.dumps(entry)
-            if champion_changed is not None and body["type"] == "ModelPromoted":
-                champion_changed(body["model"], entry["champion"])
+            if champion_changed is not None and isinstance(body, model_events.ModelPromoted):
+                champion_changed(body.model, entry["champion"])
 
     return app.agent(source, name="registry")(fold)

@@ -12,6 +12,7 @@ from tqdm import tqdm
 from app.adapters.replay import log_end
 from app.domain.codec import parse_time
 from app.domain.datasets import DatasetSpec, records_before
+from app.domain.model_events import ModelTrained
 from app.settings import Settings
 from app.training import TrainingError, rebuild_snapshot, refit_matches, train, trainer_named
 
@@ -41,7 +42,7 @@ def train_command(settings: Settings, ns: argparse.Namespace) -> int:
         except (orjson.JSONDecodeError, AttributeError, ValueError) as exc:
             raise TrainingError(f"--as-of is not a JSON offset vector: {exc}") from None
 
-    async def run() -> dict[str, object]:
+    async def run() -> ModelTrained:
         point = as_of or await log_end(settings)
         total = records_before(point)
         with tqdm(total=total, unit="rec", file=sys.stderr, desc="snapshot", disable=None) as bar:
@@ -56,15 +57,14 @@ def train_command(settings: Settings, ns: argparse.Namespace) -> int:
             )
 
     record = asyncio.run(run())
-    snapshot = record["snapshot"]
-    assert isinstance(snapshot, dict)
+    snapshot = record.snapshot
     print(
-        f"trained {record['model']} version {record['version']} ({record['trainer']}) on "
-        f"{record['train_rows']} rows of snapshot {snapshot['snapshot_id']} "
-        f"(hash {snapshot['content_hash'][:16]}…, delta {len(snapshot['delta']['added'])} new, "
-        f"{len(snapshot['delta']['relabeled'])} relabeled)"
+        f"trained {record.model} version {record.version} ({record.trainer}) on "
+        f"{record.train_rows} rows of snapshot {snapshot.snapshot_id} "
+        f"(hash {snapshot.content_hash[:16]}…, delta {len(snapshot.delta.added)} new, "
+        f"{len(snapshot.delta.relabeled)} relabeled)"
     )
-    print(orjson.dumps(record["describe"]).decode())
+    print(orjson.dumps(dict(record.describe)).decode())
     return 0
 
 
@@ -122,8 +122,8 @@ def models_promote(settings: Settings, model: str, version: int | None) -> int:
 
     if version is None:
         event = asyncio.run(rollback(settings, model))
-        print(f"rolled {model} back to version {event['version']}")
+        print(f"rolled {model} back to version {event.version}")
     else:
         event = asyncio.run(promote(settings, model, version))
-        print(f"promoted {model} version {event['version']} by hand")
+        print(f"promoted {model} version {event.version} by hand")
     return 0

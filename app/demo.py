@@ -191,16 +191,16 @@ class Demo:
         await promote(
             self.settings,
             MODEL,
-            record["version"],
+            record.version,
             "manual",
             ["the first model is the simplest: the mean arrival delay"],
         )
         print(
-            f"trained {MODEL} v{record['version']} (baseline: always "
-            f"{record['describe']['value']:.1f} min) on {record['train_rows']} rows; promoted by "
+            f"trained {MODEL} v{record.version} (baseline: always "
+            f"{record.describe['value']:.1f} min) on {record.train_rows} rows; promoted by "
             "hand as the first champion"
         )
-        await _wait(lambda: self._champion_is(record["version"]), 60, "the first champion")
+        await _wait(lambda: self._champion_is(record.version), 60, "the first champion")
 
     async def _champion_is(self, version: str) -> bool:
         status, body = await self.http.get(f"/v1/models/{MODEL}")
@@ -319,7 +319,7 @@ class Demo:
             if name == "1":
                 continue
             validation = version.get("validation") or {}
-            decision = version.get("decision") or validation.get("decision") or {}
+            decision = version.get("decision") or {}
             verdict = "rejected" if version["status"] == "rejected" else "PROMOTED"
             reasons = "; ".join(decision.get("reasons", [])[:2])
             print(

@@ -34,14 +34,16 @@ log = logging.getLogger(__name__)
 
 def _train_in_process(settings: Settings, dataset: str, trainer: str) -> dict[str, Any]:
     """Train, then validate by replay and let the gate promote or reject the new version."""
+    from app.domain import model_events
     from app.training import train, trainer_named
     from app.validation import gate_of, validate
 
     async def loop() -> dict[str, Any]:
         spec = DatasetSpec(dataset, holdout=settings.retrain_holdout)
-        record = await train(settings, spec, trainer=trainer_named(trainer))
+        trained = await train(settings, spec, trainer=trainer_named(trainer))
         validated = time.monotonic()
-        result = await validate(settings, record["model"], record["version"], gate_of(settings))
+        result = await validate(settings, trained.model, trained.version, gate_of(settings))
+        record = model_events.to_dict(trained)  # crosses the process boundary as JSON-like
         record["validation"] = {
             "n": result["n"],
             "decision": result["decision"],

@@ -20,13 +20,13 @@ from botocore.exceptions import ClientError
 
 from app.adapters import snapshots
 from app.adapters.s3 import s3_client
+from app.domain import model_events
 from app.domain.codec import format_time
-from app.domain.datasets import AsOf, DatasetSpec, Manifest, content_hash
+from app.domain.datasets import AsOf, DatasetSpec, content_hash
+from app.domain.model_events import MODELS, ModelEvent, ModelTrained
 from app.learning.base import BaselineTrainer, Model, Trainer
 from app.settings import Settings
 from app.topics import MODEL_EVENTS
-
-MODELS = "models"
 
 
 class TrainingError(RuntimeError):
@@ -57,7 +57,8 @@ async def versions(settings: Settings, model: str) -> list[int]:
     return sorted(found)
 
 
-async def version_manifest(settings: Settings, model: str, version: int) -> dict[str, Any]:
+async def version_manifest(settings: Settings, model: str, version: int) -> ModelTrained:
+    """A version's manifest: the ModelTrained event that announced it."""
     async with s3_client(settings) as client:
         try:
             response = await client.get_object(
@@ -66,8 +67,10 @@ async def version_manifest(settings: Settings, model: str, version: int) -> dict
         except client.exceptions.NoSuchKey:
             raise TrainingError(f"model {model!r} has no version {version}") from None
         async with response["Body"] as body:
-            data: dict[str, Any] = orjson.loads(await body.read())
-    return data
+            event = model_events.decode(await body.read())
+    if not isinstance(event, ModelTrained):
+        raise TrainingError(f"the manifest of {model} version {version} is not a ModelTrained")
+    return event
 
 
 async def train(
@@ -78,7 +81,7 @@ async def train(
     as_of: AsOf | None = None,
     seed: int = 0,
     progress: Callable[[int], None] | None = None,
-) -> dict[str, Any]:
+) -> ModelTrained:
     """Snapshot, fit, store, announce; returns the version's manifest (also the event)."""
     name = model or spec.dataset
     fitter = trainer or BaselineTrainer()
@@ -86,12 +89,12 @@ async def train(
     parent = None
     if existing:
         last = await version_manifest(settings, name, existing[-1])
-        parent = await snapshots.load(settings, spec.dataset, last["snapshot"]["snapshot_id"])
+        parent = await snapshots.load(settings, spec.dataset, last.snapshot.snapshot_id)
     warm = None
-    if existing and last["trainer"] == fitter.kind and fitter.warm_starts:
+    if existing and last.trainer == fitter.kind and fitter.warm_starts:
         # Warm start: go on from the last version's weights (the trainer decides if it can).
         with tempfile.TemporaryDirectory() as tmp:
-            warm = fitter.load(await _fetch_artifact(settings, last["artifacts"], Path(tmp)))
+            warm = fitter.load(await _fetch_artifact(settings, last.artifacts, Path(tmp)))
     manifest, rows = await snapshots.take(settings, spec, as_of, parent, progress)
     train_rows = [r for r in rows if not r.holdout]
     if not train_rows:
@@ -102,28 +105,26 @@ async def train(
         [r.features for r in train_rows], [r.label for r in train_rows], warm_start=warm, seed=seed
     )
     version = (existing[-1] + 1) if existing else 1
-    record = {
-        "type": "ModelTrained",
-        "model": name,
-        "version": str(version),
-        "trainer": fitter.kind,
-        "trained_at": format_time(datetime.now(UTC)),
-        "seed": seed,
-        "snapshot": manifest.to_dict(),
-        "train_rows": len(train_rows),
-        "holdout_rows": len(rows) - len(train_rows),
-        "parent_version": str(existing[-1]) if existing else None,
-        "warm_start": warm is not None,
-        "describe": fitted.describe(),
-        "artifacts": f"{MODELS}/{name}/{version}/",
-    }
+    record = ModelTrained(
+        model=name,
+        version=str(version),
+        trainer=fitter.kind,
+        trained_at=format_time(datetime.now(UTC)),
+        seed=seed,
+        snapshot=manifest,
+        train_rows=len(train_rows),
+        holdout_rows=len(rows) - len(train_rows),
+        parent_version=str(existing[-1]) if existing else None,
+        warm_start=warm is not None,
+        describe=fitted.describe(),
+    )
     await _store(settings, name, version, fitted, record)
-    await announce(settings, name, record)
+    await announce(settings, record)
     return record
 
 
 async def _store(
-    settings: Settings, model: str, version: int, fitted: Any, record: dict[str, Any]
+    settings: Settings, model: str, version: int, fitted: Any, record: ModelTrained
 ) -> None:
     prefix = f"{MODELS}/{model}/{version}/"
     files = _saved(fitted)
@@ -137,7 +138,7 @@ async def _store(
             await client.put_object(
                 Bucket=settings.s3_bucket,
                 Key=prefix + "manifest.json",
-                Body=orjson.dumps(record, option=orjson.OPT_INDENT_2),
+                Body=orjson.dumps(model_events.to_dict(record), option=orjson.OPT_INDENT_2),
                 IfNoneMatch="*",
             )
         except ClientError as exc:
@@ -179,11 +180,11 @@ async def load_version(settings: Settings, model: str, version: int | str) -> Mo
     return await load_recorded(settings, await version_manifest(settings, model, int(version)))
 
 
-async def load_recorded(settings: Settings, record: dict[str, Any]) -> Model:
+async def load_recorded(settings: Settings, record: ModelTrained) -> Model:
     """`load_version` for a caller that has read the version's manifest already."""
-    fitter = trainer_named(record["trainer"])
+    fitter = trainer_named(record.trainer)
     with tempfile.TemporaryDirectory() as tmp:
-        directory = await _fetch_artifact(settings, record["artifacts"], Path(tmp))
+        directory = await _fetch_artifact(settings, record.artifacts, Path(tmp))
         return await asyncio.to_thread(fitter.load, directory)
 
 
@@ -192,19 +193,21 @@ def _write(path: Path, data: bytes) -> None:
     path.write_bytes(data)
 
 
-async def announce(settings: Settings, model: str, record: dict[str, Any]) -> None:
+async def announce(settings: Settings, event: ModelEvent) -> None:
+    """Log a model event, keyed by its model so one model's events stay in order."""
     producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all")
     await producer.start()
     try:
-        await producer.send_and_wait(MODEL_EVENTS, key=model.encode(), value=orjson.dumps(record))
+        await producer.send_and_wait(
+            MODEL_EVENTS, key=event.model.encode(), value=model_events.encode(event)
+        )
     finally:
         await producer.stop()
 
 
 async def rebuild_snapshot(settings: Settings, model: str, version: int) -> tuple[bool, str, str]:
     """Fold the log again to the version's as-of offsets: (equal, recorded hash, new hash)."""
-    record = await version_manifest(settings, model, version)
-    manifest = Manifest.from_dict(record["snapshot"])
+    manifest = (await version_manifest(settings, model, version)).snapshot
     # From the start of the log, whatever way the version's snapshot was made.
     rows = (await snapshots.materialize(settings, manifest.spec, manifest.as_of)).rows
     again = content_hash(rows)
@@ -219,30 +222,30 @@ async def refit(settings: Settings, model: str, version: int) -> Any:
     """Fit `version` again from its snapshot and seed; a warm-started version refits its
     parents first, as it was trained."""
     record = await version_manifest(settings, model, version)
-    fitter = trainer_named(record["trainer"])
+    fitter = trainer_named(record.trainer)
     warm = None
-    if record.get("warm_start") and record.get("parent_version"):
-        warm = await refit(settings, model, int(record["parent_version"]))
-    manifest = Manifest.from_dict(record["snapshot"])
+    if record.warm_start and record.parent_version:
+        warm = await refit(settings, model, int(record.parent_version))
+    manifest = record.snapshot
     made = await snapshots.materialize(settings, manifest.spec, manifest.as_of)
     rows = [r for r in made.rows if not r.holdout]
     return fitter.fit(
-        [r.features for r in rows], [r.label for r in rows], warm_start=warm, seed=record["seed"]
+        [r.features for r in rows], [r.label for r in rows], warm_start=warm, seed=record.seed
     )
 
 
 async def refit_matches(settings: Settings, model: str, version: int) -> tuple[bool, str]:
     """Compare the stored model with a refit on the snapshot's rows: (within tolerance, how)."""
     record = await version_manifest(settings, model, version)
-    fitter = trainer_named(record["trainer"])
+    fitter = trainer_named(record.trainer)
     with tempfile.TemporaryDirectory() as tmp:
-        stored = fitter.load(await _fetch_artifact(settings, record["artifacts"], Path(tmp)))
-    manifest = Manifest.from_dict(record["snapshot"])
+        stored = fitter.load(await _fetch_artifact(settings, record.artifacts, Path(tmp)))
+    manifest = record.snapshot
     rows = (await snapshots.materialize(settings, manifest.spec, manifest.as_of)).rows
     features = [r.features for r in rows]
     again = (await refit(settings, model, version)).predict(features)
     before = stored.predict(features)
-    if record["describe"].get("task") == "classification":
+    if record.describe.get("task") == "classification":
         same = sum(a == b for a, b in zip(before, again, strict=True))
         return same == len(rows), f"{same}/{len(rows)} predictions equal"
     worst = max((abs(float(a) - float(b)) for a, b in zip(before, again, strict=True)), default=0.0)

@@ -24,15 +24,22 @@ from app.adapters import snapshots
 from app.adapters.replay import consumer_for, log_end, read_partition, stop_consumer
 from app.adapters.s3 import s3_client
 from app.adapters.segments import from_parquet, to_parquet
-from app.domain import registry
+from app.domain import model_events, registry
 from app.domain.codec import format_time
-from app.domain.datasets import Manifest, Row
+from app.domain.datasets import Row
 from app.domain.events import Value
+from app.domain.model_events import (
+    MODELS,
+    ModelPromoted,
+    ModelRejected,
+    ModelTrained,
+    ModelValidated,
+)
 from app.domain.validation import Decision, Gate, Scored, decide, loss, report, scored
 from app.learning.base import Features, Model, task_of
 from app.settings import Settings
 from app.topics import MODEL_EVENTS
-from app.training import MODELS, TrainingError, announce, load_recorded, version_manifest
+from app.training import TrainingError, announce, load_recorded, version_manifest
 
 SCORE_BATCH = 4096
 
@@ -66,10 +73,10 @@ async def registry_entries(settings: Settings, model: str | None = None) -> dict
                         if model is not None and record.key != model.encode():
                             continue
                         try:
-                            event = registry.check(orjson.loads(record.value or b"null"))
-                        except (orjson.JSONDecodeError, registry.InvalidModelEvent):
+                            event = model_events.decode(record.value)
+                        except model_events.InvalidModelEvent:
                             continue  # the agent dead-letters these
-                        name = event["model"]
+                        name = event.model
                         entries[name] = registry.apply(entries.get(name), event)
     finally:
         await stop_consumer(consumer)
@@ -81,9 +88,9 @@ async def registry_entry(settings: Settings, model: str) -> dict[str, Any] | Non
     return found
 
 
-async def unseen_rows(settings: Settings, record: dict[str, Any]) -> tuple[list[Row], Any]:
+async def unseen_rows(settings: Settings, record: ModelTrained) -> tuple[list[Row], Any]:
     """Labeled rows of the version's dataset, now, minus those it was trained on."""
-    manifest = Manifest.from_dict(record["snapshot"])
+    manifest = record.snapshot
     _, trained_rows = await snapshots.load(settings, manifest.dataset, manifest.snapshot_id)
     trained = {r.event_id for r in trained_rows if not r.holdout}
     base = await snapshots.load_state(settings, manifest.dataset, manifest.snapshot_id)
@@ -109,7 +116,7 @@ async def validate(
 ) -> dict[str, Any]:
     """Replay, report, store, announce; with a gate, also promote or reject."""
     record = await version_manifest(settings, model, int(version))
-    version = str(record["version"])
+    version = record.version
     entry = await registry_entry(settings, model)
     champion = entry.get("champion") if entry else None
     rows, as_of = await unseen_rows(settings, record)
@@ -144,14 +151,13 @@ async def validate(
     await _store(settings, model, version, result, task, events)
     await announce(
         settings,
-        model,
-        {
-            "type": "ModelValidated",
-            "model": model,
-            "version": version,
-            "report": result,
-            "decision": result["decision"],
-        },
+        ModelValidated(
+            model=model,
+            version=version,
+            report=result,
+            decision=decision,
+            validated_at=result["validated_at"],
+        ),
     )
     if decision is not None:
         await _decide(settings, model, version, decision)
@@ -159,21 +165,18 @@ async def validate(
 
 
 async def _decide(settings: Settings, model: str, version: str, decision: Decision) -> None:
-    now = format_time(datetime.now(UTC))
     if decision.promote:
         await promote(settings, model, version, "gate", decision.reasons, decision.improvement)
     else:
         await announce(
             settings,
-            model,
-            {
-                "type": "ModelRejected",
-                "model": model,
-                "version": version,
-                "rejected_at": now,
-                "reasons": list(decision.reasons),
-                "improvement": decision.improvement,
-            },
+            ModelRejected(
+                model=model,
+                version=version,
+                rejected_at=format_time(datetime.now(UTC)),
+                reasons=decision.reasons,
+                improvement=decision.improvement,
+            ),
         )
 
 
@@ -184,22 +187,21 @@ async def promote(
     by: str = "manual",
     reasons: Sequence[str] = (),
     improvement: float | None = None,
-) -> dict[str, Any]:
+) -> ModelPromoted:
     record = await version_manifest(settings, model, int(version))  # it must exist
-    event = {
-        "type": "ModelPromoted",
-        "model": model,
-        "version": str(record["version"]),
-        "promoted_at": format_time(datetime.now(UTC)),
-        "by": by,
-        "reasons": list(reasons),
-        "improvement": improvement,
-    }
-    await announce(settings, model, event)
+    event = ModelPromoted(
+        model=model,
+        version=record.version,
+        promoted_at=format_time(datetime.now(UTC)),
+        by=by,
+        reasons=tuple(reasons),
+        improvement=improvement,
+    )
+    await announce(settings, event)
     return event
 
 
-async def rollback(settings: Settings, model: str) -> dict[str, Any]:
+async def rollback(settings: Settings, model: str) -> ModelPromoted:
     entry = await registry_entry(settings, model)
     target = registry.rollback_target(entry) if entry else None
     if target is None:

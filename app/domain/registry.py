@@ -3,87 +3,77 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import asdict
 from typing import Any
 
-KINDS = ("ModelTrained", "ModelValidated", "ModelPromoted", "ModelRejected")
+from app.domain.model_events import (
+    ModelEvent,
+    ModelPromoted,
+    ModelRejected,
+    ModelTrained,
+    ModelValidated,
+)
 
 
-class InvalidModelEvent(ValueError):
-    pass
-
-
-def check(event: Any) -> dict[str, Any]:
-    if not isinstance(event, dict):
-        raise InvalidModelEvent("a model event must be a JSON object")
-    kind = event.get("type")
-    if kind not in KINDS:
-        raise InvalidModelEvent(f"type must be one of {', '.join(KINDS)}, not {kind!r}")
-    for name in ("model", "version"):
-        if not isinstance(event.get(name), str) or not event[name]:
-            raise InvalidModelEvent(f"{name}: required, a non-empty string")
-    return event
-
-
-def lineage(trained: Mapping[str, Any]) -> dict[str, Any]:
+def lineage(trained: ModelTrained) -> dict[str, Any]:
     """What a version came from, as the registry shows it."""
-    snapshot = trained.get("snapshot") or {}
-    delta = snapshot.get("delta") or {}
+    snapshot = trained.snapshot
     return {
-        "trainer": trained.get("trainer"),
-        "trained_at": trained.get("trained_at"),
-        "parent_version": trained.get("parent_version"),
-        "train_rows": trained.get("train_rows"),
-        "holdout_rows": trained.get("holdout_rows"),
+        "trainer": trained.trainer,
+        "trained_at": trained.trained_at,
+        "parent_version": trained.parent_version,
+        "train_rows": trained.train_rows,
+        "holdout_rows": trained.holdout_rows,
         "snapshot": {
-            "snapshot_id": snapshot.get("snapshot_id"),
-            "dataset": snapshot.get("dataset"),
-            "rows": snapshot.get("rows"),
-            "content_hash": snapshot.get("content_hash"),
-            "as_of": snapshot.get("as_of"),
-            "parent": snapshot.get("parent"),
-            "delta": {k: len(v) for k, v in delta.items()},
+            "snapshot_id": snapshot.snapshot_id,
+            "dataset": snapshot.dataset,
+            "rows": snapshot.rows,
+            "content_hash": snapshot.content_hash,
+            "as_of": snapshot.to_dict()["as_of"],
+            "parent": snapshot.parent,
+            "delta": {k: len(v) for k, v in asdict(snapshot.delta).items()},
         },
-        "describe": trained.get("describe"),
-        "artifacts": trained.get("artifacts"),
+        "describe": dict(trained.describe),
+        "artifacts": trained.artifacts,
     }
 
 
-def apply(state: Mapping[str, Any] | None, event: Mapping[str, Any]) -> dict[str, Any]:
+def apply(state: Mapping[str, Any] | None, event: ModelEvent) -> dict[str, Any]:
     """The model's registry entry after `event`; applying an event twice changes nothing."""
-    model = dict(state or {"model": event["model"], "versions": {}, "champion": None})
+    model = dict(state or {"model": event.model, "versions": {}, "champion": None})
     versions = {k: dict(v) for k, v in model["versions"].items()}
-    version = versions.setdefault(
-        event["version"], {"version": event["version"], "status": "unknown"}
-    )
-    kind = event["type"]
-    if kind == "ModelTrained":
-        version.update(lineage(event))
-        if version["status"] == "unknown":
-            version["status"] = "trained"
-    elif kind == "ModelValidated":
-        version["validation"] = event.get("report")
-        # Events logged before the decision had its own field carry it in the report only.
-        report = event.get("report") or {}
-        version["decision"] = event.get("decision", report.get("decision"))
-        if version["status"] in ("unknown", "trained"):
-            version["status"] = "validated"
-    elif kind == "ModelPromoted":
-        version["status"] = "champion"
-        version["promoted_at"] = event.get("promoted_at")
-        version["promotion"] = {k: event.get(k) for k in ("by", "reasons", "improvement")}
-        previous = model.get("champion")
-        if previous and previous != event["version"] and previous in versions:
-            versions[previous]["status"] = "retired"
-        model["champion"] = event["version"]
-        history = list(model.get("champions", []))
-        if event.get("by") == "rollback" and history[-2:-1] == [event["version"]]:
-            history.pop()  # back to the one before: a second rollback goes further back
-        elif not history or history[-1] != event["version"]:
-            history.append(event["version"])
-        model["champions"] = history
-    elif kind == "ModelRejected":
-        version["status"] = "rejected"
-        version["reasons"] = event.get("reasons", [])
+    version = versions.setdefault(event.version, {"version": event.version, "status": "unknown"})
+    match event:
+        case ModelTrained():
+            version.update(lineage(event))
+            if version["status"] == "unknown":
+                version["status"] = "trained"
+        case ModelValidated():
+            version["validation"] = dict(event.report)
+            version["decision"] = event.decision.to_dict() if event.decision else None
+            if version["status"] in ("unknown", "trained"):
+                version["status"] = "validated"
+        case ModelPromoted():
+            version["status"] = "champion"
+            version["promoted_at"] = event.promoted_at
+            version["promotion"] = {
+                "by": event.by,
+                "reasons": list(event.reasons),
+                "improvement": event.improvement,
+            }
+            previous = model.get("champion")
+            if previous and previous != event.version and previous in versions:
+                versions[previous]["status"] = "retired"
+            model["champion"] = event.version
+            history = list(model.get("champions", []))
+            if event.by == "rollback" and history[-2:-1] == [event.version]:
+                history.pop()  # back to the one before: a second rollback goes further back
+            elif not history or history[-1] != event.version:
+                history.append(event.version)
+            model["champions"] = history
+        case ModelRejected():
+            version["status"] = "rejected"
+            version["reasons"] = list(event.reasons)
     model["versions"] = versions
     return model
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import orjson
 import pytest
@@ -10,6 +11,7 @@ from aiokafka import AIOKafkaConsumer
 
 from app.adapters.s3 import s3_client
 from app.client import HttpClient
+from app.domain.model_events import encode
 from app.settings import Settings
 from app.topics import DEAD_LETTERS, MODEL_EVENTS, PREDICTIONS, TAGS
 from app.training import version_manifest
@@ -40,6 +42,12 @@ def records(predictions: list[dict], tags: list[dict]) -> list[tuple[str, bytes,
     return [(PREDICTIONS, p["event_id"].encode(), orjson.dumps(p)) for p in predictions] + [
         (TAGS, t["event_id"].encode(), orjson.dumps(t)) for t in tags
     ]
+
+
+async def manifest(settings: Settings, model: str, version: int) -> dict[str, Any]:
+    """A version's stored manifest, as JSON readers see it."""
+    found: dict[str, Any] = orjson.loads(encode(await version_manifest(settings, model, version)))
+    return found
 
 
 async def model_events(settings: Settings) -> list[dict]:
@@ -76,7 +84,7 @@ async def test_train_snapshot_lineage_and_reproduction(
 
     out = train(stack)
     assert "version 1" in out and "on 120 rows" in out, out
-    v1 = await version_manifest(stack, "delay", 1)
+    v1 = await manifest(stack, "delay", 1)
     assert v1["snapshot"]["rows"] == 120 and v1["snapshot"]["parent"] is None
     assert v1["describe"]["value"] == pytest.approx(sum(i % 7 for i in range(120)) / 120)
 
@@ -90,7 +98,7 @@ async def test_train_snapshot_lineage_and_reproduction(
     )
     await publish(stack, records(second_p, [*second_t, corrected]))
     out = train(stack)
-    v2 = await version_manifest(stack, "delay", 2)
+    v2 = await manifest(stack, "delay", 2)
     snap = v2["snapshot"]
     assert snap["rows"] == 160 and snap["parent"] == v1["snapshot"]["snapshot_id"]
     assert sorted(snap["delta"]["added"]) == sorted(p["event_id"] for p in second_p)
@@ -104,7 +112,7 @@ async def test_train_snapshot_lineage_and_reproduction(
     # The same as-of offsets give the same rows, whatever the log holds since.
     again = train(stack, "--as-of", orjson.dumps(v1["snapshot"]["as_of"]).decode())
     assert "version 3" in again
-    v3 = await version_manifest(stack, "delay", 3)
+    v3 = await manifest(stack, "delay", 3)
     assert v3["snapshot"]["content_hash"] == v1["snapshot"]["content_hash"]
 
     rebuilt = run_cli(stack, "models", "rebuild", "delay", "2")
@@ -122,7 +130,7 @@ async def test_train_snapshot_lineage_and_reproduction(
         stack, "train", "flights-train", "--model", "late-month", "--since", "2026-11-20T00:00:00Z"
     )
     assert since.returncode == 0, since.stdout + since.stderr
-    narrow = await version_manifest(stack, "late-month", 1)
+    narrow = await manifest(stack, "late-month", 1)
     expected = sum(1 for p in [*first_p, *second_p] if p["occurred_at"] >= "2026-11-20")
     assert narrow["snapshot"]["rows"] == expected and narrow["snapshot"]["spec"]["since"]
     bad = run_cli(stack, "train", "flights-train", "--since", "yesterday")
@@ -170,7 +178,7 @@ async def test_keras_versions_warm_start_from_the_last_one(stack: Settings) -> N
     await publish(stack, records(first_p, first_t))
     done = run_cli(stack, "train", "flights-train", "--trainer", "keras", "--seed", "7")
     assert done.returncode == 0, done.stdout + done.stderr
-    v1 = await version_manifest(stack, "flights-train", 1)
+    v1 = await manifest(stack, "flights-train", 1)
     assert v1["describe"]["kind"] == "keras" and v1["warm_start"] is False
     assert v1["describe"]["schema"]["numeric"] == ["distance"]
     assert v1["describe"]["schema"]["strings"] == ["carrier"]
@@ -179,7 +187,7 @@ async def test_keras_versions_warm_start_from_the_last_one(stack: Settings) -> N
     await publish(stack, records(second_p, second_t))
     done = run_cli(stack, "train", "flights-train", "--trainer", "keras", "--seed", "7")
     assert done.returncode == 0, done.stdout + done.stderr
-    v2 = await version_manifest(stack, "flights-train", 2)
+    v2 = await manifest(stack, "flights-train", 2)
     assert v2["warm_start"] is True and v2["train_rows"] == 250
     assert len(v2["snapshot"]["delta"]["added"]) == 50
 
