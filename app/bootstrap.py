@@ -70,12 +70,6 @@ def create(settings: Settings, **overrides: Any) -> Modelview:
         **overrides,
     }
     app = faust.App(settings.app_id, **config)
-    # The group commits what the views hold durably (app.adapters.compat). Set before
-    # Faust creates its consumer: the transport calls this attribute to make it.
-    durable: dict[tuple[str, int], int] = {}
-    app.transport.Consumer = partial(  # type: ignore[misc,assignment]
-        CommittingConsumer, durable=durable, topics=(PREDICTIONS, TAGS)
-    )
     writer = BatchWriter(
         settings.bootstrap_servers,
         changelog_topic(settings),
@@ -93,7 +87,11 @@ def create(settings: Settings, **overrides: Any) -> Modelview:
         settings.max_event_bytes,
         table.wait_changelog,
         backfill=log_backfill(settings),
-        durable=durable,
+    )
+    # The group commits what the views hold durably, and only that (the Ingestor's
+    # docstring). Set before Faust makes its consumer, at start: the transport calls this.
+    app.transport.Consumer = partial(  # type: ignore[misc,assignment]
+        CommittingConsumer, committable=ingestor.durable.committable, topics=(PREDICTIONS, TAGS)
     )
     ingest.register(app, ingestor, settings)
     flusher = Flusher(
@@ -177,7 +175,7 @@ def create(settings: Settings, **overrides: Any) -> Modelview:
         after_faust=[
             # The streams are drained: the views' last changes reach the changelog before
             # the stop may be called clean (else local state would be ahead of it).
-            ("write the views' last changes to the changelog", table.wait_changelog),
+            ("write the views' last changes to the changelog", ingestor.drain),
             ("stop the changelog writer", writer.stop),
         ],
         mark_clean_stop=guard_local_state(app, settings),

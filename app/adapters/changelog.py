@@ -12,11 +12,10 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from app.adapters.replay import kafka_bounds
-from app.adapters.txn import wal_key
+from app.adapters.txn import PartitionTxn
 from app.settings import Settings
 from tables.views import TABLE_NAME
 
@@ -55,14 +54,7 @@ async def read_views(
 
 def rolled_back(state: dict[str, bytes], partition: int) -> dict[str, bytes]:
     """`state` without the batch a crash cut short, if any: what the next batch will see."""
-    raw = state.get(wal_key(partition))
-    pending = orjson.loads(raw)["pending"] if raw is not None else None
-    if pending:
-        for key, old in pending["undo"].items():
-            if old is None:
-                state.pop(key, None)
-            else:
-                state[key] = old.encode()
+    PartitionTxn(state).cursor(partition)  # the wal's own roll-back, on this copy
     return state
 
 

@@ -15,8 +15,9 @@ group's offset moved by one a commit for the rest of the worker's life (robinhoo
 in the three-kills test, 321 to 349 records behind on 7 of its 8 topic-partitions). A head
 that is never acked, a record dropped in the same race, stalls it for good.
 
-For the topics the views fold, the group commits what the ingest step reports durable: the
-views' cursor + 1 once the batch's changelog writes are acknowledged. Delivery can then
+For the topics the views fold, the group commits what the Ingestor reports durable
+(`app.adapters.ingest.DurableCursor`, step 9 of its journey): the views' cursor + 1 once the
+batch's changelog writes are acknowledged. Delivery can then
 start nowhere but at the views' end; what Faust skips on the way in, `Ingestor._missed`
 folds from the log. For other topics Faust's bookkeeping stays, with acked offsets and gap
 ranges merged as a set so the duplicates cannot stall it.
@@ -25,7 +26,7 @@ ranges merged as a set so the duplicates cannot stall it.
 from __future__ import annotations
 
 import weakref
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection
 from importlib.metadata import version
 from typing import Any
 
@@ -65,18 +66,18 @@ class CommittingConsumer(Consumer):
     def __init__(
         self,
         *args: Any,
-        durable: Mapping[tuple[str, int], int],
+        committable: Callable[[str, int], int | None],
         topics: Collection[str],
         **kwargs: Any,
     ) -> None:
-        self.durable, self.durable_topics = durable, frozenset(topics)
+        self.committable, self.durable_topics = committable, frozenset(topics)
         super().__init__(*args, **kwargs)
 
     def _new_offset(self, tp: Any) -> int | None:
         acked, index, gaps = self._acked[tp], self._acked_index[tp], self._gap[tp]
         if tp.topic not in self.durable_topics:
             return next_offset(acked, index, gaps, self._committed_offset[tp])
-        offset = self.durable.get((tp.topic, tp.partition))
+        offset = self.committable(tp.topic, tp.partition)
         if offset is None:
             return None  # nothing folded here yet
         # Faust's record of acks below it is of no more use.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter, defaultdict
-from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from app.adapters import viewcodec
@@ -25,36 +25,78 @@ log = logging.getLogger(__name__)
 # Sends one dead letter and waits until the broker has it.
 SendDeadLetter = Callable[[bytes | None, bytes], Awaitable[None]]
 # Waits until every table write so far is in the changelog.
-Flush = Callable[[], Awaitable[None]]
+ChangelogAcks = Callable[[], Awaitable[None]]
 # Reads a topic-partition's records with start <= offset < stop from the log (S3, then Kafka).
 Backfill = Callable[[str, int, int, int], Awaitable[list[SourceRecord]]]
 
 
-async def _nothing_to_flush() -> None:
+async def _no_changelog() -> None:
     return None
 
 
+class DurableCursor:
+    """Per source (topic, partition), the next offset the views need once what they hold is
+    in the changelog: the only offset the consumer group may commit for the views' topics.
+
+    The Ingestor advances it, after the changelog acks; the committing consumer reads it
+    (`app.adapters.compat.CommittingConsumer`).
+    """
+
+    def __init__(self) -> None:
+        self._next: dict[tuple[str, int], int] = {}
+
+    def advance(self, topic: str, partition: int, next_offset: int) -> None:
+        self._next[(topic, partition)] = next_offset
+
+    def committable(self, topic: str, partition: int) -> int | None:
+        """The offset to commit, or None while nothing of this partition is folded here."""
+        return self._next.get((topic, partition))
+
+
 class Ingestor:
+    """Owns a batch's journey from delivery to committed offset, so records fold exactly once
+    under at-least-once delivery, kills and rebalances. For each batch the agent hands over:
+
+    1. Group its records by source partition, in log order (`process`).
+    2. Read the partition's cursor from its wal, first rolling back a batch a crash cut
+       short (`app.adapters.txn`).
+    3. Fill any hole between that cursor and the batch from the log (`_missed`).
+    4. Fold the records past the cursor, purely (`app.domain.batch.fold_batch`).
+    5. Send the dead letters and wait for the broker's acks: durable before the cursor
+       passes their records.
+    6. Write the batch to the table under the wal: undo record, writes, new cursor. The
+       changes are queued for the changelog (`tables.views.ViewsTable`).
+    7. Wait for the changelog's acks of every queued change (`changelog_acks`).
+    8. Advance the durable cursor past the batch (`DurableCursor`).
+    9. The consumer group commits the durable cursor, and nothing else, for these topics
+       (`CommittingConsumer`, on Faust's commit timer).
+
+    A crash between any two steps leaves the views either before or after the batch, and
+    the group's offset at or behind them; on restart step 2 and 3 bring both together.
+    `drain` runs step 7 for a stop, once the streams no longer deliver.
+    """
+
     def __init__(
         self,
         store: Store,
         send_dead_letter: SendDeadLetter,
         max_event_bytes: int,
-        flush: Flush = _nothing_to_flush,
+        changelog_acks: ChangelogAcks = _no_changelog,
         backfill: Backfill | None = None,
-        durable: MutableMapping[tuple[str, int], int] | None = None,
     ) -> None:
         self.store = store
-        self.flush = flush
+        self.changelog_acks = changelog_acks
         self.backfill = backfill
-        # Per source (topic, partition), the next offset the views need, once their writes
-        # are in the changelog: what the group may commit (app.adapters.compat).
-        self.durable = {} if durable is None else durable
+        self.durable = DurableCursor()
         self.txn = PartitionTxn(store)
         self.send_dead_letter = send_dead_letter
         self.max_event_bytes = max_event_bytes
         self.counts: Counter[str] = Counter()
         self.before: dict[str, bytes | None] = {}  # values read by the fold under way
+
+    async def drain(self) -> None:
+        """Step 7 for whatever is still queued: a stop is clean only after it."""
+        await self.changelog_acks()
 
     def read(self, key: str) -> Any:
         raw = self.store.get(key)
@@ -95,10 +137,10 @@ class Ingestor:
             cursors[partition] = await self.process_partition(partition, records)
         # The group commits what is reported durable here: the table writes must be in the
         # changelog first, or a crash would lose them for good.
-        await self.flush()
+        await self.changelog_acks()
         for partition, cursor in cursors.items():
             for topic, offset in cursor.items():
-                self.durable[(topic, partition)] = offset + 1
+                self.durable.advance(topic, partition, offset + 1)
 
     async def process_partition(
         self, partition: int, records: Sequence[SourceRecord]

@@ -26,7 +26,7 @@ def build(tmp_path: Path) -> tuple[Modelview, list[bytes]]:
         return None
 
     mv.ingestor.send_dead_letter = capture
-    mv.ingestor.flush = nothing  # no producer under test_context
+    mv.ingestor.changelog_acks = nothing  # no producer under test_context
     return mv, letters
 
 

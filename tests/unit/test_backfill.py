@@ -172,11 +172,11 @@ async def test_offsets_are_reported_durable_only_once_the_changelog_has_them() -
         if failure is not None:
             raise failure
 
-    durable: dict[tuple[str, int], int] = {}
-    ingestor = Ingestor({}, no_letters, 1 << 20, flush, durable=durable)
+    ingestor = Ingestor({}, no_letters, 1 << 20, flush)
     events = [_Event(r) for r in [*predictions, *tags[:4]]]
     with pytest.raises(RuntimeError, match="changelog away"):
         await ingestor.process(events)
-    assert durable == {}
+    committable = ingestor.durable.committable
+    assert committable(PREDICTIONS, 0) is None and committable(TAGS, 0) is None
     await ingestor.process(events)  # the retry: folded already, written now
-    assert durable == {(PREDICTIONS, 0): 10, (TAGS, 0): 4}
+    assert committable(PREDICTIONS, 0) == 10 and committable(TAGS, 0) == 4

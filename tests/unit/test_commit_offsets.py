@@ -11,6 +11,7 @@ from faust.types import TP
 from intervaltree import IntervalTree
 
 from app.adapters.compat import CommittingConsumer, next_offset
+from app.adapters.ingest import DurableCursor
 
 TOPIC = TP("modelview.predictions", 1)
 
@@ -19,8 +20,10 @@ def after_restart() -> SimpleNamespace:
     """What the three-kills test left behind: 23..191 acked before the seek to the committed
     offset 28, then a jump from 28 to 192 filled by Faust's gap rule, then 192..200 acked."""
     acked = [*range(23, 192), *range(192, 201)]
+    durable = DurableCursor()
     state = SimpleNamespace(
-        durable={},
+        durable=durable,
+        committable=durable.committable,
         durable_topics=frozenset(),
         _acked=defaultdict(list, {TOPIC: list(acked)}),
         _acked_index=defaultdict(set, {TOPIC: set(acked)}),
@@ -76,7 +79,7 @@ def test_for_the_views_topics_the_commit_is_the_views_durable_end() -> None:
     state = after_restart()
     state.durable_topics = frozenset({TOPIC.topic})
     assert CommittingConsumer._new_offset(state, TOPIC) is None  # nothing folded yet
-    state.durable[(TOPIC.topic, TOPIC.partition)] = 150
+    state.durable.advance(TOPIC.topic, TOPIC.partition, 150)
     assert CommittingConsumer._new_offset(state, TOPIC) == 150
     # Faust's bookkeeping below it is dropped, the rest kept.
     assert min(state._acked[TOPIC]) == 150 and min(state._acked_index[TOPIC]) == 150
