@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import os
 import platform
+import signal
+import subprocess
+import sys
 import time
+from collections import Counter
+from collections.abc import Mapping
 from datetime import UTC, datetime
+from pathlib import Path
 
 from tests.services import WorkerProcess
 
@@ -33,3 +39,42 @@ def wait_processed(worker: WorkerProcess, total: int, within: float = 900.0) -> 
             return time.perf_counter() - started
         time.sleep(0.05)
     raise RuntimeError(f"worker did not process {total} records in {within}s\n{worker.log_tail()}")
+
+
+def py_spy(pid: int, out: str, idle: bool = True) -> subprocess.Popen[bytes]:
+    """py-spy sampling a process: collapsed stacks, one line per stack and its count.
+
+    Sampling slows the process (a third, measured): profile for where time goes, not rates.
+    Stop it with SIGINT; it writes `out` as it exits.
+    """
+    spy = Path(sys.executable).parent / "py-spy"
+    command = [str(spy), "record", "--pid", str(pid), "--format", "raw", "--rate", "200"]
+    if idle:  # waiting (for the broker, for a lock) counts as well as running
+        command.append("--idle")
+    return subprocess.Popen([*command, "--nonblocking", "--threads", "-o", out])
+
+
+def stop_spy(spy: subprocess.Popen[bytes], within: float = 60.0) -> None:
+    spy.send_signal(signal.SIGINT)
+    spy.wait(within)
+
+
+def shares(collapsed: str, buckets: Mapping[str, tuple[str, ...]]) -> dict[str, float]:
+    """Share of the samples per bucket: a stack goes to the first bucket with a frame that
+    contains one of its markers, from the innermost frame out; else to "other"."""
+    counts: Counter[str] = Counter()
+    for line in Path(collapsed).read_text().splitlines():
+        stack, _, n = line.rpartition(" ")
+        if not n.isdigit():
+            continue
+        counts[_bucket(stack.split(";"), buckets)] += int(n)
+    total = sum(counts.values()) or 1
+    return {name: counts[name] / total for name in [*buckets, "other"]}
+
+
+def _bucket(frames: list[str], buckets: Mapping[str, tuple[str, ...]]) -> str:
+    for frame in reversed(frames):
+        for name, markers in buckets.items():
+            if any(marker in frame for marker in markers):
+                return name
+    return "other"

@@ -10,9 +10,6 @@ import argparse
 import asyncio
 import contextlib
 import shutil
-import signal
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -23,7 +20,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from app.client import KafkaPublisher
 from app.topics import PREDICTIONS, TAGS
 from bench import quix
-from bench.common import machine_line, wait_processed
+from bench.common import machine_line, py_spy, stop_spy, wait_processed
 from tests.e2e.workload import build
 from tests.services import WorkerProcess, stack_settings, start_stack
 
@@ -82,12 +79,12 @@ async def main(predictions: int, profile: str | None = None, peers_too: bool = T
         raw_seconds = await raw_consume(settings.bootstrap_servers, settings.partitions, total)
         worker = WorkerProcess(settings, root / "worker-2.log").start()
         worker.wait_ready()
-        spy = _profiler(worker, profile) if profile else None
+        assert worker.process is not None
+        spy = py_spy(worker.process.pid, profile) if profile else None
         # The stopped worker committed nothing of the backlog: the new one folds all of it.
         seconds = wait_processed(worker, total)
         if spy is not None:
-            spy.send_signal(signal.SIGINT)
-            spy.wait(timeout=60)
+            stop_spy(spy)
         worker.stop()
         peers = (
             {
@@ -114,19 +111,6 @@ async def main(predictions: int, profile: str | None = None, peers_too: bool = T
         print(f"Quix Streams 3.28, {name}: {quix_rate:,.0f} records/s ({bad} malformed dropped)")
         print(f"  ratio (Quix / raw consume): {quix_rate / raw_rate:.4f}")
         print(f"  ratio (modelview / Quix):   {rate / quix_rate:.4f}")
-
-
-def _profiler(worker: WorkerProcess, out: str) -> subprocess.Popen[bytes]:
-    """py-spy sampling the worker while it folds: collapsed stacks, one line per stack.
-
-    Sampling slows the worker (a third, measured): profile for where time goes, not for rates.
-    """
-    assert worker.process is not None
-    spy = Path(sys.executable).parent / "py-spy"
-    command = [str(spy), "record", "--pid", str(worker.process.pid), "--format", "raw"]
-    return subprocess.Popen(
-        [*command, "--rate", "200", "--nonblocking", "--idle", "--threads", "-o", out]
-    )
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import random
 import shutil
 import tempfile
@@ -33,7 +34,7 @@ from app.serving import Capture, Predictor
 from app.topics import PREDICTIONS, TAGS
 from app.training import train
 from app.validation import score, validate
-from bench.common import machine_line
+from bench.common import machine_line, py_spy, shares, stop_spy
 from tests.coldlog import publish
 from tests.services import stack_settings, start_stack
 
@@ -79,7 +80,9 @@ async def latencies(
 MODES = ("durable", "async", "none")
 
 
-async def predict_latency(settings: Any, model: Any, requests: int, rounds: int) -> None:
+async def predict_latency(
+    settings: Any, model: Any, requests: int, rounds: int, profile: str | None = None
+) -> None:
     await ensure_topics(settings)
     # As the worker's producer: every replica acknowledges, no linger.
     producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all")
@@ -118,6 +121,8 @@ async def predict_latency(settings: Any, model: Any, requests: int, rounds: int)
                     runner.cancel()
     finally:
         await producer.stop()
+    if profile:
+        await profile_modes(to_kafka, nowhere, load, champion, asked, profile)
     print(
         f"predict latency, {requests} requests x {rounds} rounds per mode, broker {settings.broker}"
     )
@@ -131,6 +136,38 @@ async def predict_latency(settings: Any, model: Any, requests: int, rounds: int)
         durable = percentile(measured[("durable", clients)], 0.99)
         none = percentile(measured[("none", clients)], 0.99)
         print(f"  ratio at {clients} clients (durable / no capture, p99): {durable / none:.2f}")
+
+
+# Where the event loop's time goes while it serves: the innermost frame that matches.
+BUCKETS = {
+    "model (TensorFlow, Keras)": ("tensorflow/", "keras/", "app/learning/"),
+    "producer (aiokafka)": ("aiokafka/",),
+    "request path (app: checks, events, capture queue)": ("app/",),
+    "asyncio": ("asyncio/",),
+}
+
+
+async def profile_modes(
+    to_kafka: Any, nowhere: Any, load: Any, champion: Any, asked: list[Any], out: str
+) -> None:
+    """py-spy on this process while 20 clients predict, once per capture mode; printed:
+    the share of samples in each of BUCKETS, so the modes' costs can be told apart."""
+    for mode in MODES:
+        capture = Capture(nowhere if mode == "none" else to_kafka, 100_000)
+        runner = asyncio.ensure_future(capture.run())
+        predictor = Predictor(champion, load, capture, 256 * 1024, durable=mode == "durable")
+        await predictor.predict("bench", [asked[0]])
+        path = f"{out}.{mode}.txt"
+        spy = py_spy(os.getpid(), path, idle=False)
+        await asyncio.sleep(1.0)  # py-spy attaches (a start, not a condition to wait on)
+        started = time.perf_counter()
+        await latencies(predictor, asked * 2, 20)
+        seconds = time.perf_counter() - started
+        stop_spy(spy)
+        await capture.drain()
+        runner.cancel()
+        parts = ", ".join(f"{name} {share:.0%}" for name, share in shares(path, BUCKETS).items())
+        print(f"  profile, 20 clients, {mode} capture ({seconds:.2f} s, {path}): {parts}")
 
 
 def scoring(model: Any, n: int) -> float:
@@ -184,7 +221,7 @@ async def end_to_end(settings: Any, n: int, raw: float) -> None:
     print(f"ratio (validate end to end / raw predict): {rate / raw:.3f}")
 
 
-async def main(requests: int, rounds: int, events: int) -> None:
+async def main(requests: int, rounds: int, events: int, profile: str | None = None) -> None:
     root = Path(tempfile.mkdtemp(prefix="modelview-bench-"))
     settings = stack_settings(root / "data", partitions=4)
     stack = start_stack(settings)
@@ -192,7 +229,7 @@ async def main(requests: int, rounds: int, events: int) -> None:
         features, labels = flights(5000, seed=4)
         model = KerasTrainer().fit(features, labels, seed=0)
         print(machine_line())
-        await predict_latency(settings, model, requests, rounds)
+        await predict_latency(settings, model, requests, rounds, profile)
         raw = scoring(model, events)
         await end_to_end(settings, events, raw)
     finally:
@@ -205,5 +242,8 @@ if __name__ == "__main__":
     parser.add_argument("--requests", type=int, default=500, help="per round and mode")
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--events", type=int, default=20_000)
+    parser.add_argument(
+        "--profile", help="also profile each capture mode with py-spy: files PROFILE.MODE.txt"
+    )
     args = parser.parse_args()
-    asyncio.run(main(args.requests, args.rounds, args.events))
+    asyncio.run(main(args.requests, args.rounds, args.events, args.profile))
