@@ -119,10 +119,10 @@ async def predict_latency(
                     measured.setdefault((mode, clients), []).extend(took)
                     await capture.drain()
                     runner.cancel()
+        if profile:
+            await profile_modes(to_kafka, nowhere, load, champion, asked, profile)
     finally:
         await producer.stop()
-    if profile:
-        await profile_modes(to_kafka, nowhere, load, champion, asked, profile)
     print(
         f"predict latency, {requests} requests x {rounds} rounds per mode, broker {settings.broker}"
     )
