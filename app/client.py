@@ -107,6 +107,14 @@ class KafkaPublisher:
             await future
         return ids
 
+    async def send_records(self, topic: str, records: Sequence[tuple[bytes | None, bytes]]) -> None:
+        """Send raw (key, value) records, unvalidated, in order, and wait until the broker
+        has them all: one round of acks for the lot, not one per record."""
+        assert self._producer is not None, "call start() first"
+        futures = [await self._producer.send(topic, value=v, key=k) for k, v in records]
+        for future in futures:
+            await future
+
 
 class HttpClient:
     """The worker's HTTP API: publish, predict, and read the views."""

@@ -45,8 +45,7 @@ async def publish(
 
 async def send_kafka(kafka: KafkaPublisher, items: list[Item]) -> None:
     for kind in ("prediction", "tag"):
-        for item in (i for i in items if i.kind == kind):
-            await kafka.send_raw(TOPIC[kind], [item.raw], key=item.key)
+        await kafka.send_records(TOPIC[kind], [(i.key, i.raw) for i in items if i.kind == kind])
 
 
 async def send_http(http: HttpClient, items: list[Item]) -> None:
