@@ -6,10 +6,10 @@ from typing import Any
 
 import faust
 
-from app.adapters.ingest import Ingestor
-from app.adapters.topics import raw_topic
 from app.settings import Settings
+from app.topic_admin import raw_topic
 from app.topics import PREDICTIONS, TAGS
+from app.views.ingestor import Ingestor
 
 
 def register(app: faust.App, ingestor: Ingestor, settings: Settings) -> Any:

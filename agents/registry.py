@@ -8,9 +8,9 @@ from typing import Any
 import faust
 import orjson
 
-from app.adapters.topics import raw_topic
 from app.domain import model_events, registry
 from app.settings import Settings
+from app.topic_admin import raw_topic
 from app.topics import MODEL_EVENTS
 
 # (key, raw value, reason): dead-letters a record it cannot use.

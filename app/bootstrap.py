@@ -10,26 +10,26 @@ import orjson
 
 from agents import ingest
 from agents import registry as registry_agent
-from app.adapters.changelog import BatchWriter, changelog_topic
-from app.adapters.cluster import ClusterReads, Incomplete, Owners, ready_partitions
-from app.adapters.compat import CommittingConsumer, check_versions
-from app.adapters.deadletters import encode_dead_letter
-from app.adapters.flusher import Flusher
-from app.adapters.ingest import Ingestor, log_backfill
-from app.adapters.queries import Queries
-from app.adapters.topics import raw_topic
 from app.domain.batch import DeadLetter, SourceRecord
 from app.domain.registry import training_marks
 from app.lifecycle import guard_local_state, stop_in_order, watch_log
-from app.profiles import PROFILES
-from app.retrain import Retrainer
-from app.serving import Capture, Champions, Predictor, ServingError
+from app.log.flusher import Flusher
+from app.models.retrain import Retrainer
+from app.models.serving import Capture, Champions, Predictor, ServingError
+from app.models.training import load_version
+from app.models.validation import registry_entries
 from app.settings import Settings
+from app.stack.profiles import PROFILES
+from app.topic_admin import raw_topic
 from app.topics import COLD, DEAD_LETTERS, MODEL_EVENTS, PREDICTIONS, TAGS
-from app.training import load_version
-from app.validation import registry_entries
+from app.views.changelog import BatchWriter, changelog_topic
+from app.views.cluster import ClusterReads, Incomplete, Owners, ready_partitions
+from app.views.compat import CommittingConsumer, check_versions
+from app.views.deadletters import encode_dead_letter
+from app.views.ingestor import Ingestor, log_backfill
+from app.views.queries import Queries
 from app.web import api, auth, dashboard, metrics, openapi
-from app.web import serving as serving_api
+from app.web import predict as serving_api
 from tables import registry, views
 from tables.views import TableStore
 
@@ -55,7 +55,7 @@ class Modelview:
 
 
 def create(settings: Settings, **overrides: Any) -> Modelview:
-    check_versions()  # the private internals app/adapters/compat.py relies on
+    check_versions()  # the private internals app/views/compat.py relies on
     config: dict[str, Any] = {
         "broker": settings.broker_url,
         "store": "rocksdb://",

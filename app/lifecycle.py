@@ -11,15 +11,15 @@ from typing import Any
 
 import faust
 
-from app.adapters import epoch, segments
-from app.adapters.flusher import Flusher
-from app.adapters.queries import Queries
-from app.adapters.restore import restore_log
-from app.adapters.s3 import ensure_bucket
-from app.adapters.sync import run_sync
-from app.adapters.watchdog import EXIT_LOG_LOST, LogWatch
+from app.log import epoch, segments
+from app.log.flusher import Flusher
+from app.log.restore import restore_log
+from app.log.watchdog import EXIT_LOG_LOST, LogWatch
+from app.s3 import ensure_bucket
 from app.settings import Settings
+from app.sync import run_sync
 from app.topics import COLD
+from app.views.queries import Queries
 from tables.views import TABLE_NAME
 
 log = logging.getLogger(__name__)
@@ -132,7 +132,7 @@ def watch_log(
         owned=lambda: [
             (tp.topic, tp.partition) for tp in app.assignor.assigned_actives() if tp.topic in COLD
         ],
-        applied=lambda p: queries.snapshot().cursor(p),
+        applied=lambda p: queries.read().cursor(p),
         flushed=flusher.flushed,
     )
 

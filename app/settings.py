@@ -58,7 +58,7 @@ class Settings:
     # Share of event ids (by hash) a retrained version never sees: validation's fixed holdout.
     retrain_holdout: float = 0.2
     # The promotion gate, applied after each retraining's replay validation: see
-    # app/domain/validation.py. Improvements and regressions are relative (0.02: 2%).
+    # app/domain/gate.py. Improvements and regressions are relative (0.02: 2%).
     gate_metric: str = "auto"
     gate_min_improvement: float = 0.0
     gate_max_segment_regression: float = 0.1

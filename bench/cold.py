@@ -21,10 +21,10 @@ from pathlib import Path
 import pyarrow.parquet as pq
 from aiokafka import AIOKafkaProducer
 
-from app.adapters.flusher import Flusher
-from app.adapters.replay import consumer_for, read_partition
-from app.adapters.s3 import s3_client
-from app.adapters.topics import ensure_topics
+from app.log.flusher import Flusher
+from app.log.replay import consumer_for, read_partition
+from app.s3 import s3_client
+from app.topic_admin import ensure_topics
 from app.topics import LOGGED, PREDICTIONS, TAGS
 from bench.common import machine_line
 from tests.coldlog import publish

@@ -15,10 +15,10 @@ from collections import defaultdict
 
 import orjson
 
-from app.adapters.refold import fold_records
-from app.domain.segments import LogRecord
+from app.domain.log_layout import LogRecord
 from app.settings import Settings
 from app.topics import PREDICTIONS, TAGS
+from app.views.refold import fold_records
 from bench.common import machine_line
 from tests.e2e.workload import build
 

@@ -27,13 +27,13 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaProducer
 
-from app.adapters.topics import ensure_topics
 from app.domain.datasets import DatasetSpec
 from app.learning.keras import KerasTrainer, columns
-from app.serving import Capture, Predictor
+from app.models.serving import Capture, Predictor
+from app.models.training import train
+from app.models.validation import score, validate
+from app.topic_admin import ensure_topics
 from app.topics import PREDICTIONS, TAGS
-from app.training import train
-from app.validation import score, validate
 from bench.common import machine_line, py_spy, shares, stop_spy
 from tests.coldlog import publish
 from tests.services import stack_settings, start_stack

@@ -4,6 +4,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 # Apache Kafka where Java 17 runs it, else Tansu (the reason is printed); a set value wins.
-MODELVIEW_BROKER_PROFILE=${MODELVIEW_BROKER_PROFILE:-$(.venv/bin/python -m app.kafka choose)}
+MODELVIEW_BROKER_PROFILE=${MODELVIEW_BROKER_PROFILE:-$(.venv/bin/python -m app.stack.kafka choose)}
 export MODELVIEW_BROKER_PROFILE
 exec .venv/bin/modelview demo "$@"

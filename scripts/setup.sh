@@ -12,8 +12,8 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     .venv/bin/python -m pip install -q -e '.[dev]'
     touch "$stamp"
 fi
-# Apache Kafka's jars for the local stack (app/kafka-runtime.pom.xml), where Java and Maven
-# are found; elsewhere the stack runs the Tansu broker, and `python -m app.kafka choose` says so.
+# Apache Kafka's jars for the local stack (app/stack/kafka-runtime.pom.xml), where Java and Maven
+# are found; elsewhere the stack runs the Tansu broker, and `python -m app.stack.kafka choose` says so.
 if command -v java >/dev/null && command -v mvn >/dev/null; then
-    .venv/bin/python -m app.kafka fetch >/dev/null
+    .venv/bin/python -m app.stack.kafka fetch >/dev/null
 fi

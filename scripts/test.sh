@@ -10,7 +10,7 @@ bash scripts/browser.sh
 # Unit and agent tests first: fast, and they say most when something is wrong.
 .venv/bin/python -m pytest -q tests/unit tests/agents
 # The stack's broker: Apache Kafka where Java 17 runs it (CI), else Tansu, said why.
-MODELVIEW_BROKER_PROFILE=${MODELVIEW_BROKER_PROFILE:-$(.venv/bin/python -m app.kafka choose)}
+MODELVIEW_BROKER_PROFILE=${MODELVIEW_BROKER_PROFILE:-$(.venv/bin/python -m app.stack.kafka choose)}
 export MODELVIEW_BROKER_PROFILE
 echo "integration and e2e tests on the $MODELVIEW_BROKER_PROFILE broker"
 .venv/bin/python -m pytest -q -n 2 --durations=12 tests/integration tests/e2e

@@ -1,7 +1,7 @@
 """The `views` table: examples, per-partition aggregates and their cursors, in one changelog.
 
 One table rather than three because a batch's writes must reach one changelog partition in
-order: that is what lets `app.adapters.txn` undo a batch a crash cut short.
+order: that is what lets `app.views.wal` undo a batch a crash cut short.
 """
 
 from __future__ import annotations

@@ -10,12 +10,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from app.adapters import segments
-from app.adapters.compat import all_metadata
-from app.adapters.s3 import s3_client
-from app.domain.segments import LogRecord, Segment
+from app.domain.log_layout import LogRecord, Segment
+from app.log import segments
+from app.s3 import s3_client
 from app.settings import Settings
 from app.topics import LOGGED
+from app.views.compat import all_metadata
 
 # (topic, partition, offset) -> (key, value, timestamp ms)
 Records = dict[tuple[str, int, int], tuple[bytes | None, bytes | None, int]]

@@ -18,9 +18,9 @@ from typing import Any
 
 import orjson
 
-from app.adapters.replay import log_end
+from app.log.replay import log_end
 from app.settings import Settings
-from app.stack import Stack
+from app.stack.services import Stack
 from app.topics import PREDICTIONS
 
 ROOT = Path(__file__).resolve().parents[1]

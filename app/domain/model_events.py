@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 
 from app.domain.datasets import Manifest
-from app.domain.validation import Decision
+from app.domain.gate import Decision
 
 SCHEMA_VERSION = 1
 MODELS = "models"

@@ -11,19 +11,19 @@ import orjson
 from faust.types import TP
 from faust.web import Request, Response, View
 
-from app.adapters.cluster import (
+from app.domain.codec import InvalidEvent, prediction_from_dict, tag_from_dict
+from app.domain.registry import training_marks
+from app.settings import Settings
+from app.topic_admin import raw_topic
+from app.topics import PREDICTIONS, TAGS
+from app.views.cluster import (
     ClusterReads,
     Incomplete,
     is_ready,
     serve_registry,
     serve_views,
 )
-from app.adapters.queries import Queries, Snapshot, example_json
-from app.adapters.topics import raw_topic
-from app.domain.codec import InvalidEvent, prediction_from_dict, tag_from_dict
-from app.domain.registry import training_marks
-from app.settings import Settings
-from app.topics import PREDICTIONS, TAGS
+from app.views.queries import Queries, ViewsRead, example_json
 from app.web.errors import HttpError, error
 
 MAX_WINDOW_HOURS = 24 * 31
@@ -105,13 +105,13 @@ def register(
     class PredictionDetail(View):
         @app.table_route(table=table, match_info="event_id")  # type: ignore[arg-type]
         async def get(self, request: Request, event_id: str) -> Response:
-            example = queries.snapshot().example(event_id)
+            example = queries.read().example(event_id)
             if example is None or example.prediction is None:
                 details = {"event_id": event_id, "tag_waiting": example is not None}
                 return error(self, 404, "no prediction with this event_id", details)
             return self.json(example_json(example))
 
-    # Datasets, metrics and the registry are the whole cluster's answer (app/adapters/cluster.py).
+    # Datasets, metrics and the registry are the whole cluster's answer (app/views/cluster.py).
     @app.page("/v1/datasets")
     class Datasets(View):
         async def get(self, request: Request) -> Response:
@@ -225,11 +225,11 @@ def register(
                 "partitions": settings.partitions,
                 "active_partitions": active,
             }
-            snapshot = queries.snapshot()
-            body["lag"] = lag(app, snapshot, active)
+            views = queries.read()
+            body["lag"] = lag(app, views, active)
             # Per topic and partition held here: the next log offset the views will fold.
             body["positions"] = {
-                topic: {str(p): snapshot.cursor(p).get(topic, -1) + 1 for p in active}
+                topic: {str(p): views.cursor(p).get(topic, -1) + 1 for p in active}
                 for topic in (PREDICTIONS, TAGS)
             }
             body["ingest"] = dict(ingest_counts)
@@ -280,11 +280,11 @@ async def read_json(request: Any, limit: int) -> Any:
         raise HttpError(400, "body is not valid JSON", str(exc)) from None
 
 
-def lag(app: faust.App, snapshot: Snapshot, partitions: list[int]) -> int | None:
+def lag(app: faust.App, views: ViewsRead, partitions: list[int]) -> int | None:
     """Records in the log not yet folded into the views here; None until every partition fetched."""
     total = 0
     for partition in partitions:
-        cursor = snapshot.cursor(partition)
+        cursor = views.cursor(partition)
         for topic in (PREDICTIONS, TAGS):
             # The fetch high-water mark, not ListOffsets: the local broker answers that wrongly.
             highwater = app.consumer.highwater(TP(topic, partition))

@@ -22,7 +22,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from app.adapters.queries import Snapshot
+from app.views.queries import ViewsRead
 
 Status = Callable[[], Mapping[str, Any]]
 CONTENT_TYPE = "text/plain; version=0.0.4"  # aiohttp adds the charset itself
@@ -35,7 +35,7 @@ class StatusCollector(Collector):
         flush: Status,
         trainings: Callable[[], list[dict[str, Any]]],
         serving: Status,
-        held_here: Callable[[], Snapshot],
+        held_here: Callable[[], ViewsRead],
     ) -> None:
         self.ingest, self.flush, self.trainings, self.serving = ingest, flush, trainings, serving
         self.held_here = held_here
@@ -101,7 +101,7 @@ class StatusCollector(Collector):
             capture.get("refused", 0),
         )
 
-        snapshot = self.held_here()
+        views = self.held_here()
         logged = GaugeMetricFamily(
             "modelview_model_predictions",
             "Prediction events in this worker's active partitions, per model version",
@@ -112,8 +112,8 @@ class StatusCollector(Collector):
             "Labeled prediction events in this worker's active partitions, per model version",
             labels=["model", "version"],
         )
-        for model in snapshot.model_names():
-            for version, metrics in sorted((snapshot.model_metrics(model) or {}).items()):
+        for model in views.model_names():
+            for version, metrics in sorted((views.model_metrics(model) or {}).items()):
                 logged.add_metric([model, version], metrics.get("predictions", 0))
                 labeled.add_metric([model, version], metrics.get("labeled", 0))
         yield logged

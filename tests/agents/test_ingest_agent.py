@@ -49,11 +49,11 @@ async def test_agent_joins_counts_and_dead_letters(tmp_path: Path) -> None:
         await put(ctx, PREDICTIONS, key, orjson.dumps(p), 1, 1)  # a duplicate delivery
         await put(ctx, TAGS, b"x", b"{not json", 1, 1)
         await wait_until(lambda: mv.ingestor.counts["dead_letters"] == 1)
-        await wait_until(lambda: (mv.queries.snapshot().dataset("train") or {}).get("size") == 1)
-        metrics = mv.queries.snapshot().model_metrics("flight-delay")
+        await wait_until(lambda: (mv.queries.read().dataset("train") or {}).get("size") == 1)
+        metrics = mv.queries.read().model_metrics("flight-delay")
         assert metrics is not None
         assert metrics["3"]["predictions"] == 1 and metrics["3"]["mae"] == 2.0
-        example = mv.queries.snapshot().example(p["event_id"])
+        example = mv.queries.read().example(p["event_id"])
         assert example is not None and example.joined
         assert mv.ingestor.counts["duplicates"] == 1
         letter = orjson.loads(letters[0])
@@ -68,4 +68,4 @@ async def test_key_must_match_event_id(tmp_path: Path) -> None:
         await put(ctx, PREDICTIONS, b"some-other-key", orjson.dumps(p), 0, 0)
         await wait_until(lambda: len(letters) == 1)
     assert "must be the prediction's event_id" in orjson.loads(letters[0])["reason"]
-    assert mv.queries.snapshot().example(p["event_id"]) is None
+    assert mv.queries.read().example(p["event_id"]) is None

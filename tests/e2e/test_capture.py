@@ -17,7 +17,7 @@ import pytest
 
 from app.client import HttpClient
 from app.settings import Settings
-from app.stack import Stack
+from app.stack.services import Stack
 from app.topics import PREDICTIONS
 from tests.coldlog import kafka_records, publish
 from tests.e2e.test_serving import cli, served_events

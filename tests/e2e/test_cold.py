@@ -11,7 +11,7 @@ from collections.abc import Callable
 import pytest
 
 from app.settings import Settings
-from app.stack import Stack
+from app.stack.services import Stack
 from app.topics import LOGGED, PREDICTIONS, TAGS
 from tests.coldlog import kafka_records, publish, s3_rows
 from tests.services import WorkerProcess

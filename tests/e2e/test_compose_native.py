@@ -16,9 +16,9 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from app.client import HttpClient, KafkaPublisher
-from app.kafka import tool_command
 from app.settings import Settings
-from app.stack import Stack
+from app.stack.kafka import tool_command
+from app.stack.services import Stack
 from app.topics import CONTRACT
 from tests.e2e.test_cluster import all_equal
 from tests.e2e.test_ingest import send_kafka

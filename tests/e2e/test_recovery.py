@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from app.adapters.replay import log_end
 from app.client import HttpClient, KafkaPublisher
+from app.log.replay import log_end
 from app.settings import Settings
-from app.stack import Stack
+from app.stack.services import Stack
 from tests.e2e.workload import MODELS, build
 from tests.reference import assert_close
 from tests.services import WorkerProcess
@@ -138,7 +138,7 @@ async def test_three_kills_at_random_moments_lose_nothing_and_count_nothing_twic
     await asyncio.to_thread(process.wait_caught_up)
     await check_views(process, workload.reference)
     # Offsets keep up too: after restarts Faust alone advanced them one a commit, so every
-    # restart re-read nearly all since the first (app/adapters/compat.py).
+    # restart re-read nearly all since the first (app/views/compat.py).
     await wait_committed_to_the_end(stack)
 
 

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from app.client import HttpClient
-from app.rebuild import same
+from app.log.rebuild import same
 from app.settings import Settings
-from app.stack import Stack
+from app.stack.services import Stack
 from app.topics import LOGGED, PREDICTIONS, TAGS
 from tests.coldlog import kafka_records, publish, s3_rows
 from tests.e2e.workload import MODELS, build

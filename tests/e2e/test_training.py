@@ -9,12 +9,12 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer
 
-from app.adapters.s3 import s3_client
 from app.client import HttpClient
 from app.domain.model_events import encode
+from app.models.training import version_manifest
+from app.s3 import s3_client
 from app.settings import Settings
 from app.topics import DEAD_LETTERS, MODEL_EVENTS, PREDICTIONS, TAGS
-from app.training import version_manifest
 from tests import factories
 from tests.coldlog import kafka_records, publish
 from tests.services import WorkerProcess, run_cli

@@ -10,8 +10,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from app.adapters.topics import ensure_topics
 from app.settings import Settings
+from app.topic_admin import ensure_topics
 from app.topics import LOGGED, PREDICTIONS, TAGS
 from tests import factories
 from tests.coldlog import flush_head, kafka_records, publish

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
-from app.adapters.replay import consumer_for, read_partition
-from app.adapters.restore import restore_log
-from app.adapters.s3 import s3_client
-from app.adapters.topics import ensure_topics
+from app.log.replay import consumer_for, read_partition
+from app.log.restore import restore_log
+from app.s3 import s3_client
 from app.settings import Settings
+from app.topic_admin import ensure_topics
 from app.topics import LOGGED, PREDICTIONS, TAGS
 from tests.coldlog import Records, flush_head, kafka_records, publish
 

@@ -1,4 +1,4 @@
-"""The local stack: real Tansu and SeaweedFS processes, started by `app.stack`."""
+"""The local stack: real Tansu and SeaweedFS processes, started by `app.stack.services`."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from botocore.exceptions import ClientError
 
-from app.adapters.s3 import s3_client
+from app.s3 import s3_client
 from app.settings import Settings
-from app.stack import Stack, StackError
+from app.stack.services import Stack, StackError
 from tests.services import env_for, stack_settings
 
 pytestmark = pytest.mark.integration

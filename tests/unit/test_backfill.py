@@ -5,12 +5,12 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from app.adapters.ingest import Backfill, Ingestor
-from app.adapters.refold import fold_records
 from app.domain.batch import SourceRecord
-from app.domain.segments import LogRecord
-from app.rebuild import differences
+from app.domain.log_layout import LogRecord
+from app.log.rebuild import differences
 from app.topics import PREDICTIONS, TAGS
+from app.views.ingestor import Backfill, Ingestor
+from app.views.refold import fold_records
 from tests.factories import prediction, tag
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from app.adapters.changelog import BatchWriter
+from app.views.changelog import BatchWriter
 
 
 class FakeBatch:

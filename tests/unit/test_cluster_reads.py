@@ -9,8 +9,8 @@ from typing import Any
 import orjson
 import pytest
 
-from app.adapters.cluster import ClusterReads, Incomplete, Owners, partition_of, serve_views
-from app.adapters.queries import Queries, Snapshot
+from app.views.cluster import ClusterReads, Incomplete, Owners, partition_of, serve_views
+from app.views.queries import Queries, ViewsRead
 from tests.unit.test_exactly_once import make_log, run
 
 PARTITIONS = 4
@@ -65,15 +65,15 @@ class Cluster:
         return ask
 
 
-def views(snapshot: Snapshot) -> tuple[Any, ...]:
-    datasets = [snapshot.dataset(n) for n in snapshot.dataset_names()]
-    return datasets, snapshot.model_metrics("flight-delay"), snapshot.labeled()
+def views(read: ViewsRead) -> tuple[Any, ...]:
+    datasets = [read.dataset(n) for n in read.dataset_names()]
+    return datasets, read.model_metrics("flight-delay"), read.labeled()
 
 
 @pytest.mark.parametrize("seed", [1, 2])
 async def test_every_worker_answers_as_one_store_holding_all(seed: int) -> None:
     store = folded(seed)
-    truth = views(Queries(store, PARTITIONS).snapshot())
+    truth = views(Queries(store, PARTITIONS).read())
     assert truth[0], "the workload has datasets"
     cluster = Cluster(store, {"http://a": {0, 1}, "http://b": {2}, "http://c": {3}})
     for reader in cluster.readers.values():

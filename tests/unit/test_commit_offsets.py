@@ -10,8 +10,8 @@ from faust.transport.drivers.aiokafka import Consumer
 from faust.types import TP
 from intervaltree import IntervalTree
 
-from app.adapters.compat import CommittingConsumer, next_offset
-from app.adapters.ingest import DurableCursor
+from app.views.compat import CommittingConsumer, next_offset
+from app.views.ingestor import DurableCursor
 
 TOPIC = TP("modelview.predictions", 1)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from app.adapters import compat
+from app.views import compat
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -19,7 +19,7 @@ def test_the_installed_versions_are_the_supported_ones() -> None:
 
 def test_another_version_is_refused_with_what_to_do(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(compat.SUPPORTED, "aiokafka", "0.0.1")
-    with pytest.raises(compat.UnsupportedVersion, match=r"aiokafka.*app/adapters/compat.py"):
+    with pytest.raises(compat.UnsupportedVersion, match=r"aiokafka.*app/views/compat.py"):
         compat.check_versions()
 
 

@@ -5,8 +5,8 @@ from datetime import UTC, datetime
 
 import orjson
 
-from app.adapters.deadletters import encode_dead_letter
 from app.domain.batch import DeadLetter, SourceRecord
+from app.views.deadletters import encode_dead_letter
 
 
 def test_dead_letter_keeps_reason_raw_bytes_and_source() -> None:

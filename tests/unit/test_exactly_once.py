@@ -10,10 +10,10 @@ from typing import Any
 import orjson
 import pytest
 
-from app.adapters import viewcodec
-from app.adapters.queries import Queries
-from app.adapters.txn import PartitionTxn
 from app.domain.batch import SourceRecord, fold_batch
+from app.views import viewcodec
+from app.views.queries import Queries
+from app.views.wal import PartitionTxn
 from tests.factories import prediction, tag
 from tests.reference import Reference, assert_close
 
@@ -131,7 +131,7 @@ def views(snapshot: Any) -> tuple[Any, ...]:
 
 
 def check(store: MutableMapping[str, bytes], reference: Reference) -> None:
-    queries = Queries(store, partitions=1).snapshot()
+    queries = Queries(store, partitions=1).read()
     expected = reference.datasets()
     assert queries.dataset_names() == sorted(expected)
     for name, want in expected.items():
@@ -162,7 +162,7 @@ def test_any_crash_then_redelivery_gives_exact_views(seed: int) -> None:
         # Before any rollback, readers already see the state the rollback will restore.
         rolled_back = RecordingStore.replay(crashed.log)
         PartitionTxn(rolled_back).cursor(0)
-        assert views(Queries(crashed, 1).snapshot()) == views(Queries(rolled_back, 1).snapshot())
+        assert views(Queries(crashed, 1).read()) == views(Queries(rolled_back, 1).read())
         # Redelivery starts at the consumer's committed offset: anywhere up to the first
         # record the recovered cursor has not applied.
         cursor = PartitionTxn(crashed).cursor(0)

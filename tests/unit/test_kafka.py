@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from app.kafka import POM, VERSION, cluster_id, server_properties
+from app.stack.kafka import POM, VERSION, cluster_id, server_properties
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
+from app.domain.gate import Decision
 from app.domain.model_events import (
     InvalidModelEvent,
     ModelEvent,
@@ -15,7 +16,6 @@ from app.domain.model_events import (
     encode,
     to_dict,
 )
-from app.domain.validation import Decision
 from tests.unit.test_registry import trained
 
 EVENTS: list[ModelEvent] = [

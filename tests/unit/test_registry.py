@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from app.domain.datasets import DatasetSpec, Delta, Manifest
+from app.domain.gate import Decision
 from app.domain.model_events import (
     ModelPromoted,
     ModelRejected,
@@ -12,7 +13,6 @@ from app.domain.model_events import (
     encode,
 )
 from app.domain.registry import apply, rollback_target
-from app.domain.validation import Decision
 
 
 def trained(version: str) -> ModelTrained:

@@ -11,10 +11,10 @@ import random
 
 import orjson
 
-from app.adapters.refold import fold_records
-from app.domain.segments import LogRecord
-from app.rebuild import differences
+from app.domain.log_layout import LogRecord
+from app.log.rebuild import differences
 from app.topics import PREDICTIONS, TAGS
+from app.views.refold import fold_records
 from tests import factories
 
 

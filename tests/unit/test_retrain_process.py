@@ -7,7 +7,7 @@ import asyncio
 import time
 from typing import Any
 
-from app.retrain import Retrainer
+from app.models.retrain import Retrainer
 from app.settings import Settings
 from tests.waiting import wait_until
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.adapters import segments as parquet
-from app.domain.segments import (
+from app.domain.log_layout import (
     LogGap,
     LogRecord,
     Segment,
@@ -14,6 +13,7 @@ from app.domain.segments import (
     plan_replay,
     segment_key,
 )
+from app.log import segments as parquet
 
 
 def seg(first: int, last: int) -> Segment:

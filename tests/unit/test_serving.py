@@ -9,7 +9,7 @@ import orjson
 import pytest
 
 from app.learning.base import ConstantModel
-from app.serving import Capture, Champions, Predictor, ServingError
+from app.models.serving import Capture, Champions, Predictor, ServingError
 from tests.waiting import wait_until
 
 REQUEST = {"features": {"distance": 100}}

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import orjson
 
-from app.adapters.txn import PartitionTxn, committed, wal_key
+from app.views.wal import PartitionTxn, committed, wal_key
 
 
 def test_commit_writes_and_advances_cursor() -> None:

@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from app.domain.validation import Gate, Scored, ValidationError, decide, report
+from app.domain.gate import Gate, Scored, ValidationError, decide, report
 
 
 def events(

@@ -230,11 +230,11 @@ def choose() -> str:
 
 
 if __name__ == "__main__":
-    # `python -m app.kafka fetch`: scripts/setup.sh, where Java and Maven are found.
-    # `python -m app.kafka choose`: prints the broker profile the scripts' stack will run.
+    # `python -m app.stack.kafka fetch`: scripts/setup.sh, where Java and Maven are found.
+    # `python -m app.stack.kafka choose`: prints the broker profile the scripts' stack will run.
     if sys.argv[1:] == ["fetch"]:
         print(f"Apache Kafka {VERSION} jars in {fetch()}")
     elif sys.argv[1:] == ["choose"]:
         print(choose())
     else:
-        sys.exit("usage: python -m app.kafka fetch|choose")
+        sys.exit("usage: python -m app.stack.kafka fetch|choose")

@@ -12,12 +12,12 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from app.adapters import segments
-from app.adapters.compat import all_metadata
-from app.adapters.s3 import s3_client
-from app.domain.segments import LogGap, LogRecord, next_offset, plan_replay
+from app.domain.log_layout import LogGap, LogRecord, next_offset, plan_replay
+from app.log import segments
+from app.s3 import s3_client
 from app.settings import Settings
 from app.topics import LOGGED
+from app.views.compat import all_metadata
 
 
 async def kafka_bounds(consumer: AIOKafkaConsumer, tp: TopicPartition) -> tuple[int, int]:

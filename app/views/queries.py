@@ -5,26 +5,26 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from app.adapters import viewcodec
-from app.adapters.txn import Store, committed, read_cursor
 from app.domain.batch import Agg, Index, agg_key, example_key, index_key
 from app.domain.codec import format_time, prediction_to_dict, tag_to_dict
 from app.domain.examples import Example
 from app.domain.stats import AggKey, Counts, summarize_dataset, summarize_metrics, total
+from app.views import viewcodec
+from app.views.wal import Store, committed, read_cursor
 
 
 class Queries:
-    """Reads from the table; each call to `snapshot()` sees only complete batches."""
+    """Reads from the table; each call to `read()` sees only complete batches."""
 
     def __init__(self, store: Store, partitions: int) -> None:
         self.store = store
         self.partitions = partitions
 
-    def snapshot(self) -> Snapshot:
-        return Snapshot(committed(self.store, self.partitions), self.partitions)
+    def read(self) -> ViewsRead:
+        return ViewsRead(committed(self.store, self.partitions), self.partitions)
 
 
-class Snapshot:
+class ViewsRead:
     def __init__(self, store: Store, partitions: int) -> None:
         self.store = store
         self.partitions = partitions

@@ -20,14 +20,11 @@ from typing import Any
 import orjson
 import pyarrow as pa
 
-from app.adapters import snapshots
-from app.adapters.replay import consumer_for, log_end, read_partition, stop_consumer
-from app.adapters.s3 import s3_client
-from app.adapters.segments import from_parquet, to_parquet
 from app.domain import model_events, registry
 from app.domain.codec import format_time
 from app.domain.datasets import Row
 from app.domain.events import Value
+from app.domain.gate import Decision, Gate, Scored, decide, loss, report, scored
 from app.domain.model_events import (
     MODELS,
     ModelPromoted,
@@ -35,11 +32,14 @@ from app.domain.model_events import (
     ModelTrained,
     ModelValidated,
 )
-from app.domain.validation import Decision, Gate, Scored, decide, loss, report, scored
 from app.learning.base import Features, Model, task_of
+from app.log.replay import consumer_for, log_end, read_partition, stop_consumer
+from app.log.segments import from_parquet, to_parquet
+from app.models import snapshots
+from app.models.training import TrainingError, announce, load_recorded, version_manifest
+from app.s3 import s3_client
 from app.settings import Settings
 from app.topics import MODEL_EVENTS
-from app.training import TrainingError, announce, load_recorded, version_manifest
 
 SCORE_BATCH = 4096
 

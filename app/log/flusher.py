@@ -18,10 +18,10 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from app.adapters import segments
-from app.adapters.replay import stop_consumer
-from app.adapters.s3 import s3_client
-from app.domain.segments import LogRecord, Segment, next_offset
+from app.domain.log_layout import LogRecord, Segment, next_offset
+from app.log import segments
+from app.log.replay import stop_consumer
+from app.s3 import s3_client
 from app.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -27,13 +27,13 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-from app import flights
 from app.client import HttpClient, KafkaPublisher
+from app.demo import flights
+from app.demo.flights import Flight
 from app.domain.codec import format_time
 from app.domain.datasets import DatasetSpec, in_holdout
-from app.flights import Flight
 from app.settings import Settings
-from app.stack import Stack, listening
+from app.stack.services import Stack, listening
 
 MODEL = "arr_delay"  # the model and the dataset it learns from
 FIRST_DAY = date(2013, 1, 1)
@@ -156,8 +156,8 @@ class Demo:
 
     async def _history(self, day: list[Flight]) -> None:
         """Before modelview: the schedule says on time. Those facts are the first dataset."""
-        from app.training import train, trainer_named
-        from app.validation import promote
+        from app.models.training import train, trainer_named
+        from app.models.validation import promote
 
         events = []
         for f in day:
@@ -332,8 +332,8 @@ class Demo:
     async def _summary(self, everything: list[Flight], last: date) -> None:
         """Every champion, scored on the same later days' held-out flights (no version
         trained on them: the holdout is by hash of the event id, the same for all)."""
-        from app.training import load_version
-        from app.validation import score
+        from app.models.training import load_version
+        from app.models.validation import score
 
         first = last - timedelta(days=min(EVALUATION_DAYS, max(1, self.days // 3)) - 1)
         share = self.settings.retrain_holdout

@@ -14,12 +14,12 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from app.adapters import epoch, segments
-from app.adapters.replay import consumer_for, kafka_bounds, stop_consumer
-from app.adapters.s3 import s3_client
-from app.adapters.topics import ensure_topics
-from app.domain.segments import next_offset
+from app.domain.log_layout import next_offset
+from app.log import epoch, segments
+from app.log.replay import consumer_for, kafka_bounds, stop_consumer
+from app.s3 import s3_client
 from app.settings import Settings
+from app.topic_admin import ensure_topics
 from app.topics import COLD, CONTRACT
 
 log = logging.getLogger(__name__)

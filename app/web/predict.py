@@ -8,9 +8,9 @@ import faust
 from botocore.exceptions import BotoCoreError, ClientError
 from faust.web import Request, Response, View
 
-from app.serving import Predictor, ServingError
+from app.models.serving import Predictor, ServingError
+from app.models.validation import stored_report
 from app.settings import Settings
-from app.validation import stored_report
 from app.web.api import read_json
 from app.web.errors import HttpError, error
 

@@ -14,9 +14,9 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from app.adapters.replay import kafka_bounds
-from app.adapters.txn import PartitionTxn
+from app.log.replay import kafka_bounds
 from app.settings import Settings
+from app.views.wal import PartitionTxn
 from tables.views import TABLE_NAME
 
 

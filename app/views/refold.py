@@ -7,14 +7,14 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 
-from app.adapters import viewcodec
-from app.adapters.ingest import KINDS
-from app.adapters.replay import read_partition
-from app.adapters.txn import PartitionTxn, read_cursor
 from app.domain.batch import SourceRecord, fold_batch
-from app.domain.segments import LogRecord
+from app.domain.log_layout import LogRecord
+from app.log.replay import read_partition
 from app.settings import Settings
 from app.topics import LOGGED
+from app.views import viewcodec
+from app.views.ingestor import KINDS
+from app.views.wal import PartitionTxn, read_cursor
 
 
 def fold_records(

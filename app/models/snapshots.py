@@ -15,17 +15,17 @@ from typing import Any
 import orjson
 import pyarrow as pa
 
-from app.adapters import viewcodec
-from app.adapters.refold import fold_partition
-from app.adapters.replay import consumer_for, log_end, stop_consumer
-from app.adapters.s3 import s3_client
-from app.adapters.segments import from_parquet, to_parquet
-from app.adapters.txn import read_cursor
 from app.domain.codec import format_time
 from app.domain.datasets import AsOf, DatasetSpec, Manifest, Row, content_hash, delta, rows_of
 from app.domain.examples import Example
+from app.log.replay import consumer_for, log_end, stop_consumer
+from app.log.segments import from_parquet, to_parquet
+from app.s3 import s3_client
 from app.settings import Settings
 from app.topics import LOGGED
+from app.views import viewcodec
+from app.views.refold import fold_partition
+from app.views.wal import read_cursor
 
 PREFIX = "snapshots"
 

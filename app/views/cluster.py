@@ -7,7 +7,7 @@ copy to keep in step. Standby copies are never read: they may lag. A partition w
 ready owner (mid-rebalance, or an owner unreachable) makes the read fail with the partitions
 named; it never returns a silent partial answer.
 
-The query code stays the pure `Snapshot` methods: a query runs against what has been
+The query code stays the pure `ViewsRead` methods: a query runs against what has been
 fetched so far, the keys it missed are fetched in one request per owner, and it runs again,
 until it misses nothing (two or three rounds: indexes, then aggregates).
 """
@@ -22,9 +22,9 @@ from urllib.parse import quote
 import aiohttp
 import orjson
 
-from app.adapters.queries import Snapshot
-from app.adapters.txn import Store, committed
 from app.topics import PREDICTIONS
+from app.views.queries import ViewsRead
+from app.views.wal import Store, committed
 
 T = TypeVar("T")
 MAX_ROUNDS = 8
@@ -100,7 +100,7 @@ class Owners:
 
 
 class ClusterReads:
-    """Runs `Snapshot` queries over every partition, wherever its owner is."""
+    """Runs `ViewsRead` queries over every partition, wherever its owner is."""
 
     def __init__(
         self,
@@ -119,11 +119,11 @@ class ClusterReads:
         self.timeout = aiohttp.ClientTimeout(total=timeout)
         self._session: aiohttp.ClientSession | None = None
 
-    async def run(self, query: Callable[[Snapshot], T]) -> T:
+    async def run(self, query: Callable[[ViewsRead], T]) -> T:
         known: dict[str, bytes | None] = {}
         for _ in range(MAX_ROUNDS):
             seen = _Recording(known, self.local)
-            result = query(Snapshot(seen, self.partitions))
+            result = query(ViewsRead(seen, self.partitions))
             if not seen.missing:
                 return result
             known.update(await self.fetch(seen.missing))
@@ -198,11 +198,11 @@ class ClusterReads:
         event: dict[str, Any] = body["event"]
         return event
 
-    def held_here(self) -> Snapshot:
+    def held_here(self) -> ViewsRead:
         """The partitions this worker holds active and ready, alone: per-worker gauges, which
         add up across workers to the cluster's (standby copies would count twice)."""
         ready = self.owners.local_ready()
-        return Snapshot(committed(_Only(self.local, ready), self.partitions), self.partitions)
+        return ViewsRead(committed(_Only(self.local, ready), self.partitions), self.partitions)
 
     def local_values(self, keys: list[str], partitions: set[int]) -> dict[str, bytes | None]:
         """Committed values of keys of partitions held here; what the internal endpoint serves."""

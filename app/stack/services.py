@@ -15,8 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from app.kafka import KafkaNode, KafkaUnavailable
 from app.settings import Settings
+from app.stack.kafka import KafkaNode, KafkaUnavailable
 
 # SeaweedFS needs nine ports besides S3; they sit right above the S3 port so one setting moves all.
 WEED_PORT_NAMES = (
@@ -105,8 +105,8 @@ class Stack:
         _wait_for(self._ensure_bucket, deadline, "the S3 bucket")
         if not restore:
             return 0
-        from app.adapters.restore import restore_log
-        from app.adapters.sync import run_sync
+        from app.log.restore import restore_log
+        from app.sync import run_sync
 
         return run_sync(restore_log(self.settings), timeout=900).total
 
@@ -219,7 +219,7 @@ class Stack:
             )
 
     def _ensure_bucket(self) -> bool:
-        from app.adapters.s3 import ensure_ready_sync
+        from app.s3 import ensure_ready_sync
 
         try:
             ensure_ready_sync(self.settings)

@@ -9,12 +9,12 @@ import sys
 
 import click
 
-from app.adapters.restore import RestoreError
-from app.domain.segments import LogGap
-from app.domain.validation import ValidationError
+from app.domain.gate import ValidationError
+from app.domain.log_layout import LogGap
+from app.log.restore import RestoreError
+from app.models.training import TrainingError
 from app.settings import Settings, SettingsError
-from app.stack import Stack, StackError
-from app.training import TrainingError
+from app.stack.services import Stack, StackError
 
 # Our commands and their help lines, for the parser and for `modelview --help`.
 OURS = {
@@ -153,7 +153,7 @@ def _ours(args: list[str]) -> int:
         if unreachable:
             raise StackError(unreachable)
     if ns.command in ("train", "models", "validate"):
-        from app import commands
+        from app.cli import commands
 
         if ns.command == "train":
             return commands.train_command(settings, ns)
@@ -165,7 +165,7 @@ def _ours(args: list[str]) -> int:
             return commands.models_rebuild(settings, ns.model, ns.version)
         return commands.models_promote(settings, ns.model, ns.version)
     if ns.command == "rebuild":
-        from app.rebuild import run
+        from app.log.rebuild import run
 
         return run(settings, compare=not ns.no_compare)
     if ns.command == "stack":
@@ -183,6 +183,6 @@ def _ours(args: list[str]) -> int:
             print(json.dumps(status, indent=2))
             return 0 if all(s["listening"] for s in status.values()) else 1
         return 0
-    from app.demo import run_demo
+    from app.demo.run import run_demo
 
     return run_demo(settings, days=365 if ns.full else ns.days, keep=ns.keep)

@@ -17,14 +17,14 @@ from typing import Any
 import orjson
 from tqdm import tqdm
 
-from app.adapters.changelog import read_views
-from app.adapters.refold import fold_partition
-from app.adapters.replay import consumer_for, log_end, stop_consumer
-from app.adapters.s3 import s3_client
-from app.adapters.txn import read_cursor, wal_key
 from app.domain.datasets import records_before
+from app.log.replay import consumer_for, log_end, stop_consumer
+from app.s3 import s3_client
 from app.settings import Settings
 from app.topics import LOGGED
+from app.views.changelog import read_views
+from app.views.refold import fold_partition
+from app.views.wal import read_cursor, wal_key
 
 
 @dataclass

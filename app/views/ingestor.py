@@ -8,15 +8,15 @@ from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from app.adapters import viewcodec
-from app.adapters.compat import set_current_event
-from app.adapters.deadletters import encode_dead_letter
-from app.adapters.replay import consumer_for, read_partition, stop_consumer
-from app.adapters.s3 import s3_client
-from app.adapters.txn import PartitionTxn, Store
 from app.domain.batch import Kind, SourceRecord, fold_batch
+from app.log.replay import consumer_for, read_partition, stop_consumer
+from app.s3 import s3_client
 from app.settings import Settings
 from app.topics import PREDICTIONS, TAGS
+from app.views import viewcodec
+from app.views.compat import set_current_event
+from app.views.deadletters import encode_dead_letter
+from app.views.wal import PartitionTxn, Store
 
 KINDS: dict[str, Kind] = {PREDICTIONS: "prediction", TAGS: "tag"}
 GAP_CHUNK = 5_000
@@ -39,7 +39,7 @@ class DurableCursor:
     in the changelog: the only offset the consumer group may commit for the views' topics.
 
     The Ingestor advances it, after the changelog acks; the committing consumer reads it
-    (`app.adapters.compat.CommittingConsumer`).
+    (`app.views.compat.CommittingConsumer`).
     """
 
     def __init__(self) -> None:
@@ -59,7 +59,7 @@ class Ingestor:
 
     1. Group its records by source partition, in log order (`process`).
     2. Read the partition's cursor from its wal, first rolling back a batch a crash cut
-       short (`app.adapters.txn`).
+       short (`app.views.wal`).
     3. Fill any hole between that cursor and the batch from the log (`_missed`).
     4. Fold the records past the cursor, purely (`app.domain.batch.fold_batch`).
     5. Send the dead letters and wait for the broker's acks: durable before the cursor

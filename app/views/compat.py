@@ -16,7 +16,7 @@ in the three-kills test, 321 to 349 records behind on 7 of its 8 topic-partition
 that is never acked, a record dropped in the same race, stalls it for good.
 
 For the topics the views fold, the group commits what the Ingestor reports durable
-(`app.adapters.ingest.DurableCursor`, step 9 of its journey): the views' cursor + 1 once the
+(`app.views.ingestor.DurableCursor`, step 9 of its journey): the views' cursor + 1 once the
 batch's changelog writes are acknowledged. Delivery can then
 start nowhere but at the views' end; what Faust skips on the way in, `Ingestor._missed`
 folds from the log. For other topics Faust's bookkeeping stays, with acked offsets and gap
@@ -47,7 +47,7 @@ def check_versions() -> None:
     wrong = {name: v for name, v in found.items() if v != SUPPORTED[name]}
     if wrong:
         raise UnsupportedVersion(
-            f"installed {wrong}; app/adapters/compat.py uses private internals of "
+            f"installed {wrong}; app/views/compat.py uses private internals of "
             f"{SUPPORTED} only: install those (pip install -e .) or port that module first"
         )
 

@@ -24,10 +24,10 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any
 
-from app.adapters.cluster import Incomplete
 from app.domain.datasets import DatasetSpec
 from app.domain.registry import retrain_due
 from app.settings import Settings
+from app.views.cluster import Incomplete
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +35,8 @@ log = logging.getLogger(__name__)
 def _train_in_process(settings: Settings, dataset: str, trainer: str) -> dict[str, Any]:
     """Train, then validate by replay and let the gate promote or reject the new version."""
     from app.domain import model_events
-    from app.training import train, trainer_named
-    from app.validation import gate_of, validate
+    from app.models.training import train, trainer_named
+    from app.models.validation import gate_of, validate
 
     async def loop() -> dict[str, Any]:
         spec = DatasetSpec(dataset, holdout=settings.retrain_holdout)

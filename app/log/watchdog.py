@@ -1,7 +1,7 @@
 """Notice a broker that lost its log under a running worker, and say why.
 
 The local broker keeps topics in memory: after its restart, a running worker's views hold
-records the broker no longer has, and the marker topic of `app.adapters.epoch` is gone. Carrying on would serve
+records the broker no longer has, and the marker topic of `app.log.epoch` is gone. Carrying on would serve
 views that no log backs, so the worker stops (exit code 75, "try again"); on restart it finds
 the log restored from S3 and folds its views again from it.
 """
@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Mapping
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from app.adapters.replay import consumer_for, kafka_bounds, stop_consumer
+from app.log.replay import consumer_for, kafka_bounds, stop_consumer
 from app.settings import Settings
 
 EXIT_LOG_LOST = 75  # EX_TEMPFAIL: a supervisor should start the worker again

@@ -11,8 +11,8 @@ from aiobotocore.session import get_session
 from botocore.config import Config
 from botocore.exceptions import ClientError, EndpointConnectionError
 
-from app.adapters.sync import run_sync
 from app.settings import Settings
+from app.sync import run_sync
 
 TRANSIENT = ("InternalError", "ServiceUnavailable", "SlowDown", "500", "503")
 

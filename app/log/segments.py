@@ -13,7 +13,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from app.domain.segments import LogRecord, Segment, parse_segment_key, partition_prefix
+from app.domain.log_layout import LogRecord, Segment, parse_segment_key, partition_prefix
 
 SCHEMA = pa.schema(
     [

@@ -18,13 +18,13 @@ import orjson
 from aiokafka import AIOKafkaProducer
 from botocore.exceptions import ClientError
 
-from app.adapters import snapshots
-from app.adapters.s3 import s3_client
 from app.domain import model_events
 from app.domain.codec import format_time
 from app.domain.datasets import AsOf, DatasetSpec, content_hash
 from app.domain.model_events import MODELS, ModelEvent, ModelTrained
 from app.learning.base import BaselineTrainer, Model, Trainer
+from app.models import snapshots
+from app.s3 import s3_client
 from app.settings import Settings
 from app.topics import MODEL_EVENTS
 

@@ -9,12 +9,12 @@ import sys
 import orjson
 from tqdm import tqdm
 
-from app.adapters.replay import log_end
 from app.domain.codec import parse_time
 from app.domain.datasets import DatasetSpec, records_before
 from app.domain.model_events import ModelTrained
+from app.log.replay import log_end
+from app.models.training import TrainingError, rebuild_snapshot, refit_matches, train, trainer_named
 from app.settings import Settings
-from app.training import TrainingError, rebuild_snapshot, refit_matches, train, trainer_named
 
 
 def train_command(settings: Settings, ns: argparse.Namespace) -> int:
@@ -82,7 +82,7 @@ def models_rebuild(settings: Settings, model: str, version: int) -> int:
 
 
 def validate_command(settings: Settings, ns: argparse.Namespace) -> int:
-    from app.validation import gate_of, validate
+    from app.models.validation import gate_of, validate
 
     gate = gate_of(settings) if ns.gate else None
     result = asyncio.run(validate(settings, ns.model, ns.version, gate, ns.segment_by, ns.bucket))
@@ -118,7 +118,7 @@ def _num(value: object) -> str:
 
 
 def models_promote(settings: Settings, model: str, version: int | None) -> int:
-    from app.validation import promote, rollback
+    from app.models.validation import promote, rollback
 
     if version is None:
         event = asyncio.run(rollback(settings, model))

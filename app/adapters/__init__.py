@@ -1,1 +1,0 @@
-"""Adapters: the thin layer between the pure domain and Kafka, S3 and Faust."""

@@ -1,0 +1,1 @@
+"""Models as views: dataset snapshots, training, validation by replay, retraining, serving."""
