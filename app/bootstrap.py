@@ -12,6 +12,7 @@ from agents import ingest
 from agents import registry as registry_agent
 from app.domain.batch import DeadLetter, SourceRecord
 from app.domain.registry import training_marks
+from app.extras import require
 from app.lifecycle import guard_local_state, stop_in_order, watch_log
 from app.log.flusher import Flusher
 from app.models.retrain import Retrainer
@@ -56,6 +57,10 @@ class Modelview:
 
 def create(settings: Settings, **overrides: Any) -> Modelview:
     check_versions()  # the private internals app/views/compat.py relies on
+    if settings.retrain_trainer == "keras" and (
+        settings.retrain_min_labels > 0 or settings.retrain_seconds > 0
+    ):
+        require("keras")  # at start, not at the first retraining an hour later
     config: dict[str, Any] = {
         "broker": settings.broker_url,
         "store": "rocksdb://",

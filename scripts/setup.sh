@@ -7,9 +7,10 @@ if [ ! -x .venv/bin/python ]; then
     "$PY" -m venv .venv
 fi
 stamp=.venv/.modelview-installed
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ constraints.txt -nt "$stamp" ]; then
     .venv/bin/python -m pip install -q --upgrade pip
-    .venv/bin/python -m pip install -q -e '.[dev]'
+    # Every extra (keras, local, demo) and the dev tools, at the versions in constraints.txt.
+    .venv/bin/python -m pip install -q -c constraints.txt -e '.[dev]'
     touch "$stamp"
 fi
 # Apache Kafka's jars for the local stack (app/stack/kafka-runtime.pom.xml), where Java and Maven

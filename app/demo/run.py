@@ -32,6 +32,7 @@ from app.demo import flights
 from app.demo.flights import Flight
 from app.domain.codec import format_time
 from app.domain.datasets import DatasetSpec, in_holdout
+from app.extras import require
 from app.settings import Settings
 from app.stack.services import Stack, listening
 
@@ -58,6 +59,8 @@ def demo_settings(settings: Settings) -> Settings:
 
 
 def run_demo(settings: Settings, days: int, keep: bool) -> int:
+    for extra in ("demo", "keras", "local"):  # all of them, before anything starts
+        require(extra)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter
     # A fresh log every time: a second run on the first one's data tells no clear story.
     settings = demo_settings(settings).with_(data_dir=Path(settings.data_dir) / "demo")

