@@ -17,8 +17,10 @@ from app.lifecycle import guard_local_state, stop_in_order, watch_log
 from app.log.flusher import Flusher
 from app.models.retrain import Retrainer
 from app.models.serving import Capture, Champions, Predictor, ServingError
+from app.models.stores import Stores
 from app.models.training import load_version
 from app.models.validation import registry_entries
+from app.s3 import S3Objects
 from app.settings import Settings
 from app.stack.profiles import PROFILES
 from app.topic_admin import raw_topic
@@ -27,12 +29,12 @@ from app.views.changelog import BatchWriter, changelog_topic
 from app.views.cluster import ClusterReads, Incomplete, Owners, ready_partitions
 from app.views.compat import CommittingConsumer, check_versions
 from app.views.deadletters import encode_dead_letter
-from app.views.ingestor import Ingestor, log_backfill
+from app.views.ingestor import Ingestor, SendDeadLetter, log_backfill
 from app.views.queries import Queries
 from app.web import api, auth, dashboard, metrics, openapi
 from app.web import predict as serving_api
 from tables import registry, views
-from tables.views import TableStore
+from tables.views import ChangelogWriter, TableStore
 
 
 class Modelview:
@@ -55,7 +57,20 @@ class Modelview:
         self.predictor: Predictor | None = None
 
 
-def create(settings: Settings, **overrides: Any) -> Modelview:
+def create(
+    settings: Settings,
+    *,
+    stores: Stores | None = None,
+    dead_letters: SendDeadLetter | None = None,
+    changelog: ChangelogWriter | None = None,
+    **overrides: Any,
+) -> Modelview:
+    """The worker's Faust app and what it holds, built once.
+
+    The adapters can be replaced (tests pass in-memory ones): `stores` for the S3-backed
+    stores, `dead_letters` for the dead-letter topic, `changelog` for the views' changelog
+    writer. `overrides` are Faust settings.
+    """
     check_versions()  # the private internals app/views/compat.py relies on
     if settings.retrain_trainer == "keras" and (
         settings.retrain_min_labels > 0 or settings.retrain_seconds > 0
@@ -75,16 +90,20 @@ def create(settings: Settings, **overrides: Any) -> Modelview:
         **overrides,
     }
     app = faust.App(settings.app_id, **config)
-    writer = BatchWriter(
+    # One object store client for the worker's life, not one per request.
+    kept = stores or Stores.over(S3Objects(settings))
+    writer = changelog or BatchWriter(
         settings.bootstrap_servers,
         changelog_topic(settings),
         app.conf.producer_max_request_size,
     )
     table = views.define(app, settings, writer)
-    dead_letters = raw_topic(app, DEAD_LETTERS)
+    dead_letter_topic = raw_topic(app, DEAD_LETTERS)
 
-    async def send_dead_letter(key: bytes | None, value: bytes) -> None:
-        await (await dead_letters.send(key=key, value=value))
+    async def to_dead_letter_topic(key: bytes | None, value: bytes) -> None:
+        await (await dead_letter_topic.send(key=key, value=value))
+
+    send_dead_letter = dead_letters or to_dead_letter_topic
 
     ingestor = Ingestor(
         TableStore(table),
@@ -121,7 +140,7 @@ def create(settings: Settings, **overrides: Any) -> Modelview:
         await send_dead_letter(message.key, encode_dead_letter(DeadLetter(record, reason)))
 
     reads = _cluster_reads(app, settings, table, registry_table)
-    predictor = _predictor(app, settings, registry_table, reads)
+    predictor = _predictor(app, settings, registry_table, reads, kept)
     registry_agent.register(
         app, registry_table, settings, reject_model_event, predictor.champion_changed
     )
@@ -153,7 +172,7 @@ def create(settings: Settings, **overrides: Any) -> Modelview:
         retrainer.status,
         predictor.status,
     )
-    serving_api.register(app, predictor, settings)
+    serving_api.register(app, predictor, settings, kept)
     openapi.register(app)
     dashboard.register(app)
     metrics.register(
@@ -182,6 +201,7 @@ def create(settings: Settings, **overrides: Any) -> Modelview:
             # the stop may be called clean (else local state would be ahead of it).
             ("write the views' last changes to the changelog", ingestor.drain),
             ("stop the changelog writer", writer.stop),
+            ("close the object store's client", kept.close),
         ],
         mark_clean_stop=guard_local_state(app, settings),
     )
@@ -210,7 +230,7 @@ def _cluster_reads(
 
 
 def _predictor(
-    app: faust.App, settings: Settings, registry_table: Any, reads: ClusterReads
+    app: faust.App, settings: Settings, registry_table: Any, reads: ClusterReads, stores: Stores
 ) -> Predictor:
     predictions = raw_topic(app, PREDICTIONS)
 
@@ -230,7 +250,7 @@ def _predictor(
             return await registry_entries(settings)
 
     async def load(model: str, version: str) -> Any:
-        return await load_version(settings, model, version)
+        return await load_version(settings, model, version, stores)
 
     async def logged(event_id: str) -> dict[str, Any] | None:
         try:

@@ -87,3 +87,74 @@ async def ensure_ready(settings: Settings) -> None:
 
 def ensure_ready_sync(settings: Settings) -> None:
     run_sync(ensure_ready(settings))
+
+
+class S3Objects:
+    """The bucket as whole objects by key, through one client opened on first use.
+
+    Long-lived: a worker or a command opens it once and `close`s it at the end, instead of a
+    client per call. It belongs to the event loop it was first used on.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.bucket = settings.s3_bucket
+        self._opened: Any = None
+        self._client: Any = None
+
+    async def _s3(self) -> Any:
+        if self._client is None:
+            self._opened = s3_client(self.settings)
+            self._client = await self._opened.__aenter__()
+        return self._client
+
+    async def close(self) -> None:
+        if self._opened is not None:
+            opened, self._opened, self._client = self._opened, None, None
+            await opened.__aexit__(None, None, None)
+
+    async def get(self, key: str) -> bytes | None:
+        client = await self._s3()
+        try:
+            response = await client.get_object(Bucket=self.bucket, Key=key)
+        except client.exceptions.NoSuchKey:
+            return None
+        async with response["Body"] as body:
+            data: bytes = await body.read()
+        return data
+
+    async def put(self, key: str, data: bytes, *, if_absent: bool = False) -> bool:
+        """Write `key`; with `if_absent`, only if nothing is there (False if something was)."""
+        client = await self._s3()
+        extra = {"IfNoneMatch": "*"} if if_absent else {}
+        try:
+            await client.put_object(Bucket=self.bucket, Key=key, Body=data, **extra)
+        except ClientError as exc:
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            code = exc.response.get("Error", {}).get("Code")
+            if if_absent and (status in (409, 412) or code == "PreconditionFailed"):
+                return False
+            raise
+        return True
+
+    async def keys(self, prefix: str, after: str = "") -> list[str]:
+        """Every key under `prefix`, in key order, after `after` if given."""
+        client = await self._s3()
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix}
+        if after:
+            kwargs["StartAfter"] = after
+        found: list[str] = []
+        async for page in client.get_paginator("list_objects_v2").paginate(**kwargs):
+            found += [item["Key"] for item in page.get("Contents", [])]
+        return found
+
+    async def folders(self, prefix: str) -> list[str]:
+        """The names one level below `prefix` (which ends with '/')."""
+        client = await self._s3()
+        names: list[str] = []
+        paginator = client.get_paginator("list_objects_v2")
+        async for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix, Delimiter="/"):
+            names += [
+                p["Prefix"][len(prefix) :].rstrip("/") for p in page.get("CommonPrefixes", [])
+            ]
+        return names

@@ -22,7 +22,11 @@ Change = tuple[int, bytes, bytes | None]
 
 
 class ChangelogWriter(Protocol):
+    """Writes changes in order; returns the last offset written per changelog partition."""
+
     async def write(self, changes: Sequence[Change]) -> dict[int, int]: ...
+
+    async def stop(self) -> None: ...
 
 
 class ViewsTable(faust.Table[bytes, bytes]):

@@ -2,7 +2,7 @@
 
 A version is a view over prediction events: its manifest names the snapshot (spec, as-of
 offsets, content hash) it was fitted on, and a `ModelTrained` event on
-`modelview.model-events` announces it. Artifacts live in S3 under `models/{model}/{version}/`.
+`modelview.model-events` announces it. `app.models.stores.ModelStore` keeps both.
 """
 
 from __future__ import annotations
@@ -14,18 +14,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import orjson
 from aiokafka import AIOKafkaProducer
-from botocore.exceptions import ClientError
 
 from app.domain import model_events
 from app.domain.codec import format_time
 from app.domain.datasets import AsOf, DatasetSpec, content_hash
-from app.domain.model_events import MODELS, ModelEvent, ModelTrained
+from app.domain.model_events import ModelEvent, ModelTrained
 from app.extras import require
 from app.learning.base import BaselineTrainer, Model, Trainer
 from app.models import snapshots
-from app.s3 import s3_client
+from app.models.stores import AlreadyStored, NotStored, Stores, opened
 from app.settings import Settings
 from app.topics import MODEL_EVENTS
 
@@ -45,34 +43,20 @@ def trainer_named(name: str) -> Trainer:
     raise TrainingError(f"unknown trainer {name!r}: baseline or keras")
 
 
-async def versions(settings: Settings, model: str) -> list[int]:
-    found = []
-    async with s3_client(settings) as client:
-        paginator = client.get_paginator("list_objects_v2")
-        async for page in paginator.paginate(
-            Bucket=settings.s3_bucket, Prefix=f"{MODELS}/{model}/", Delimiter="/"
-        ):
-            for prefix in page.get("CommonPrefixes", []):
-                name = prefix["Prefix"].rstrip("/").rsplit("/", 1)[-1]
-                if name.isdigit():
-                    found.append(int(name))
-    return sorted(found)
+async def versions(settings: Settings, model: str, stores: Stores | None = None) -> list[int]:
+    async with opened(settings, stores) as kept:
+        return await kept.models.versions(model)
 
 
-async def version_manifest(settings: Settings, model: str, version: int) -> ModelTrained:
+async def version_manifest(
+    settings: Settings, model: str, version: int, stores: Stores | None = None
+) -> ModelTrained:
     """A version's manifest: the ModelTrained event that announced it."""
-    async with s3_client(settings) as client:
+    async with opened(settings, stores) as kept:
         try:
-            response = await client.get_object(
-                Bucket=settings.s3_bucket, Key=f"{MODELS}/{model}/{version}/manifest.json"
-            )
-        except client.exceptions.NoSuchKey:
-            raise TrainingError(f"model {model!r} has no version {version}") from None
-        async with response["Body"] as body:
-            event = model_events.decode(await body.read())
-    if not isinstance(event, ModelTrained):
-        raise TrainingError(f"the manifest of {model} version {version} is not a ModelTrained")
-    return event
+            return await kept.models.manifest(model, version)
+        except NotStored as exc:
+            raise TrainingError(str(exc)) from None
 
 
 async def train(
@@ -83,21 +67,36 @@ async def train(
     as_of: AsOf | None = None,
     seed: int = 0,
     progress: Callable[[int], None] | None = None,
+    stores: Stores | None = None,
 ) -> ModelTrained:
     """Snapshot, fit, store, announce; returns the version's manifest (also the event)."""
+    async with opened(settings, stores) as kept:
+        return await _train(settings, kept, spec, model, trainer, as_of, seed, progress)
+
+
+async def _train(
+    settings: Settings,
+    stores: Stores,
+    spec: DatasetSpec,
+    model: str | None,
+    trainer: Trainer | None,
+    as_of: AsOf | None,
+    seed: int,
+    progress: Callable[[int], None] | None,
+) -> ModelTrained:
     name = model or spec.dataset
     fitter = trainer or BaselineTrainer()
-    existing = await versions(settings, name)
+    existing = await stores.models.versions(name)
     parent = None
     if existing:
-        last = await version_manifest(settings, name, existing[-1])
-        parent = await snapshots.load(settings, spec.dataset, last.snapshot.snapshot_id)
+        last = await stores.models.manifest(name, existing[-1])
+        parent = await stores.snapshots.load(spec.dataset, last.snapshot.snapshot_id)
     warm = None
     if existing and last.trainer == fitter.kind and fitter.warm_starts:
         # Warm start: go on from the last version's weights (the trainer decides if it can).
         with tempfile.TemporaryDirectory() as tmp:
-            warm = fitter.load(await _fetch_artifact(settings, last.artifacts, Path(tmp)))
-    manifest, rows = await snapshots.take(settings, spec, as_of, parent, progress)
+            warm = fitter.load(await stores.models.artifact(last, Path(tmp)))
+    manifest, rows = await snapshots.take(settings, stores.snapshots, spec, as_of, parent, progress)
     train_rows = [r for r in rows if not r.holdout]
     if not train_rows:
         raise TrainingError(
@@ -120,33 +119,12 @@ async def train(
         warm_start=warm is not None,
         describe=fitted.describe(),
     )
-    await _store(settings, name, version, fitted, record)
+    try:
+        await stores.models.save(record, _saved(fitted))
+    except AlreadyStored as exc:
+        raise TrainingError(str(exc)) from None
     await announce(settings, record)
     return record
-
-
-async def _store(
-    settings: Settings, model: str, version: int, fitted: Any, record: ModelTrained
-) -> None:
-    prefix = f"{MODELS}/{model}/{version}/"
-    files = _saved(fitted)
-    async with s3_client(settings) as client:
-        for name, data in files:
-            await client.put_object(
-                Bucket=settings.s3_bucket, Key=prefix + "artifact/" + name, Body=data
-            )
-        try:
-            # Two trainings racing for one version number: the second is refused, not merged.
-            await client.put_object(
-                Bucket=settings.s3_bucket,
-                Key=prefix + "manifest.json",
-                Body=orjson.dumps(model_events.to_dict(record), option=orjson.OPT_INDENT_2),
-                IfNoneMatch="*",
-            )
-        except ClientError as exc:
-            raise TrainingError(
-                f"version {version} of {model} was written meanwhile: {exc}"
-            ) from exc
 
 
 def _saved(fitted: Any) -> list[tuple[str, bytes]]:
@@ -160,39 +138,24 @@ def _saved(fitted: Any) -> list[tuple[str, bytes]]:
         ]
 
 
-async def _fetch_artifact(settings: Settings, prefix: str, into: Path) -> Path:
-    """Download a version's artifact files under `into`; returns their directory."""
-    target = into / "warm"
-    async with s3_client(settings) as client:
-        paginator = client.get_paginator("list_objects_v2")
-        async for page in paginator.paginate(
-            Bucket=settings.s3_bucket, Prefix=prefix + "artifact/"
-        ):
-            for item in page.get("Contents", []):
-                response = await client.get_object(Bucket=settings.s3_bucket, Key=item["Key"])
-                async with response["Body"] as body:
-                    data = await body.read()
-                path = target / item["Key"][len(prefix + "artifact/") :]
-                await asyncio.to_thread(_write, path, data)
-    return target
-
-
-async def load_version(settings: Settings, model: str, version: int | str) -> Model:
+async def load_version(
+    settings: Settings, model: str, version: int | str, stores: Stores | None = None
+) -> Model:
     """A stored version, ready to predict: its artifact downloaded and loaded by its trainer."""
-    return await load_recorded(settings, await version_manifest(settings, model, int(version)))
+    async with opened(settings, stores) as kept:
+        record = await version_manifest(settings, model, int(version), kept)
+        return await load_recorded(settings, record, kept)
 
 
-async def load_recorded(settings: Settings, record: ModelTrained) -> Model:
+async def load_recorded(
+    settings: Settings, record: ModelTrained, stores: Stores | None = None
+) -> Model:
     """`load_version` for a caller that has read the version's manifest already."""
     fitter = trainer_named(record.trainer)
-    with tempfile.TemporaryDirectory() as tmp:
-        directory = await _fetch_artifact(settings, record.artifacts, Path(tmp))
-        return await asyncio.to_thread(fitter.load, directory)
-
-
-def _write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
+    async with opened(settings, stores) as kept:
+        with tempfile.TemporaryDirectory() as tmp:
+            directory = await kept.models.artifact(record, Path(tmp))
+            return await asyncio.to_thread(fitter.load, directory)
 
 
 async def announce(settings: Settings, event: ModelEvent) -> None:
@@ -239,9 +202,7 @@ async def refit(settings: Settings, model: str, version: int) -> Any:
 async def refit_matches(settings: Settings, model: str, version: int) -> tuple[bool, str]:
     """Compare the stored model with a refit on the snapshot's rows: (within tolerance, how)."""
     record = await version_manifest(settings, model, version)
-    fitter = trainer_named(record.trainer)
-    with tempfile.TemporaryDirectory() as tmp:
-        stored = fitter.load(await _fetch_artifact(settings, record.artifacts, Path(tmp)))
+    stored = await load_recorded(settings, record)
     manifest = record.snapshot
     rows = (await snapshots.materialize(settings, manifest.spec, manifest.as_of)).rows
     features = [r.features for r in rows]

@@ -26,7 +26,6 @@ from app.domain.datasets import Row
 from app.domain.events import Value
 from app.domain.gate import Decision, Gate, Scored, decide, loss, report, scored
 from app.domain.model_events import (
-    MODELS,
     ModelPromoted,
     ModelRejected,
     ModelTrained,
@@ -36,6 +35,7 @@ from app.learning.base import Features, Model, task_of
 from app.log.replay import consumer_for, log_end, read_partition, stop_consumer
 from app.log.segments import from_parquet, to_parquet
 from app.models import snapshots
+from app.models.stores import Stores, opened
 from app.models.training import TrainingError, announce, load_recorded, version_manifest
 from app.s3 import s3_client
 from app.settings import Settings
@@ -53,10 +53,6 @@ def gate_of(settings: Settings) -> Gate:
         min_segment_samples=settings.gate_min_segment_samples,
         confidence=settings.gate_confidence,
     )
-
-
-def validation_prefix(model: str, version: int | str) -> str:
-    return f"{MODELS}/{model}/{version}/validation/"
 
 
 async def registry_entries(settings: Settings, model: str | None = None) -> dict[str, Any]:
@@ -88,12 +84,15 @@ async def registry_entry(settings: Settings, model: str) -> dict[str, Any] | Non
     return found
 
 
-async def unseen_rows(settings: Settings, record: ModelTrained) -> tuple[list[Row], Any]:
+async def unseen_rows(
+    settings: Settings, record: ModelTrained, stores: Stores | None = None
+) -> tuple[list[Row], Any]:
     """Labeled rows of the version's dataset, now, minus those it was trained on."""
     manifest = record.snapshot
-    _, trained_rows = await snapshots.load(settings, manifest.dataset, manifest.snapshot_id)
+    async with opened(settings, stores) as stores:
+        _, trained_rows = await stores.snapshots.load(manifest.dataset, manifest.snapshot_id)
+        base = await stores.snapshots.state(manifest.dataset, manifest.snapshot_id)
     trained = {r.event_id for r in trained_rows if not r.holdout}
-    base = await snapshots.load_state(settings, manifest.dataset, manifest.snapshot_id)
     now = await log_end(settings)
     done = await snapshots.materialize(settings, manifest.spec, now, base=base)
     return [r for r in done.rows if r.event_id not in trained], now
@@ -113,19 +112,33 @@ async def validate(
     gate: Gate | None = None,
     segment_by: str | None = None,
     bucket: str | None = None,
+    stores: Stores | None = None,
 ) -> dict[str, Any]:
     """Replay, report, store, announce; with a gate, also promote or reject."""
-    record = await version_manifest(settings, model, int(version))
+    async with opened(settings, stores) as kept:
+        return await _validate(settings, kept, model, version, gate, segment_by, bucket)
+
+
+async def _validate(
+    settings: Settings,
+    stores: Stores,
+    model: str,
+    version: int | str,
+    gate: Gate | None,
+    segment_by: str | None,
+    bucket: str | None,
+) -> dict[str, Any]:
+    record = await version_manifest(settings, model, int(version), stores)
     version = record.version
     entry = await registry_entry(settings, model)
     champion = entry.get("champion") if entry else None
-    rows, as_of = await unseen_rows(settings, record)
+    rows, as_of = await unseen_rows(settings, record, stores)
     if champion and champion != version:
         judged = [r for r in rows if r.model == model and r.model_version == champion]
         compared_with = {"model": model, "version": champion}
     else:
         judged, compared_with = rows, None  # no champion yet: whatever was served
-    fitted = await load_recorded(settings, record)
+    fitted = await load_recorded(settings, record, stores)
     predictions = await asyncio.to_thread(score, fitted, [r.features for r in judged])
     task = fitted.describe().get("task") or task_of([r.label for r in judged])
     segment = segment_by if segment_by is not None else settings.validation_segment_by
@@ -148,7 +161,7 @@ async def validate(
     )
     decision = decide(result, gate) if gate and champion != version else None
     result["decision"] = decision.to_dict() if decision else None
-    await _store(settings, model, version, result, task, events)
+    await _store(stores, model, version, result, task, events)
     await announce(
         settings,
         ModelValidated(
@@ -216,7 +229,7 @@ async def rollback(settings: Settings, model: str) -> ModelPromoted:
 
 
 async def _store(
-    settings: Settings,
+    stores: Stores,
     model: str,
     version: str,
     result: dict[str, Any],
@@ -240,38 +253,27 @@ async def _store(
             ],
         }
     )
-    prefix = validation_prefix(model, version)
-    async with s3_client(settings) as client:
-        await client.put_object(
-            Bucket=settings.s3_bucket, Key=prefix + "events.parquet", Body=to_parquet(table)
-        )
-        await client.put_object(
-            Bucket=settings.s3_bucket,
-            Key=prefix + "report.json",
-            Body=orjson.dumps(result, option=orjson.OPT_INDENT_2),
-        )
+    await stores.reports.save(model, version, result, to_parquet(table))
 
 
 async def stored_report(
-    settings: Settings, model: str, version: str, events: bool = False, limit: int = 1000
+    settings: Settings,
+    model: str,
+    version: str,
+    events: bool = False,
+    limit: int = 1000,
+    stores: Stores | None = None,
 ) -> dict[str, Any] | None:
     """The latest validation report of a version, with per-event differences if asked."""
-    prefix = validation_prefix(model, version)
-    async with s3_client(settings) as client:
-        try:
-            result: dict[str, Any] = orjson.loads(
-                await snapshots.read_object(client, settings, prefix + "report.json")
-            )
-        except client.exceptions.NoSuchKey:
-            return None
-        if events:
-            table = from_parquet(
-                await snapshots.read_object(client, settings, prefix + "events.parquet")
-            )
-            rows = table.slice(0, limit).to_pylist()
-            for row in rows:
-                for name in ("label", "served", "challenger"):
-                    row[name] = orjson.loads(row[name])
-            result["events"] = rows
-            result["events_total"] = table.num_rows
+    async with opened(settings, stores) as stores:
+        result = await stores.reports.report(model, version)
+        data = await stores.reports.events(model, version) if result and events else None
+    if result is not None and data is not None:
+        table = from_parquet(data)
+        rows = table.slice(0, limit).to_pylist()
+        for row in rows:
+            for name in ("label", "served", "challenger"):
+                row[name] = orjson.loads(row[name])
+        result["events"] = rows
+        result["events_total"] = table.num_rows
     return result

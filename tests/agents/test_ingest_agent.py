@@ -2,31 +2,46 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 from app.bootstrap import Modelview, create
+from app.models.stores import Stores
 from app.settings import Settings
 from app.topics import PREDICTIONS, TAGS
+from tables.views import Change
 from tests.factories import prediction, tag
+from tests.fakes import MemoryObjects
 from tests.waiting import wait_until
+
+
+class Unlogged:
+    """A changelog writer that keeps nothing: there is no broker under test_context."""
+
+    async def write(self, changes: Sequence[Change]) -> dict[int, int]:
+        return {}
+
+    async def stop(self) -> None:
+        return None
 
 
 def build(tmp_path: Path) -> tuple[Modelview, list[bytes]]:
     settings = Settings(data_dir=tmp_path, partitions=2, batch_size=10, batch_within=0.05)
-    mv = create(settings, store="memory://")
     letters: list[bytes] = []
 
     async def capture(key: bytes | None, value: bytes) -> None:
         letters.append(value)
 
-    async def nothing() -> None:
-        return None
-
-    mv.ingestor.send_dead_letter = capture
-    mv.ingestor.changelog_acks = nothing  # no producer under test_context
+    mv = create(
+        settings,
+        stores=Stores.over(MemoryObjects()),
+        dead_letters=capture,
+        changelog=Unlogged(),
+        store="memory://",
+    )
     return mv, letters
 
 

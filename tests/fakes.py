@@ -1,0 +1,35 @@
+"""In-memory stand-ins for the adapters that bootstrap and the services take as parameters."""
+
+from __future__ import annotations
+
+
+class MemoryObjects:
+    """`app.objects.Objects` over a dictionary: the bucket as the stores see it."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, bytes] = {}
+        self.closed = False
+
+    async def get(self, key: str) -> bytes | None:
+        return self.data.get(key)
+
+    async def put(self, key: str, data: bytes, *, if_absent: bool = False) -> bool:
+        if if_absent and key in self.data:
+            return False
+        self.data[key] = data
+        return True
+
+    async def keys(self, prefix: str, after: str = "") -> list[str]:
+        return sorted(k for k in self.data if k.startswith(prefix) and k > after)
+
+    async def folders(self, prefix: str) -> list[str]:
+        return sorted(
+            {
+                k[len(prefix) :].split("/", 1)[0]
+                for k in self.data
+                if k.startswith(prefix) and "/" in k[len(prefix) :]
+            }
+        )
+
+    async def close(self) -> None:
+        self.closed = True

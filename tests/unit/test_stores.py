@@ -1,0 +1,58 @@
+"""The stores over an in-memory object store: what a service writes is what it reads back."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from app.domain.datasets import Row
+from app.models.stores import AlreadyStored, NotStored, Stores
+from tests.fakes import MemoryObjects
+from tests.unit.test_registry import trained
+
+
+@pytest.fixture
+def stores() -> Stores:
+    return Stores.over(MemoryObjects())
+
+
+async def test_a_version_is_its_manifest_and_artifact_and_is_never_overwritten(
+    stores: Stores, tmp_path: Path
+) -> None:
+    assert await stores.models.versions("delay") == []
+    record = trained("1")
+    await stores.models.save(record, [("model.json", b"{}"), ("weights/a.bin", b"\x00\x01")])
+    await stores.models.save(trained("2"), [("model.json", b"{}")])
+    assert await stores.models.versions("delay") == [1, 2]
+    assert await stores.models.manifest("delay", 1) == record
+    directory = await stores.models.artifact(record, tmp_path)
+    assert (directory / "weights" / "a.bin").read_bytes() == b"\x00\x01"
+    with pytest.raises(AlreadyStored, match="version 1 of delay"):
+        await stores.models.save(record, [])
+    with pytest.raises(NotStored, match="no version 9"):
+        await stores.models.manifest("delay", 9)
+
+
+async def test_a_snapshot_reads_back_its_rows_and_fold_state(stores: Stores) -> None:
+    manifest = trained("1").snapshot
+    rows = [
+        Row("e1", "delay", "1", "2026-11-01T00:00:00Z", {"d": 1.5}, 2.0, 3.0, "t1", "x", False),
+        Row("e2", "delay", "1", "2026-11-01T00:01:00Z", {"c": "UA"}, 1.0, 0.0, "t2", "y", True),
+    ]
+    state = {0: {"ex/e1": b"{}", "wal/0": b'{"cursor": {}}'}}
+    await stores.snapshots.save(manifest, rows, state)
+    assert await stores.snapshots.load(manifest.dataset, manifest.snapshot_id) == (manifest, rows)
+    assert await stores.snapshots.state(manifest.dataset, manifest.snapshot_id) == state
+    with pytest.raises(NotStored):
+        await stores.snapshots.load(manifest.dataset, "nope")
+    assert await stores.snapshots.state(manifest.dataset, "nope") is None
+
+
+async def test_a_report_and_its_events(stores: Stores) -> None:
+    assert await stores.reports.report("delay", "1") is None
+    await stores.reports.save("delay", "1", {"n": 2, "decision": None}, b"PAR1")
+    assert await stores.reports.report("delay", "1") == {"n": 2, "decision": None}
+    assert await stores.reports.events("delay", "1") == b"PAR1"
+    await stores.close()
+    assert stores.objects.closed  # type: ignore[attr-defined]
