@@ -123,10 +123,14 @@ class S3Objects:
             data: bytes = await body.read()
         return data
 
-    async def put(self, key: str, data: bytes, *, if_absent: bool = False) -> bool:
+    async def put(
+        self, key: str, data: bytes, *, if_absent: bool = False, content_type: str | None = None
+    ) -> bool:
         """Write `key`; with `if_absent`, only if nothing is there (False if something was)."""
         client = await self._s3()
-        extra = {"IfNoneMatch": "*"} if if_absent else {}
+        extra: dict[str, str] = {"IfNoneMatch": "*"} if if_absent else {}
+        if content_type:
+            extra["ContentType"] = content_type
         try:
             await client.put_object(Bucket=self.bucket, Key=key, Body=data, **extra)
         except ClientError as exc:

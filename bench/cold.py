@@ -23,6 +23,7 @@ from aiokafka import AIOKafkaProducer
 
 from app.log.flusher import Flusher
 from app.log.replay import consumer_for, read_partition
+from app.log.segment_store import segment_store
 from app.s3 import s3_client
 from app.topic_admin import ensure_topics
 from app.topics import LOGGED, PREDICTIONS, TAGS
@@ -70,11 +71,11 @@ async def replay(settings: object, partitions: int) -> tuple[float, int]:
     await consumer.start()
     count = 0
     try:
-        async with s3_client(settings) as client:  # type: ignore[arg-type]
+        async with segment_store(settings) as cold:  # type: ignore[arg-type]
             started = time.perf_counter()
             for topic in LOGGED:
                 for p in range(partitions):
-                    async for batch in read_partition(settings, client, consumer, topic, p):  # type: ignore[arg-type]
+                    async for batch in read_partition(cold, consumer, topic, p):
                         count += len(batch)
             return time.perf_counter() - started, count
     finally:

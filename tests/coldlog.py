@@ -12,6 +12,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from app.domain.log_layout import LogRecord, Segment
 from app.log import segments
+from app.log.segment_store import segment_store
 from app.s3 import s3_client
 from app.settings import Settings
 from app.topics import LOGGED
@@ -99,7 +100,7 @@ async def s3_rows(
 async def flush_head(settings: Settings, logged: Records, share: float) -> Records:
     """Write the first `share` of each partition to S3 in uneven segments; returns what was written."""
     written: Records = {}
-    async with s3_client(settings) as client:
+    async with segment_store(settings) as cold:
         for topic in LOGGED:
             for p in range(settings.partitions):
                 offsets = sorted(o for (t, q, o) in logged if (t, q) == (topic, p))
@@ -111,8 +112,6 @@ async def flush_head(settings: Settings, logged: Records, share: float) -> Recor
                         for o in chunk
                     ]
                     segment = Segment(chunk[0], chunk[-1], topic, p)
-                    await segments.put(
-                        client, settings.s3_bucket, segment, segments.encode(records)
-                    )
+                    await cold.put(segment, segments.encode(records))
                     written.update({(topic, p, o): logged[(topic, p, o)] for o in chunk})
     return written

@@ -13,7 +13,9 @@ class MemoryObjects:
     async def get(self, key: str) -> bytes | None:
         return self.data.get(key)
 
-    async def put(self, key: str, data: bytes, *, if_absent: bool = False) -> bool:
+    async def put(
+        self, key: str, data: bytes, *, if_absent: bool = False, content_type: str | None = None
+    ) -> bool:
         if if_absent and key in self.data:
             return False
         self.data[key] = data

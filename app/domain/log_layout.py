@@ -48,8 +48,12 @@ class Segment:
         return self.last - self.first + 1
 
 
+def topic_prefix(topic: str) -> str:
+    return f"{PREFIX}/{topic}/"
+
+
 def partition_prefix(topic: str, partition: int) -> str:
-    return f"{PREFIX}/{topic}/partition={partition}/"
+    return f"{topic_prefix(topic)}partition={partition}/"
 
 
 def segment_key(topic: str, partition: int, first: int, last: int) -> str:

@@ -21,7 +21,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from app.domain.log_layout import LogRecord, Segment, next_offset
 from app.log import segments
 from app.log.replay import stop_consumer
-from app.s3 import s3_client
+from app.log.segment_store import SegmentStore, segment_store
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -112,10 +112,10 @@ class Flusher:
         self._running = True
         try:
             await consumer.start()
-            async with s3_client(self.settings) as client:
+            async with segment_store(self.settings) as cold:
                 while not self._stopping.is_set():
-                    await self._guarded_step(consumer, client, final=False)
-                await self._final(consumer, client)
+                    await self._guarded_step(consumer, cold, final=False)
+                await self._final(consumer, cold)
         finally:
             await stop_consumer(consumer)
             self._done.set()
@@ -129,19 +129,21 @@ class Flusher:
         except TimeoutError:
             log.warning("flusher did not finish within %.0f s: %s", within, self.status())
 
-    async def _final(self, consumer: AIOKafkaConsumer, client: Any) -> None:
+    async def _final(self, consumer: AIOKafkaConsumer, cold: SegmentStore) -> None:
         deadline = time.monotonic() + 10.0
         while time.monotonic() < deadline:
-            await self._guarded_step(consumer, client, final=True)
+            await self._guarded_step(consumer, cold, final=True)
             if all(
                 p.known and not p.buffer and p.next_offset >= p.highwater
                 for p in self.parts.values()
             ):
                 return
 
-    async def _guarded_step(self, consumer: AIOKafkaConsumer, client: Any, final: bool) -> None:
+    async def _guarded_step(
+        self, consumer: AIOKafkaConsumer, cold: SegmentStore, final: bool
+    ) -> None:
         try:
-            await self._step(consumer, client, final)
+            await self._step(consumer, cold, final)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a flusher that dies silently would be worse than a noisy one
@@ -149,8 +151,8 @@ class Flusher:
             log.exception("flusher step failed; retrying")
             await asyncio.sleep(1.0)
 
-    async def _step(self, consumer: AIOKafkaConsumer, client: Any, final: bool) -> None:
-        await self._follow_assignment(consumer, client)
+    async def _step(self, consumer: AIOKafkaConsumer, cold: SegmentStore, final: bool) -> None:
+        await self._follow_assignment(consumer, cold)
         if not consumer.assignment():
             await asyncio.sleep(0.2)
             return
@@ -180,7 +182,7 @@ class Flusher:
                 or now - (part.since or now) >= self.settings.flush_seconds
             )
             if due and now >= part.retry_at:
-                while part.buffer and await self._flush(client, part, limit):
+                while part.buffer and await self._flush(cold, part, limit):
                     if len(part.buffer) < limit and not final:
                         break
             # Bounded memory: while S3 is away, leave the records in Kafka.
@@ -189,7 +191,7 @@ class Flusher:
             else:
                 consumer.resume(part.tp)
 
-    async def _follow_assignment(self, consumer: AIOKafkaConsumer, client: Any) -> None:
+    async def _follow_assignment(self, consumer: AIOKafkaConsumer, cold: SegmentStore) -> None:
         owned = {tp for tp in self.owned() if tp[0] in self.topics}
         for tp in set(self.parts) - owned:
             del self.parts[tp]
@@ -198,7 +200,7 @@ class Flusher:
         now = time.monotonic()
         for part in self.parts.values():
             if not part.known and now >= part.retry_at:
-                await self._learn_progress(client, part, now)
+                await self._learn_progress(cold, part, now)
         wanted = {p.tp for p in self.parts.values() if p.known}
         if wanted != consumer.assignment():
             new = wanted - consumer.assignment()
@@ -207,11 +209,9 @@ class Flusher:
                 part = self.parts[(tp.topic, tp.partition)]
                 consumer.seek(tp, part.next_offset)
 
-    async def _learn_progress(self, client: Any, part: _Partition, now: float) -> None:
+    async def _learn_progress(self, cold: SegmentStore, part: _Partition, now: float) -> None:
         try:
-            found = await segments.list_segments(
-                client, self.settings.s3_bucket, part.topic, part.partition
-            )
+            found = await cold.segments(part.topic, part.partition)
         except Exception as exc:
             self._failed(part, now, exc, "listing segments")
             return
@@ -219,15 +219,12 @@ class Flusher:
         part.last_key = found[-1].key if found else ""
         part.known, part.failures = True, 0
 
-    async def _flush(self, client: Any, part: _Partition, limit: int) -> bool:
+    async def _flush(self, cold: SegmentStore, part: _Partition, limit: int) -> bool:
         """Write the oldest buffered records as one segment; False if S3 said no."""
-        bucket = self.settings.s3_bucket
         now = time.monotonic()
         try:
             # Another worker may have flushed this partition just before a rebalance gave it to us.
-            newer = await segments.list_segments(
-                client, bucket, part.topic, part.partition, after=part.last_key
-            )
+            newer = await cold.segments(part.topic, part.partition, after=part.last_key)
             if newer:
                 self._skip_to(part, newer)
                 if not part.buffer:
@@ -235,7 +232,7 @@ class Flusher:
             records = part.buffer[:limit]
             segment = Segment(records[0].offset, records[-1].offset, part.topic, part.partition)
             data = await asyncio.to_thread(segments.encode, records)
-            await segments.put(client, bucket, segment, data)
+            await cold.put(segment, data)
         except Exception as exc:
             self._failed(part, now, exc, "writing a segment")
             return False

@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from app.domain.datasets import records_before
 from app.log.replay import consumer_for, log_end, stop_consumer
-from app.s3 import s3_client
+from app.log.segment_store import segment_store
 from app.settings import Settings
 from app.topics import LOGGED
 from app.views.changelog import read_views
@@ -60,7 +60,7 @@ async def rebuild(
     consumer = consumer_for(settings)
     await consumer.start()
     try:
-        async with s3_client(settings) as client:
+        async with segment_store(settings) as cold:
             for partition in range(settings.partitions):
                 live = await read_views(settings, consumer, partition) if compare else None
                 stops: dict[str, int | None] = {t: None for t in LOGGED}
@@ -68,7 +68,7 @@ async def rebuild(
                     cursor = read_cursor(live, partition)
                     stops = {t: cursor.get(t, -1) + 1 for t in LOGGED}
                 store, count = await fold_partition(
-                    settings, client, consumer, partition, stops, progress
+                    settings, cold, consumer, partition, stops, progress
                 )
                 result = PartitionResult(partition, count, len(store), live is not None)
                 if live is not None:

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from app.domain.log_layout import LogGap, LogRecord, next_offset, plan_replay
 from app.log import segments
-from app.s3 import s3_client
+from app.log.segment_store import SegmentStore, segment_store
 from app.settings import Settings
 from app.topics import LOGGED
 from app.views.compat import all_metadata
@@ -46,8 +45,7 @@ async def kafka_bounds(consumer: AIOKafkaConsumer, tp: TopicPartition) -> tuple[
 
 
 async def read_partition(
-    settings: Settings,
-    client: Any,
+    cold: SegmentStore,
     consumer: AIOKafkaConsumer,
     topic: str,
     partition: int,
@@ -55,14 +53,14 @@ async def read_partition(
     stop: int | None = None,
 ) -> AsyncIterator[list[LogRecord]]:
     """Batches of records with `start <= offset < stop` (default: everything logged so far)."""
-    found = await segments.list_segments(client, settings.s3_bucket, topic, partition)
+    found = await cold.segments(topic, partition)
     tp = TopicPartition(topic, partition)
     kafka_start, kafka_end = await kafka_bounds(consumer, tp)
     end = max(kafka_end, next_offset(found)) if stop is None else stop
     plan = plan_replay(found, start, end, kafka_start, kafka_end)
     position = start
     for segment in plan.segments:
-        data = await segments.get(client, settings.s3_bucket, segment)
+        data = await cold.get(segment)
         batch = [r for r in segments.decode(topic, data) if position <= r.offset < plan.kafka_from]
         if batch:
             position = batch[-1].offset + 1
@@ -94,11 +92,11 @@ async def log_end(settings: Settings) -> dict[str, dict[int, int]]:
     consumer = consumer_for(settings)
     await consumer.start()
     try:
-        async with s3_client(settings) as client:
+        async with segment_store(settings) as cold:
             for topic in LOGGED:
                 out[topic] = {}
                 for p in range(settings.partitions):
-                    found = await segments.list_segments(client, settings.s3_bucket, topic, p)
+                    found = await cold.segments(topic, p)
                     _, end = await kafka_bounds(consumer, TopicPartition(topic, p))
                     out[topic][p] = max(end, next_offset(found))
     finally:

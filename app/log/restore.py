@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from app.domain.log_layout import next_offset
 from app.log import epoch, segments
 from app.log.replay import consumer_for, kafka_bounds, stop_consumer
-from app.s3 import s3_client
+from app.log.segment_store import SegmentStore, segment_store
 from app.settings import Settings
 from app.topic_admin import ensure_topics
 from app.topics import COLD, CONTRACT
@@ -59,13 +58,13 @@ async def restore_log(settings: Settings, replication: int = 1) -> RestoreReport
     await consumer.start()
     await producer.start()
     try:
-        async with s3_client(settings) as client:
+        async with segment_store(settings) as cold:
             for topic in COLD:
-                await _check_partitions(client, settings, topic)
+                await _check_partitions(cold, settings, topic)
                 report.records[topic] = 0
                 for partition in range(settings.partitions):
                     report.records[topic] += await _restore_partition(
-                        settings, client, consumer, producer, topic, partition
+                        cold, consumer, producer, topic, partition
                     )
     finally:
         await producer.stop()
@@ -75,28 +74,24 @@ async def restore_log(settings: Settings, replication: int = 1) -> RestoreReport
     return report
 
 
-async def _check_partitions(client: Any, settings: Settings, topic: str) -> None:
-    response = await client.list_objects_v2(
-        Bucket=settings.s3_bucket, Prefix=f"log/{topic}/", Delimiter="/"
-    )
-    for prefix in response.get("CommonPrefixes", []):
-        name = prefix["Prefix"].rstrip("/").rsplit("/", 1)[-1]
-        if name.startswith("partition=") and int(name.split("=", 1)[1]) >= settings.partitions:
+async def _check_partitions(cold: SegmentStore, settings: Settings, topic: str) -> None:
+    for partition in await cold.partitions(topic):
+        if partition >= settings.partitions:
             raise RestoreError(
-                f"cold segments hold {topic} {name}, but MODELVIEW_PARTITIONS={settings.partitions}: "
+                f"cold segments hold {topic} partition={partition}, but "
+                f"MODELVIEW_PARTITIONS={settings.partitions}: "
                 "the log was written with more partitions; set MODELVIEW_PARTITIONS to match it"
             )
 
 
 async def _restore_partition(
-    settings: Settings,
-    client: Any,
+    cold: SegmentStore,
     consumer: AIOKafkaConsumer,
     producer: AIOKafkaProducer,
     topic: str,
     partition: int,
 ) -> int:
-    found = await segments.list_segments(client, settings.s3_bucket, topic, partition)
+    found = await cold.segments(topic, partition)
     if not found:
         return 0
     _, highwater = await kafka_bounds(consumer, TopicPartition(topic, partition))
@@ -113,7 +108,7 @@ async def _restore_partition(
                 f"segment starts at {segment.first}; offsets {position}..{segment.first - 1} "
                 "are in neither, so the log cannot be put back at its old offsets"
             )
-        data = await segments.get(client, settings.s3_bucket, segment)
+        data = await cold.get(segment)
         records = [r for r in segments.decode(topic, data) if r.offset >= position]
         futures = [
             await producer.send(

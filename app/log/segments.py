@@ -1,4 +1,5 @@
-"""Segments as Parquet objects in S3: encode, decode, list, put and get.
+"""The segment format: a topic-partition's records as one Parquet file (encode, decode).
+Where segments are kept is `app.log.segment_store`.
 
 Columns: `partition`, `offset`, `timestamp` (the Kafka timestamp, UTC), `key` and `value`
 (the record's exact bytes, valid or not). pandas, pyarrow or DuckDB read them as they are.
@@ -8,12 +9,11 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
-from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from app.domain.log_layout import LogRecord, Segment, parse_segment_key, partition_prefix
+from app.domain.log_layout import LogRecord
 
 SCHEMA = pa.schema(
     [
@@ -77,33 +77,3 @@ def decode(topic: str, data: bytes) -> list[LogRecord]:
             strict=True,
         )
     ]
-
-
-async def list_segments(
-    client: Any, bucket: str, topic: str, partition: int, after: str = ""
-) -> list[Segment]:
-    """The partition's segments in offset order (keys sort by first offset), after key `after`."""
-    found: list[Segment] = []
-    kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": partition_prefix(topic, partition)}
-    if after:
-        kwargs["StartAfter"] = after
-    paginator = client.get_paginator("list_objects_v2")
-    async for page in paginator.paginate(**kwargs):
-        for item in page.get("Contents", []):
-            segment = parse_segment_key(item["Key"])
-            if segment is not None and segment.topic == topic and segment.partition == partition:
-                found.append(segment)
-    return sorted(found)
-
-
-async def put(client: Any, bucket: str, segment: Segment, data: bytes) -> None:
-    await client.put_object(
-        Bucket=bucket, Key=segment.key, Body=data, ContentType="application/vnd.apache.parquet"
-    )
-
-
-async def get(client: Any, bucket: str, segment: Segment) -> bytes:
-    response = await client.get_object(Bucket=bucket, Key=segment.key)
-    async with response["Body"] as body:
-        data: bytes = await body.read()
-    return data

@@ -15,9 +15,9 @@ from app.domain.codec import format_time
 from app.domain.datasets import AsOf, DatasetSpec, Manifest, Row, content_hash, delta, rows_of
 from app.domain.examples import Example
 from app.log.replay import consumer_for, log_end, stop_consumer
+from app.log.segment_store import segment_store
 from app.models.snapshot_format import FoldState
 from app.models.stores import SnapshotStore
-from app.s3 import s3_client
 from app.settings import Settings
 from app.topics import LOGGED
 from app.views import viewcodec
@@ -51,14 +51,14 @@ async def materialize(
     consumer = consumer_for(settings)
     await consumer.start()
     try:
-        async with s3_client(settings) as client:
+        async with segment_store(settings) as cold:
             for p in range(settings.partitions):
                 stops = {t: as_of.get(t, {}).get(p, 0) for t in LOGGED}
                 start = dict(base[p]) if base is not None and p in base else None
                 if start is not None and not _before(start, p, stops):
                     start, incremental = None, False
                 store, n = await fold_partition(
-                    settings, client, consumer, p, stops, progress, store=start
+                    settings, cold, consumer, p, stops, progress, store=start
                 )
                 read += n
                 state[p] = store

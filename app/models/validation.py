@@ -33,11 +33,11 @@ from app.domain.model_events import (
 )
 from app.learning.base import Features, Model, task_of
 from app.log.replay import consumer_for, log_end, read_partition, stop_consumer
+from app.log.segment_store import segment_store
 from app.log.segments import from_parquet, to_parquet
 from app.models import snapshots
 from app.models.stores import Stores, opened
 from app.models.training import TrainingError, announce, load_recorded, version_manifest
-from app.s3 import s3_client
 from app.settings import Settings
 from app.topics import MODEL_EVENTS
 
@@ -62,9 +62,9 @@ async def registry_entries(settings: Settings, model: str | None = None) -> dict
     consumer = consumer_for(settings)
     await consumer.start()
     try:
-        async with s3_client(settings) as client:
+        async with segment_store(settings) as cold:
             for p in range(settings.partitions):
-                async for batch in read_partition(settings, client, consumer, MODEL_EVENTS, p):
+                async for batch in read_partition(cold, consumer, MODEL_EVENTS, p):
                     for record in batch:
                         if model is not None and record.key != model.encode():
                             continue

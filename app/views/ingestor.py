@@ -10,7 +10,7 @@ from typing import Any
 
 from app.domain.batch import Kind, SourceRecord, fold_batch
 from app.log.replay import consumer_for, read_partition, stop_consumer
-from app.s3 import s3_client
+from app.log.segment_store import segment_store
 from app.settings import Settings
 from app.topics import PREDICTIONS, TAGS
 from app.views import viewcodec
@@ -251,10 +251,8 @@ def log_backfill(settings: Settings) -> Backfill:
         consumer = consumer_for(settings)
         await consumer.start()
         try:
-            async with s3_client(settings) as client:
-                async for batch in read_partition(
-                    settings, client, consumer, topic, partition, start, stop
-                ):
+            async with segment_store(settings) as cold:
+                async for batch in read_partition(cold, consumer, topic, partition, start, stop):
                     out += [
                         SourceRecord(KINDS[r.topic], r.topic, r.partition, r.offset, r.key, r.value)
                         for r in batch

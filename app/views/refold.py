@@ -10,6 +10,7 @@ from aiokafka import AIOKafkaConsumer
 from app.domain.batch import SourceRecord, fold_batch
 from app.domain.log_layout import LogRecord
 from app.log.replay import read_partition
+from app.log.segment_store import SegmentStore
 from app.settings import Settings
 from app.topics import LOGGED
 from app.views import viewcodec
@@ -38,7 +39,7 @@ def fold_records(
 
 async def fold_partition(
     settings: Settings,
-    client: Any,
+    cold: SegmentStore,
     consumer: AIOKafkaConsumer,
     partition: int,
     stops: Mapping[str, int | None],
@@ -58,9 +59,7 @@ async def fold_partition(
         stop = stops.get(topic)
         if stop is not None and stop <= start:
             continue
-        async for batch in read_partition(
-            settings, client, consumer, topic, partition, start=start, stop=stop
-        ):
+        async for batch in read_partition(cold, consumer, topic, partition, start=start, stop=stop):
             fold_records(store, partition, batch, settings.max_event_bytes)
             count += len(batch)
             if progress:

@@ -7,7 +7,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from app.log.replay import consumer_for, read_partition
 from app.log.restore import restore_log
-from app.s3 import s3_client
+from app.log.segment_store import segment_store
 from app.settings import Settings
 from app.topic_admin import ensure_topics
 from app.topics import LOGGED, PREDICTIONS, TAGS
@@ -21,11 +21,11 @@ async def replay_all(settings: Settings) -> Records:
     consumer = consumer_for(settings)
     await consumer.start()
     try:
-        async with s3_client(settings) as client:
+        async with segment_store(settings) as cold:
             for topic in LOGGED:
                 for p in range(settings.partitions):
                     last = -1
-                    async for batch in read_partition(settings, client, consumer, topic, p):
+                    async for batch in read_partition(cold, consumer, topic, p):
                         for r in batch:
                             assert r.offset > last, "out of order or repeated"
                             last = r.offset

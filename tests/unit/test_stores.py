@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 
 from app.domain.datasets import Row
+from app.domain.log_layout import Segment
+from app.log.segment_store import SegmentStore
 from app.models.stores import AlreadyStored, NotStored, Stores
 from tests.fakes import MemoryObjects
 from tests.unit.test_registry import trained
@@ -56,3 +58,15 @@ async def test_a_report_and_its_events(stores: Stores) -> None:
     assert await stores.reports.events("delay", "1") == b"PAR1"
     await stores.close()
     assert stores.objects.closed  # type: ignore[attr-defined]
+
+
+async def test_segments_list_in_offset_order_after_a_key_and_name_their_partitions() -> None:
+    cold = SegmentStore(MemoryObjects())
+    for first, last, partition in [(100, 199, 0), (0, 99, 0), (0, 9, 3)]:
+        await cold.put(Segment(first, last, "modelview.tags", partition), b"PAR1")
+    await cold.put(Segment(0, 5, "modelview.predictions", 0), b"PAR1")
+    found = await cold.segments("modelview.tags", 0)
+    assert [(s.first, s.last) for s in found] == [(0, 99), (100, 199)]
+    assert [s.first for s in await cold.segments("modelview.tags", 0, after=found[0].key)] == [100]
+    assert await cold.partitions("modelview.tags") == [0, 3]
+    assert await cold.get(found[1]) == b"PAR1"
