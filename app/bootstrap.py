@@ -15,12 +15,10 @@ from app.domain.registry import training_marks
 from app.extras import require
 from app.lifecycle import guard_local_state, stop_in_order, watch_log
 from app.log.flusher import Flusher
+from app.models.adapters import Adapters
 from app.models.retrain import Retrainer
 from app.models.serving import Capture, Champions, Predictor, ServingError
-from app.models.stores import Stores
 from app.models.training import load_version
-from app.models.validation import registry_entries
-from app.s3 import S3Objects
 from app.settings import Settings
 from app.stack.profiles import PROFILES
 from app.topic_admin import raw_topic
@@ -60,16 +58,16 @@ class Modelview:
 def create(
     settings: Settings,
     *,
-    stores: Stores | None = None,
+    adapters: Adapters | None = None,
     dead_letters: SendDeadLetter | None = None,
     changelog: ChangelogWriter | None = None,
     **overrides: Any,
 ) -> Modelview:
     """The worker's Faust app and what it holds, built once.
 
-    The adapters can be replaced (tests pass in-memory ones): `stores` for the S3-backed
-    stores, `dead_letters` for the dead-letter topic, `changelog` for the views' changelog
-    writer. `overrides` are Faust settings.
+    The adapters can be replaced (tests pass in-memory ones): `adapters` for the model
+    services' stores, publisher and registry reader, `dead_letters` for the dead-letter
+    topic, `changelog` for the views' changelog writer. `overrides` are Faust settings.
     """
     check_versions()  # the private internals app/views/compat.py relies on
     if settings.retrain_trainer == "keras" and (
@@ -91,7 +89,7 @@ def create(
     }
     app = faust.App(settings.app_id, **config)
     # One object store client for the worker's life, not one per request.
-    kept = stores or Stores.over(S3Objects(settings))
+    kept = adapters or Adapters.real(settings)
     writer = changelog or BatchWriter(
         settings.bootstrap_servers,
         changelog_topic(settings),
@@ -201,7 +199,7 @@ def create(
             # the stop may be called clean (else local state would be ahead of it).
             ("write the views' last changes to the changelog", ingestor.drain),
             ("stop the changelog writer", writer.stop),
-            ("close the object store's client", kept.close),
+            ("close the object store's client and the model-events producer", kept.close),
         ],
         mark_clean_stop=guard_local_state(app, settings),
     )
@@ -230,7 +228,7 @@ def _cluster_reads(
 
 
 def _predictor(
-    app: faust.App, settings: Settings, registry_table: Any, reads: ClusterReads, stores: Stores
+    app: faust.App, settings: Settings, registry_table: Any, reads: ClusterReads, adapters: Adapters
 ) -> Predictor:
     predictions = raw_topic(app, PREDICTIONS)
 
@@ -247,10 +245,10 @@ def _predictor(
         try:
             return {entry["model"]: entry for entry in await reads.registry()}
         except Incomplete:
-            return await registry_entries(settings)
+            return await adapters.registry.entries()
 
     async def load(model: str, version: str) -> Any:
-        return await load_version(settings, model, version, stores)
+        return await load_version(settings, model, version, adapters)
 
     async def logged(event_id: str) -> dict[str, Any] | None:
         try:

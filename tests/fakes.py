@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from app.domain.model_events import ModelEvent
+from app.domain.registry import apply
+from app.models.adapters import Adapters
+
 
 class MemoryObjects:
     """`app.objects.Objects` over a dictionary: the bucket as the stores see it."""
@@ -35,3 +41,29 @@ class MemoryObjects:
 
     async def close(self) -> None:
         self.closed = True
+
+
+class FoldedRegistry:
+    """A model-events log in memory: what is published is folded into the registry."""
+
+    def __init__(self) -> None:
+        self.published: list[ModelEvent] = []
+
+    async def publish(self, event: ModelEvent) -> None:
+        self.published.append(event)
+
+    async def close(self) -> None:
+        return None
+
+    async def entries(self, model: str | None = None) -> dict[str, Any]:
+        entries: dict[str, Any] = {}
+        for event in self.published:
+            if model is None or event.model == model:
+                entries[event.model] = apply(entries.get(event.model), event)
+        return entries
+
+
+def memory_adapters() -> Adapters:
+    """The model services' adapters, all in memory."""
+    log = FoldedRegistry()
+    return Adapters.over(MemoryObjects(), log, log)

@@ -11,9 +11,7 @@ Layout, part of what other tools may read:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +22,6 @@ from app.domain.datasets import Manifest, Row
 from app.domain.model_events import MODELS, ModelTrained
 from app.models import snapshot_format
 from app.objects import Objects
-from app.settings import Settings
 
 SNAPSHOTS = "snapshots"
 
@@ -134,38 +131,6 @@ class SnapshotStore:
     async def state(self, dataset: str, snapshot_id: str) -> snapshot_format.FoldState | None:
         data = await self.objects.get(self.prefix(dataset, snapshot_id) + "state.parquet")
         return None if data is None else snapshot_format.decode_state(data)
-
-
-@dataclass
-class Stores:
-    """The stores a service needs, over one object store, built once per worker or command."""
-
-    objects: Objects
-    models: ModelStore
-    reports: ReportStore
-    snapshots: SnapshotStore
-
-    @classmethod
-    def over(cls, objects: Objects) -> Stores:
-        return cls(objects, ModelStore(objects), ReportStore(objects), SnapshotStore(objects))
-
-    async def close(self) -> None:
-        await self.objects.close()
-
-
-@asynccontextmanager
-async def opened(settings: Settings, given: Stores | None = None) -> AsyncIterator[Stores]:
-    """`given`, left open for its owner; or stores over S3 for this call, closed after it."""
-    if given is not None:
-        yield given
-        return
-    from app.s3 import S3Objects
-
-    stores = Stores.over(S3Objects(settings))
-    try:
-        yield stores
-    finally:
-        await stores.close()
 
 
 def _write(path: Path, data: bytes) -> None:

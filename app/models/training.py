@@ -14,18 +14,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaProducer
-
-from app.domain import model_events
 from app.domain.codec import format_time
 from app.domain.datasets import AsOf, DatasetSpec, content_hash
-from app.domain.model_events import ModelEvent, ModelTrained
+from app.domain.model_events import ModelTrained
 from app.extras import require
 from app.learning.base import BaselineTrainer, Model, Trainer
 from app.models import snapshots
-from app.models.stores import AlreadyStored, NotStored, Stores, opened
+from app.models.adapters import Adapters, opened
+from app.models.stores import AlreadyStored, NotStored
 from app.settings import Settings
-from app.topics import MODEL_EVENTS
 
 
 class TrainingError(RuntimeError):
@@ -43,16 +40,16 @@ def trainer_named(name: str) -> Trainer:
     raise TrainingError(f"unknown trainer {name!r}: baseline or keras")
 
 
-async def versions(settings: Settings, model: str, stores: Stores | None = None) -> list[int]:
-    async with opened(settings, stores) as kept:
+async def versions(settings: Settings, model: str, adapters: Adapters | None = None) -> list[int]:
+    async with opened(settings, adapters) as kept:
         return await kept.models.versions(model)
 
 
 async def version_manifest(
-    settings: Settings, model: str, version: int, stores: Stores | None = None
+    settings: Settings, model: str, version: int, adapters: Adapters | None = None
 ) -> ModelTrained:
     """A version's manifest: the ModelTrained event that announced it."""
-    async with opened(settings, stores) as kept:
+    async with opened(settings, adapters) as kept:
         try:
             return await kept.models.manifest(model, version)
         except NotStored as exc:
@@ -67,16 +64,16 @@ async def train(
     as_of: AsOf | None = None,
     seed: int = 0,
     progress: Callable[[int], None] | None = None,
-    stores: Stores | None = None,
+    adapters: Adapters | None = None,
 ) -> ModelTrained:
     """Snapshot, fit, store, announce; returns the version's manifest (also the event)."""
-    async with opened(settings, stores) as kept:
+    async with opened(settings, adapters) as kept:
         return await _train(settings, kept, spec, model, trainer, as_of, seed, progress)
 
 
 async def _train(
     settings: Settings,
-    stores: Stores,
+    adapters: Adapters,
     spec: DatasetSpec,
     model: str | None,
     trainer: Trainer | None,
@@ -86,17 +83,19 @@ async def _train(
 ) -> ModelTrained:
     name = model or spec.dataset
     fitter = trainer or BaselineTrainer()
-    existing = await stores.models.versions(name)
+    existing = await adapters.models.versions(name)
     parent = None
     if existing:
-        last = await stores.models.manifest(name, existing[-1])
-        parent = await stores.snapshots.load(spec.dataset, last.snapshot.snapshot_id)
+        last = await adapters.models.manifest(name, existing[-1])
+        parent = await adapters.snapshots.load(spec.dataset, last.snapshot.snapshot_id)
     warm = None
     if existing and last.trainer == fitter.kind and fitter.warm_starts:
         # Warm start: go on from the last version's weights (the trainer decides if it can).
         with tempfile.TemporaryDirectory() as tmp:
-            warm = fitter.load(await stores.models.artifact(last, Path(tmp)))
-    manifest, rows = await snapshots.take(settings, stores.snapshots, spec, as_of, parent, progress)
+            warm = fitter.load(await adapters.models.artifact(last, Path(tmp)))
+    manifest, rows = await snapshots.take(
+        settings, adapters.snapshots, spec, as_of, parent, progress
+    )
     train_rows = [r for r in rows if not r.holdout]
     if not train_rows:
         raise TrainingError(
@@ -120,10 +119,10 @@ async def _train(
         describe=fitted.describe(),
     )
     try:
-        await stores.models.save(record, _saved(fitted))
+        await adapters.models.save(record, _saved(fitted))
     except AlreadyStored as exc:
         raise TrainingError(str(exc)) from None
-    await announce(settings, record)
+    await adapters.events.publish(record)
     return record
 
 
@@ -139,35 +138,23 @@ def _saved(fitted: Any) -> list[tuple[str, bytes]]:
 
 
 async def load_version(
-    settings: Settings, model: str, version: int | str, stores: Stores | None = None
+    settings: Settings, model: str, version: int | str, adapters: Adapters | None = None
 ) -> Model:
     """A stored version, ready to predict: its artifact downloaded and loaded by its trainer."""
-    async with opened(settings, stores) as kept:
+    async with opened(settings, adapters) as kept:
         record = await version_manifest(settings, model, int(version), kept)
         return await load_recorded(settings, record, kept)
 
 
 async def load_recorded(
-    settings: Settings, record: ModelTrained, stores: Stores | None = None
+    settings: Settings, record: ModelTrained, adapters: Adapters | None = None
 ) -> Model:
     """`load_version` for a caller that has read the version's manifest already."""
     fitter = trainer_named(record.trainer)
-    async with opened(settings, stores) as kept:
+    async with opened(settings, adapters) as kept:
         with tempfile.TemporaryDirectory() as tmp:
             directory = await kept.models.artifact(record, Path(tmp))
             return await asyncio.to_thread(fitter.load, directory)
-
-
-async def announce(settings: Settings, event: ModelEvent) -> None:
-    """Log a model event, keyed by its model so one model's events stay in order."""
-    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all")
-    await producer.start()
-    try:
-        await producer.send_and_wait(
-            MODEL_EVENTS, key=event.model.encode(), value=model_events.encode(event)
-        )
-    finally:
-        await producer.stop()
 
 
 async def rebuild_snapshot(settings: Settings, model: str, version: int) -> tuple[bool, str, str]:

@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 import pyarrow as pa
 
-from app.domain import model_events, registry
+from app.domain import registry
 from app.domain.codec import format_time
 from app.domain.datasets import Row
 from app.domain.events import Value
@@ -32,14 +32,12 @@ from app.domain.model_events import (
     ModelValidated,
 )
 from app.learning.base import Features, Model, task_of
-from app.log.replay import consumer_for, log_end, read_partition, stop_consumer
-from app.log.segment_store import segment_store
+from app.log.replay import log_end
 from app.log.segments import from_parquet, to_parquet
 from app.models import snapshots
-from app.models.stores import Stores, opened
-from app.models.training import TrainingError, announce, load_recorded, version_manifest
+from app.models.adapters import Adapters, opened
+from app.models.training import TrainingError, load_recorded, version_manifest
 from app.settings import Settings
-from app.topics import MODEL_EVENTS
 
 SCORE_BATCH = 4096
 
@@ -55,43 +53,14 @@ def gate_of(settings: Settings) -> Gate:
     )
 
 
-async def registry_entries(settings: Settings, model: str | None = None) -> dict[str, Any]:
-    """Registry entries by model (or only `model`'s), folded from the model-events log:
-    cold segments, then Kafka."""
-    entries: dict[str, Any] = {}
-    consumer = consumer_for(settings)
-    await consumer.start()
-    try:
-        async with segment_store(settings) as cold:
-            for p in range(settings.partitions):
-                async for batch in read_partition(cold, consumer, MODEL_EVENTS, p):
-                    for record in batch:
-                        if model is not None and record.key != model.encode():
-                            continue
-                        try:
-                            event = model_events.decode(record.value)
-                        except model_events.InvalidModelEvent:
-                            continue  # the agent dead-letters these
-                        name = event.model
-                        entries[name] = registry.apply(entries.get(name), event)
-    finally:
-        await stop_consumer(consumer)
-    return entries
-
-
-async def registry_entry(settings: Settings, model: str) -> dict[str, Any] | None:
-    found: dict[str, Any] | None = (await registry_entries(settings, model)).get(model)
-    return found
-
-
 async def unseen_rows(
-    settings: Settings, record: ModelTrained, stores: Stores | None = None
+    settings: Settings, record: ModelTrained, adapters: Adapters | None = None
 ) -> tuple[list[Row], Any]:
     """Labeled rows of the version's dataset, now, minus those it was trained on."""
     manifest = record.snapshot
-    async with opened(settings, stores) as stores:
-        _, trained_rows = await stores.snapshots.load(manifest.dataset, manifest.snapshot_id)
-        base = await stores.snapshots.state(manifest.dataset, manifest.snapshot_id)
+    async with opened(settings, adapters) as adapters:
+        _, trained_rows = await adapters.snapshots.load(manifest.dataset, manifest.snapshot_id)
+        base = await adapters.snapshots.state(manifest.dataset, manifest.snapshot_id)
     trained = {r.event_id for r in trained_rows if not r.holdout}
     now = await log_end(settings)
     done = await snapshots.materialize(settings, manifest.spec, now, base=base)
@@ -112,33 +81,33 @@ async def validate(
     gate: Gate | None = None,
     segment_by: str | None = None,
     bucket: str | None = None,
-    stores: Stores | None = None,
+    adapters: Adapters | None = None,
 ) -> dict[str, Any]:
     """Replay, report, store, announce; with a gate, also promote or reject."""
-    async with opened(settings, stores) as kept:
+    async with opened(settings, adapters) as kept:
         return await _validate(settings, kept, model, version, gate, segment_by, bucket)
 
 
 async def _validate(
     settings: Settings,
-    stores: Stores,
+    adapters: Adapters,
     model: str,
     version: int | str,
     gate: Gate | None,
     segment_by: str | None,
     bucket: str | None,
 ) -> dict[str, Any]:
-    record = await version_manifest(settings, model, int(version), stores)
+    record = await version_manifest(settings, model, int(version), adapters)
     version = record.version
-    entry = await registry_entry(settings, model)
+    entry = (await adapters.registry.entries(model)).get(model)
     champion = entry.get("champion") if entry else None
-    rows, as_of = await unseen_rows(settings, record, stores)
+    rows, as_of = await unseen_rows(settings, record, adapters)
     if champion and champion != version:
         judged = [r for r in rows if r.model == model and r.model_version == champion]
         compared_with = {"model": model, "version": champion}
     else:
         judged, compared_with = rows, None  # no champion yet: whatever was served
-    fitted = await load_recorded(settings, record, stores)
+    fitted = await load_recorded(settings, record, adapters)
     predictions = await asyncio.to_thread(score, fitted, [r.features for r in judged])
     task = fitted.describe().get("task") or task_of([r.label for r in judged])
     segment = segment_by if segment_by is not None else settings.validation_segment_by
@@ -161,9 +130,8 @@ async def _validate(
     )
     decision = decide(result, gate) if gate and champion != version else None
     result["decision"] = decision.to_dict() if decision else None
-    await _store(stores, model, version, result, task, events)
-    await announce(
-        settings,
+    await _store(adapters, model, version, result, task, events)
+    await adapters.events.publish(
         ModelValidated(
             model=model,
             version=version,
@@ -173,16 +141,18 @@ async def _validate(
         ),
     )
     if decision is not None:
-        await _decide(settings, model, version, decision)
+        await _decide(settings, adapters, model, version, decision)
     return result
 
 
-async def _decide(settings: Settings, model: str, version: str, decision: Decision) -> None:
+async def _decide(
+    settings: Settings, adapters: Adapters, model: str, version: str, decision: Decision
+) -> None:
     if decision.promote:
-        await promote(settings, model, version, "gate", decision.reasons, decision.improvement)
+        reasons, gain = decision.reasons, decision.improvement
+        await promote(settings, model, version, "gate", reasons, gain, adapters)
     else:
-        await announce(
-            settings,
+        await adapters.events.publish(
             ModelRejected(
                 model=model,
                 version=version,
@@ -200,36 +170,36 @@ async def promote(
     by: str = "manual",
     reasons: Sequence[str] = (),
     improvement: float | None = None,
+    adapters: Adapters | None = None,
 ) -> ModelPromoted:
-    record = await version_manifest(settings, model, int(version))  # it must exist
-    event = ModelPromoted(
-        model=model,
-        version=record.version,
-        promoted_at=format_time(datetime.now(UTC)),
-        by=by,
-        reasons=tuple(reasons),
-        improvement=improvement,
-    )
-    await announce(settings, event)
+    async with opened(settings, adapters) as kept:
+        record = await version_manifest(settings, model, int(version), kept)  # it must exist
+        event = ModelPromoted(
+            model=model,
+            version=record.version,
+            promoted_at=format_time(datetime.now(UTC)),
+            by=by,
+            reasons=tuple(reasons),
+            improvement=improvement,
+        )
+        await kept.events.publish(event)
     return event
 
 
-async def rollback(settings: Settings, model: str) -> ModelPromoted:
-    entry = await registry_entry(settings, model)
-    target = registry.rollback_target(entry) if entry else None
-    if target is None:
-        raise TrainingError(f"model {model!r} has no earlier champion to roll back to")
-    return await promote(
-        settings,
-        model,
-        target,
-        "rollback",
-        [f"rolled back from version {entry and entry['champion']}"],
-    )
+async def rollback(
+    settings: Settings, model: str, adapters: Adapters | None = None
+) -> ModelPromoted:
+    async with opened(settings, adapters) as kept:
+        entry = (await kept.registry.entries(model)).get(model)
+        target = registry.rollback_target(entry) if entry else None
+        if target is None:
+            raise TrainingError(f"model {model!r} has no earlier champion to roll back to")
+        reason = f"rolled back from version {entry and entry['champion']}"
+        return await promote(settings, model, target, "rollback", [reason], None, kept)
 
 
 async def _store(
-    stores: Stores,
+    adapters: Adapters,
     model: str,
     version: str,
     result: dict[str, Any],
@@ -253,7 +223,7 @@ async def _store(
             ],
         }
     )
-    await stores.reports.save(model, version, result, to_parquet(table))
+    await adapters.reports.save(model, version, result, to_parquet(table))
 
 
 async def stored_report(
@@ -262,12 +232,12 @@ async def stored_report(
     version: str,
     events: bool = False,
     limit: int = 1000,
-    stores: Stores | None = None,
+    adapters: Adapters | None = None,
 ) -> dict[str, Any] | None:
     """The latest validation report of a version, with per-event differences if asked."""
-    async with opened(settings, stores) as stores:
-        result = await stores.reports.report(model, version)
-        data = await stores.reports.events(model, version) if result and events else None
+    async with opened(settings, adapters) as adapters:
+        result = await adapters.reports.report(model, version)
+        data = await adapters.reports.events(model, version) if result and events else None
     if result is not None and data is not None:
         table = from_parquet(data)
         rows = table.slice(0, limit).to_pylist()

@@ -8,8 +8,8 @@ import faust
 from botocore.exceptions import BotoCoreError, ClientError
 from faust.web import Request, Response, View
 
+from app.models.adapters import Adapters
 from app.models.serving import Predictor, ServingError
-from app.models.stores import Stores
 from app.models.validation import stored_report
 from app.settings import Settings
 from app.web.api import read_json
@@ -18,7 +18,7 @@ from app.web.errors import HttpError, error
 MAX_BATCH = 10_000
 
 
-def register(app: faust.App, predictor: Predictor, settings: Settings, stores: Stores) -> None:
+def register(app: faust.App, predictor: Predictor, settings: Settings, adapters: Adapters) -> None:
     @app.page("/v1/models/{model}/predict")
     class Predict(View):
         async def post(self, request: Request, model: str) -> Response:
@@ -49,7 +49,7 @@ def register(app: faust.App, predictor: Predictor, settings: Settings, stores: S
                 return error(self, 400, "events: a number of per-event rows to include")
             try:
                 found: Any = await stored_report(
-                    settings, model, version, int(events) > 0, int(events), stores
+                    settings, model, version, int(events) > 0, int(events), adapters
                 )
             except (BotoCoreError, ClientError, OSError) as exc:
                 return error(self, 503, "the object store cannot be read now", str(exc))

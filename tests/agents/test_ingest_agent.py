@@ -9,12 +9,11 @@ from typing import Any
 import orjson
 
 from app.bootstrap import Modelview, create
-from app.models.stores import Stores
 from app.settings import Settings
 from app.topics import PREDICTIONS, TAGS
 from tables.views import Change
 from tests.factories import prediction, tag
-from tests.fakes import MemoryObjects
+from tests.fakes import memory_adapters
 from tests.waiting import wait_until
 
 
@@ -37,7 +36,7 @@ def build(tmp_path: Path) -> tuple[Modelview, list[bytes]]:
 
     mv = create(
         settings,
-        stores=Stores.over(MemoryObjects()),
+        adapters=memory_adapters(),
         dead_letters=capture,
         changelog=Unlogged(),
         store="memory://",

@@ -9,18 +9,22 @@ import pytest
 from app.domain.datasets import Row
 from app.domain.log_layout import Segment
 from app.log.segment_store import SegmentStore
-from app.models.stores import AlreadyStored, NotStored, Stores
-from tests.fakes import MemoryObjects
+from app.models.adapters import Adapters
+from app.models.stores import AlreadyStored, NotStored
+from app.models.training import TrainingError
+from app.models.validation import promote, rollback
+from app.settings import Settings
+from tests.fakes import MemoryObjects, memory_adapters
 from tests.unit.test_registry import trained
 
 
 @pytest.fixture
-def stores() -> Stores:
-    return Stores.over(MemoryObjects())
+def stores() -> Adapters:
+    return memory_adapters()
 
 
 async def test_a_version_is_its_manifest_and_artifact_and_is_never_overwritten(
-    stores: Stores, tmp_path: Path
+    stores: Adapters, tmp_path: Path
 ) -> None:
     assert await stores.models.versions("delay") == []
     record = trained("1")
@@ -36,7 +40,7 @@ async def test_a_version_is_its_manifest_and_artifact_and_is_never_overwritten(
         await stores.models.manifest("delay", 9)
 
 
-async def test_a_snapshot_reads_back_its_rows_and_fold_state(stores: Stores) -> None:
+async def test_a_snapshot_reads_back_its_rows_and_fold_state(stores: Adapters) -> None:
     manifest = trained("1").snapshot
     rows = [
         Row("e1", "delay", "1", "2026-11-01T00:00:00Z", {"d": 1.5}, 2.0, 3.0, "t1", "x", False),
@@ -51,7 +55,7 @@ async def test_a_snapshot_reads_back_its_rows_and_fold_state(stores: Stores) -> 
     assert await stores.snapshots.state(manifest.dataset, "nope") is None
 
 
-async def test_a_report_and_its_events(stores: Stores) -> None:
+async def test_a_report_and_its_events(stores: Adapters) -> None:
     assert await stores.reports.report("delay", "1") is None
     await stores.reports.save("delay", "1", {"n": 2, "decision": None}, b"PAR1")
     assert await stores.reports.report("delay", "1") == {"n": 2, "decision": None}
@@ -70,3 +74,17 @@ async def test_segments_list_in_offset_order_after_a_key_and_name_their_partitio
     assert [s.first for s in await cold.segments("modelview.tags", 0, after=found[0].key)] == [100]
     assert await cold.partitions("modelview.tags") == [0, 3]
     assert await cold.get(found[1]) == b"PAR1"
+
+
+async def test_promote_and_rollback_publish_through_the_given_adapters(stores: Adapters) -> None:
+    for version in ("1", "2"):
+        await stores.models.save(trained(version), [])
+    settings = Settings()
+    await promote(settings, "delay", 1, adapters=stores)
+    await promote(settings, "delay", 2, "gate", ["better"], 0.1, stores)
+    back = await rollback(settings, "delay", stores)
+    assert (back.version, back.by) == ("1", "rollback")
+    entry = (await stores.registry.entries("delay"))["delay"]
+    assert entry["champion"] == "1" and entry["champions"] == ["1"]
+    with pytest.raises(TrainingError, match="no version 7"):
+        await promote(settings, "delay", 7, adapters=stores)

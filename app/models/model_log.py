@@ -1,0 +1,80 @@
+"""The model-events log as the model services use it: one long-lived publisher of model
+events, and the registry read back by folding the log (cold segments, then Kafka)."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from aiokafka import AIOKafkaProducer
+
+from app.domain import model_events, registry
+from app.domain.model_events import ModelEvent
+from app.log.replay import consumer_for, read_partition, stop_consumer
+from app.log.segment_store import segment_store
+from app.settings import Settings
+from app.topics import MODEL_EVENTS
+
+
+class EventPublisher(Protocol):
+    async def publish(self, event: ModelEvent) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class RegistryReader(Protocol):
+    async def entries(self, model: str | None = None) -> dict[str, Any]:
+        """Registry entries by model (or only `model`'s)."""
+        ...
+
+
+class KafkaEventPublisher:
+    """Logs model events, each keyed by its model so one model's events stay in order, and
+    waits for every replica's ack. One producer, started on first use."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._producer: AIOKafkaProducer | None = None
+
+    async def publish(self, event: ModelEvent) -> None:
+        if self._producer is None:
+            producer = AIOKafkaProducer(
+                bootstrap_servers=self.settings.bootstrap_servers, acks="all"
+            )
+            await producer.start()
+            self._producer = producer
+        await self._producer.send_and_wait(
+            MODEL_EVENTS, key=event.model.encode(), value=model_events.encode(event)
+        )
+
+    async def close(self) -> None:
+        if self._producer is not None:
+            producer, self._producer = self._producer, None
+            await producer.stop()
+
+
+class LogRegistryReader:
+    """The registry as the fold of the whole model-events log, read on each call: what a
+    command or a training process sees, with no worker to ask."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    async def entries(self, model: str | None = None) -> dict[str, Any]:
+        entries: dict[str, Any] = {}
+        consumer = consumer_for(self.settings)
+        await consumer.start()
+        try:
+            async with segment_store(self.settings) as cold:
+                for p in range(self.settings.partitions):
+                    async for batch in read_partition(cold, consumer, MODEL_EVENTS, p):
+                        for record in batch:
+                            if model is not None and record.key != model.encode():
+                                continue
+                            try:
+                                event = model_events.decode(record.value)
+                            except model_events.InvalidModelEvent:
+                                continue  # the registry agent dead-letters these
+                            entries[event.model] = registry.apply(entries.get(event.model), event)
+        finally:
+            await stop_consumer(consumer)
+        return entries
