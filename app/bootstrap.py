@@ -29,8 +29,8 @@ from app.views.compat import CommittingConsumer, check_versions
 from app.views.deadletters import encode_dead_letter
 from app.views.ingestor import Ingestor, SendDeadLetter, log_backfill
 from app.views.queries import Queries
-from app.web import api, auth, dashboard, metrics, openapi
-from app.web import predict as serving_api
+from app.web import auth, metrics, routes
+from app.web.context import Web
 from tables import registry, views
 from tables.views import ChangelogWriter, TableStore
 
@@ -159,30 +159,35 @@ def create(
         retrainer.abandon()
 
     app.on_partitions_revoked.connect(abandon_trainings)  # type: ignore[arg-type]
-    api.register(
-        app,
-        table,
-        mv.queries,
-        settings,
+
+    def status() -> dict[str, Any]:
+        return {
+            "ingest": dict(ingestor.counts),
+            "flush": dict(flusher.status()),
+            "training": dict(retrainer.status()),
+            "serving": dict(predictor.status()),
+        }
+
+    collector = metrics.StatusCollector(
         ingestor.counts,
         flusher.status,
-        reads,
-        retrainer.status,
+        lambda: retrainer.completed,
         predictor.status,
+        reads.held_here,
     )
-    serving_api.register(app, predictor, settings, kept)
-    openapi.register(app)
-    dashboard.register(app)
-    metrics.register(
-        app,
-        metrics.StatusCollector(
-            ingestor.counts,
-            flusher.status,
-            lambda: retrainer.completed,
-            predictor.status,
-            reads.held_here,
-        ),
+    web = Web(
+        app=app,
+        settings=settings,
+        table=table,
+        queries=mv.queries,
+        reads=reads,
+        predictor=predictor,
+        adapters=kept,
+        topics={name: raw_topic(app, name) for name in (PREDICTIONS, TAGS)},
+        status=status,
+        metrics=metrics.collected(collector),
     )
+    routes.register(app, web)
     stop_in_order(
         app,
         before_faust=[

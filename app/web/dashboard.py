@@ -3,16 +3,17 @@ draws the views with inline SVG from the same JSON API any client uses."""
 
 from __future__ import annotations
 
+from functools import cache
 from importlib.resources import files
 
-import faust
 from faust.web import Request, Response, View
 
 
-def register(app: faust.App) -> None:
-    page = files("app.web").joinpath("dashboard.html").read_text(encoding="utf-8")
+class Dashboard(View):
+    async def get(self, request: Request) -> Response:
+        return self.html(_page())
 
-    @app.page("/dashboard")
-    class Dashboard(View):
-        async def get(self, request: Request) -> Response:
-            return self.html(page)
+
+@cache
+def _page() -> str:
+    return files("app.web").joinpath("dashboard.html").read_text(encoding="utf-8")

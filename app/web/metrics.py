@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-import faust
 from faust.web import Request, Response, View
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (
@@ -23,6 +22,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from app.views.queries import ViewsRead
+from app.web.context import web_of
 
 Status = Callable[[], Mapping[str, Any]]
 CONTENT_TYPE = "text/plain; version=0.0.4"  # aiohttp adds the charset itself
@@ -120,11 +120,14 @@ class StatusCollector(Collector):
         yield labeled
 
 
-def register(app: faust.App, collector: StatusCollector) -> None:
+def collected(collector: StatusCollector) -> CollectorRegistry:
+    """A Prometheus registry of this worker's own, so two apps in one process never mix."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(collector)
+    return registry
 
-    @app.page("/metrics")
-    class Metrics(View):
-        async def get(self, request: Request) -> Response:
-            return self.bytes(generate_latest(registry), content_type=CONTENT_TYPE)
+
+class Metrics(View):
+    async def get(self, request: Request) -> Response:
+        registry = web_of(self).metrics
+        return self.bytes(generate_latest(registry), content_type=CONTENT_TYPE)

@@ -7,9 +7,9 @@ matches this description.
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
-import faust
 from faust.web import Request, Response, View
 
 from app.domain.codec import NAME
@@ -405,10 +405,11 @@ def document() -> dict[str, Any]:
     }
 
 
-def register(app: faust.App) -> None:
-    described = document()
+class OpenApi(View):
+    async def get(self, request: Request) -> Response:
+        return self.json(_described())
 
-    @app.page("/openapi.json")
-    class OpenApi(View):
-        async def get(self, request: Request) -> Response:
-            return self.json(described)
+
+@cache
+def _described() -> dict[str, Any]:
+    return document()
