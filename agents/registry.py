@@ -6,7 +6,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import faust
-import orjson
 
 from app.domain import model_events, registry
 from app.settings import Settings
@@ -35,10 +34,10 @@ def register(
                 continue
             key = body.model.encode()
             current = table.get(key)
-            state = orjson.loads(current) if current is not None else None
+            state = registry.decode(current) if current is not None else None
             entry = registry.apply(state, body)
-            table[key] = orjson.dumps(entry)
+            table[key] = registry.encode(entry)
             if champion_changed is not None and isinstance(body, model_events.ModelPromoted):
-                champion_changed(body.model, entry["champion"])
+                champion_changed(body.model, entry.champion)
 
     return app.agent(source, name="registry")(fold)

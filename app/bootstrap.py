@@ -6,12 +6,12 @@ from functools import cache, partial
 from typing import Any
 
 import faust
-import orjson
 
 from agents import ingest
 from agents import registry as registry_agent
 from app.domain.batch import DeadLetter, SourceRecord
-from app.domain.registry import training_marks
+from app.domain.registry import RegistryEntry, training_marks
+from app.domain.registry import decode as decode_entry
 from app.extras import require
 from app.lifecycle import guard_local_state, stop_in_order, watch_log
 from app.log.flusher import Flusher
@@ -240,15 +240,15 @@ def _predictor(
     async def send(key: bytes, value: bytes) -> Any:
         return await predictions.send(key=key, value=value)
 
-    def local(model: str) -> dict[str, Any] | None:
+    def local(model: str) -> RegistryEntry | None:
         raw = registry_table.get(model.encode())
-        return orjson.loads(raw) if raw is not None else None
+        return decode_entry(raw) if raw is not None else None
 
-    async def from_cluster() -> dict[str, Any]:
+    async def from_cluster() -> dict[str, RegistryEntry]:
         """The registry's owners answer in one round; the model-events log is folded only
         when they cannot (mid-rebalance)."""
         try:
-            return {entry["model"]: entry for entry in await reads.registry()}
+            return {entry.model: entry for entry in await reads.registry()}
         except Incomplete:
             return await adapters.registry.entries()
 

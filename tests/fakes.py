@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from app.domain.model_events import ModelEvent
-from app.domain.registry import apply
+from app.domain.registry import RegistryEntry, apply
 from app.models.adapters import Adapters
 
 
@@ -55,8 +53,8 @@ class FoldedRegistry:
     async def close(self) -> None:
         return None
 
-    async def entries(self, model: str | None = None) -> dict[str, Any]:
-        entries: dict[str, Any] = {}
+    async def entries(self, model: str | None = None) -> dict[str, RegistryEntry]:
+        entries: dict[str, RegistryEntry] = {}
         for event in self.published:
             if model is None or event.model == model:
                 entries[event.model] = apply(entries.get(event.model), event)

@@ -1,10 +1,16 @@
-"""The model registry as a fold of model events: versions, their lineage, and the champion."""
+"""The model registry as a fold of model events: versions, their lineage, and the champion.
+
+Entries are typed (`RegistryEntry`, `VersionEntry`) with one codec (`encode`, `decode`);
+their JSON is what `GET /v1/models/{model}` shows.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
+
+import orjson
 
 from app.domain.model_events import (
     ModelEvent,
@@ -13,6 +19,47 @@ from app.domain.model_events import (
     ModelTrained,
     ModelValidated,
 )
+
+
+@dataclass(frozen=True)
+class Promotion:
+    by: str
+    reasons: tuple[str, ...]
+    improvement: float | None
+
+
+@dataclass(frozen=True)
+class VersionEntry:
+    """One version as the registry shows it; a part is None until its event is folded."""
+
+    version: str
+    status: str = "unknown"  # trained, validated, champion, retired, rejected
+    lineage: Mapping[str, Any] | None = None  # what it came from (ModelTrained)
+    validated: bool = False
+    validation: Mapping[str, Any] | None = None
+    decision: Mapping[str, Any] | None = None
+    promoted: bool = False
+    promoted_at: str | None = None
+    promotion: Promotion | None = None
+    reasons: tuple[str, ...] | None = None  # why the gate rejected it
+
+    @property
+    def trained_at(self) -> str | None:
+        return (self.lineage or {}).get("trained_at")
+
+    @property
+    def snapshot(self) -> Mapping[str, Any]:
+        return (self.lineage or {}).get("snapshot") or {}
+
+
+@dataclass(frozen=True)
+class RegistryEntry:
+    """A model's versions, its champion, and the order champions came in (for rollback)."""
+
+    model: str
+    versions: Mapping[str, VersionEntry] = field(default_factory=dict)
+    champion: str | None = None
+    champions: tuple[str, ...] = ()
 
 
 def lineage(trained: ModelTrained) -> dict[str, Any]:
@@ -38,57 +85,133 @@ def lineage(trained: ModelTrained) -> dict[str, Any]:
     }
 
 
-def apply(state: Mapping[str, Any] | None, event: ModelEvent) -> dict[str, Any]:
+def apply(state: RegistryEntry | None, event: ModelEvent) -> RegistryEntry:
     """The model's registry entry after `event`; applying an event twice changes nothing."""
-    model = dict(state or {"model": event.model, "versions": {}, "champion": None})
-    versions = {k: dict(v) for k, v in model["versions"].items()}
-    version = versions.setdefault(event.version, {"version": event.version, "status": "unknown"})
+    entry = state or RegistryEntry(event.model)
+    versions = dict(entry.versions)
+    version = versions.get(event.version) or VersionEntry(event.version)
+    champion, champions = entry.champion, list(entry.champions)
     match event:
         case ModelTrained():
-            version.update(lineage(event))
-            if version["status"] == "unknown":
-                version["status"] = "trained"
+            status = "trained" if version.status == "unknown" else version.status
+            version = replace(version, lineage=lineage(event), status=status)
         case ModelValidated():
-            version["validation"] = dict(event.report)
-            version["decision"] = event.decision.to_dict() if event.decision else None
-            if version["status"] in ("unknown", "trained"):
-                version["status"] = "validated"
+            status = "validated" if version.status in ("unknown", "trained") else version.status
+            decision = event.decision.to_dict() if event.decision else None
+            version = replace(
+                version,
+                validated=True,
+                validation=dict(event.report),
+                decision=decision,
+                status=status,
+            )
         case ModelPromoted():
-            version["status"] = "champion"
-            version["promoted_at"] = event.promoted_at
-            version["promotion"] = {
-                "by": event.by,
-                "reasons": list(event.reasons),
-                "improvement": event.improvement,
-            }
-            previous = model.get("champion")
-            if previous and previous != event.version and previous in versions:
-                versions[previous]["status"] = "retired"
-            model["champion"] = event.version
-            history = list(model.get("champions", []))
-            if event.by == "rollback" and history[-2:-1] == [event.version]:
-                history.pop()  # back to the one before: a second rollback goes further back
-            elif not history or history[-1] != event.version:
-                history.append(event.version)
-            model["champions"] = history
+            promotion = Promotion(event.by, tuple(event.reasons), event.improvement)
+            version = replace(
+                version,
+                status="champion",
+                promoted=True,
+                promoted_at=event.promoted_at,
+                promotion=promotion,
+            )
+            if champion and champion != event.version and champion in versions:
+                versions[champion] = replace(versions[champion], status="retired")
+            champion = event.version
+            if event.by == "rollback" and champions[-2:-1] == [event.version]:
+                champions.pop()  # back to the one before: a second rollback goes further back
+            elif not champions or champions[-1] != event.version:
+                champions.append(event.version)
         case ModelRejected():
-            version["status"] = "rejected"
-            version["reasons"] = list(event.reasons)
-    model["versions"] = versions
-    return model
+            version = replace(version, status="rejected", reasons=tuple(event.reasons))
+    versions[event.version] = version
+    return RegistryEntry(entry.model, versions, champion, tuple(champions))
 
 
-def training_marks(entries: Iterable[Mapping[str, Any]]) -> dict[str, int]:
+def version_to_dict(version: VersionEntry) -> dict[str, Any]:
+    """A version as the API shows it: each part once its event was folded."""
+    out: dict[str, Any] = {"version": version.version, "status": version.status}
+    if version.lineage is not None:
+        out.update(version.lineage)
+    if version.validated:
+        out["validation"] = version.validation
+        out["decision"] = version.decision
+    if version.promoted:
+        out["promoted_at"] = version.promoted_at
+        promotion = version.promotion
+        out["promotion"] = (
+            {
+                "by": promotion.by,
+                "reasons": list(promotion.reasons),
+                "improvement": promotion.improvement,
+            }
+            if promotion
+            else None
+        )
+    if version.reasons is not None:
+        out["reasons"] = list(version.reasons)
+    return out
+
+
+def to_dict(entry: RegistryEntry) -> dict[str, Any]:
+    return {
+        "model": entry.model,
+        "versions": {v: version_to_dict(e) for v, e in entry.versions.items()},
+        "champion": entry.champion,
+        "champions": list(entry.champions),
+    }
+
+
+def encode(entry: RegistryEntry) -> bytes:
+    return orjson.dumps(to_dict(entry))
+
+
+def decode(raw: bytes | str) -> RegistryEntry:
+    return from_dict(orjson.loads(raw))
+
+
+def from_dict(data: Mapping[str, Any]) -> RegistryEntry:
+    versions = {v: _version_from_dict(d) for v, d in data.get("versions", {}).items()}
+    return RegistryEntry(
+        data["model"], versions, data.get("champion"), tuple(data.get("champions", ()))
+    )
+
+
+_LINEAGE = ("trainer", "trained_at", "parent_version", "train_rows", "holdout_rows", "snapshot")
+_LINEAGE_ALL = (*_LINEAGE, "describe", "artifacts")
+
+
+def _version_from_dict(data: Mapping[str, Any]) -> VersionEntry:
+    promotion = data.get("promotion")
+    reasons = data.get("reasons")
+    return VersionEntry(
+        version=data["version"],
+        status=data.get("status", "unknown"),
+        lineage={k: data.get(k) for k in _LINEAGE_ALL}
+        if any(k in data for k in _LINEAGE)
+        else None,
+        validated="validation" in data or "decision" in data,
+        validation=data.get("validation"),
+        decision=data.get("decision"),
+        promoted="promoted_at" in data or "promotion" in data,
+        promoted_at=data.get("promoted_at"),
+        promotion=Promotion(
+            promotion.get("by") or "manual",
+            tuple(promotion.get("reasons") or ()),
+            promotion.get("improvement"),
+        )
+        if isinstance(promotion, dict)
+        else None,
+        reasons=tuple(reasons) if reasons is not None else None,
+    )
+
+
+def training_marks(entries: Iterable[RegistryEntry]) -> dict[str, int]:
     """Per dataset: the rows of the newest snapshot any version was trained on."""
     newest: dict[str, tuple[str, int]] = {}
     for entry in entries:
-        for version in entry.get("versions", {}).values():
-            snapshot = version.get("snapshot") or {}
-            dataset, rows, when = (
-                snapshot.get("dataset"),
-                snapshot.get("rows"),
-                version.get("trained_at"),
-            )
+        for version in entry.versions.values():
+            dataset, rows = version.snapshot.get("dataset"), version.snapshot.get("rows")
+            when = version.trained_at
             if (
                 dataset
                 and isinstance(rows, int)
@@ -111,7 +234,6 @@ def retrain_due(
     return max_wait > 0 and new > 0 and waited >= max_wait
 
 
-def rollback_target(entry: Mapping[str, Any]) -> str | None:
+def rollback_target(entry: RegistryEntry) -> str | None:
     """The champion before the current one, if there was one."""
-    history = entry.get("champions", [])
-    return str(history[-2]) if len(history) >= 2 else None
+    return entry.champions[-2] if len(entry.champions) >= 2 else None

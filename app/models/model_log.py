@@ -3,12 +3,13 @@ events, and the registry read back by folding the log (cold segments, then Kafka
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Protocol
 
 from aiokafka import AIOKafkaProducer
 
 from app.domain import model_events, registry
 from app.domain.model_events import ModelEvent
+from app.domain.registry import RegistryEntry
 from app.log.replay import consumer_for, read_partition, stop_consumer
 from app.log.segment_store import segment_store
 from app.settings import Settings
@@ -22,7 +23,7 @@ class EventPublisher(Protocol):
 
 
 class RegistryReader(Protocol):
-    async def entries(self, model: str | None = None) -> dict[str, Any]:
+    async def entries(self, model: str | None = None) -> dict[str, RegistryEntry]:
         """Registry entries by model (or only `model`'s)."""
         ...
 
@@ -59,8 +60,8 @@ class LogRegistryReader:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
 
-    async def entries(self, model: str | None = None) -> dict[str, Any]:
-        entries: dict[str, Any] = {}
+    async def entries(self, model: str | None = None) -> dict[str, RegistryEntry]:
+        entries: dict[str, RegistryEntry] = {}
         consumer = consumer_for(self.settings)
         await consumer.start()
         try:

@@ -33,6 +33,7 @@ import orjson
 
 from app.domain.codec import InvalidEvent, format_time, prediction_from_dict
 from app.domain.events import Value, is_number
+from app.domain.registry import RegistryEntry
 from app.learning.base import Model
 
 log = logging.getLogger(__name__)
@@ -406,22 +407,23 @@ class Champions:
 
     def __init__(
         self,
-        local: Callable[[str], Mapping[str, Any] | None],
-        from_log: Callable[[], Awaitable[Mapping[str, Mapping[str, Any]]]],
+        local: Callable[[str], RegistryEntry | None],
+        from_log: Callable[[], Awaitable[Mapping[str, RegistryEntry]]],
         ttl: float = 5.0,
     ) -> None:
         self.local, self.from_log, self.ttl = local, from_log, ttl
-        self._folded: Mapping[str, Mapping[str, Any]] = {}
+        self._folded: Mapping[str, RegistryEntry] = {}
         self._at: float | None = None
         self._lock = asyncio.Lock()
 
     async def __call__(self, model: str) -> str | None:
         entry = self.local(model)
         if entry is not None:
-            return entry.get("champion")
+            return entry.champion
         async with self._lock:  # one fold at a time; the waiting requests share it
             now = asyncio.get_running_loop().time()
             if self._at is None or now - self._at >= self.ttl:
                 self._folded = await self.from_log()
                 self._at = now
-        return (self._folded.get(model) or {}).get("champion")
+        found = self._folded.get(model)
+        return found.champion if found else None

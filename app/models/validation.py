@@ -100,7 +100,7 @@ async def _validate(
     record = await version_manifest(settings, model, int(version), adapters)
     version = record.version
     entry = (await adapters.registry.entries(model)).get(model)
-    champion = entry.get("champion") if entry else None
+    champion = entry.champion if entry else None
     rows, as_of = await unseen_rows(settings, record, adapters)
     if champion and champion != version:
         judged = [r for r in rows if r.model == model and r.model_version == champion]
@@ -194,7 +194,7 @@ async def rollback(
         target = registry.rollback_target(entry) if entry else None
         if target is None:
             raise TrainingError(f"model {model!r} has no earlier champion to roll back to")
-        reason = f"rolled back from version {entry and entry['champion']}"
+        reason = f"rolled back from version {entry and entry.champion}"
         return await promote(settings, model, target, "rollback", [reason], None, kept)
 
 

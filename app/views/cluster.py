@@ -22,6 +22,8 @@ from urllib.parse import quote
 import aiohttp
 import orjson
 
+from app.domain import registry
+from app.domain.registry import RegistryEntry
 from app.topics import PREDICTIONS
 from app.views.queries import ViewsRead
 from app.views.wal import Store, committed
@@ -151,7 +153,7 @@ class ClusterReads:
             out.update(answer)
         return out
 
-    async def registry(self) -> list[dict[str, Any]]:
+    async def registry(self) -> list[RegistryEntry]:
         """Every model's registry entry, from the owners of the model-events partitions."""
         raw, covered = self.local_registry()
         entries = list(raw)
@@ -166,8 +168,8 @@ class ClusterReads:
         # Mid-rebalance two workers may both still list a partition: one entry per model.
         by_model = {}
         for value in entries:
-            entry = orjson.loads(value)
-            by_model[entry["model"]] = entry
+            entry = registry.decode(value)
+            by_model[entry.model] = entry
         return [by_model[m] for m in sorted(by_model)]
 
     async def _ask_registry(self, url: str) -> tuple[list[bytes], set[int]]:

@@ -8,6 +8,7 @@ from typing import NamedTuple
 
 from faust.web import Request, Response, View
 
+from app.domain.registry import version_to_dict
 from app.views.cluster import Incomplete
 from app.web.context import web_of
 from app.web.errors import error, incomplete
@@ -30,11 +31,11 @@ class Models(View):
             return incomplete(self, exc)
         models = [
             {
-                "model": e["model"],
-                "champion": e["champion"],
-                "versions": sorted(e["versions"], key=_version_order),
+                "model": e.model,
+                "champion": e.champion,
+                "versions": sorted(e.versions, key=_version_order),
             }
-            for e in sorted(entries, key=lambda e: e["model"])
+            for e in sorted(entries, key=lambda e: e.model)
         ]
         return self.json({"models": models})
 
@@ -42,19 +43,19 @@ class Models(View):
 class ModelDetail(View):
     async def get(self, request: Request, model: str) -> Response:
         try:
-            found = [e for e in await web_of(self).reads.registry() if e["model"] == model]
+            found = [e for e in await web_of(self).reads.registry() if e.model == model]
         except Incomplete as exc:
             return incomplete(self, exc)
         if not found:
             return error(self, 404, "no such model", {"model": model})
         entry = found[0]
-        versions = [entry["versions"][v] for v in sorted(entry["versions"], key=_version_order)]
+        ordered = sorted(entry.versions, key=_version_order)
         return self.json(
             {
                 "model": model,
-                "champion": entry["champion"],
-                "champions": entry.get("champions", []),  # promotion order, for rollback
-                "versions": versions,
+                "champion": entry.champion,
+                "champions": list(entry.champions),  # promotion order, for rollback
+                "versions": [version_to_dict(entry.versions[v]) for v in ordered],
             }
         )
 
@@ -65,7 +66,7 @@ class ModelMetrics(View):
         try:
             versions = await reads.run(lambda s: s.model_versions(model))
             if not versions:
-                if any(e["model"] == model for e in await reads.registry()):
+                if any(e.model == model for e in await reads.registry()):
                     # Registered (trained) but nothing served yet: a model, no metrics.
                     return self.json({"model": model, "versions": {}})
                 return error(self, 404, "no predictions for this model", {"model": model})

@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 import pytest
 
+from app.domain.registry import RegistryEntry
 from app.learning.base import ConstantModel
 from app.models.serving import Capture, Champions, Predictor, ServingError
 from tests.waiting import wait_until
@@ -150,11 +151,14 @@ async def test_no_champion_a_broken_artifact_and_bad_requests_are_clear_errors()
 
 
 async def test_champions_come_from_the_local_registry_or_else_from_the_log_for_a_while() -> None:
-    local = {"here": {"champion": "3"}}
-    log = {"here": {"champion": "9"}, "there": {"champion": "2"}}
+    def champion(model: str, version: str) -> RegistryEntry:
+        return RegistryEntry(model, champion=version)
+
+    local = {"here": champion("here", "3")}
+    log = {"here": champion("here", "9"), "there": champion("there", "2")}
     folds = 0
 
-    async def from_log() -> dict[str, dict[str, str]]:
+    async def from_log() -> dict[str, RegistryEntry]:
         nonlocal folds
         folds += 1
         return dict(log)
@@ -163,7 +167,7 @@ async def test_champions_come_from_the_local_registry_or_else_from_the_log_for_a
     assert await champions("here") == "3" and folds == 0  # the local partition answers
     assert await champions("there") == "2" and await champions("nowhere") is None
     assert await champions("elsewhere") is None and folds == 1  # one fold for all models
-    log["there"] = {"champion": "4"}
+    log["there"] = champion("there", "4")
     champions.ttl = 0
     assert await champions("there") == "4" and folds == 2  # after the ttl: the log again
 

@@ -85,6 +85,6 @@ async def test_promote_and_rollback_publish_through_the_given_adapters(stores: A
     back = await rollback(settings, "delay", stores)
     assert (back.version, back.by) == ("1", "rollback")
     entry = (await stores.registry.entries("delay"))["delay"]
-    assert entry["champion"] == "1" and entry["champions"] == ["1"]
+    assert entry.champion == "1" and entry.champions == ("1",)
     with pytest.raises(TrainingError, match="no version 7"):
         await promote(settings, "delay", 7, adapters=stores)
