@@ -216,8 +216,8 @@ async def end_to_end(settings: Any, n: int, raw: float) -> None:
     record = await train(settings, DatasetSpec("bench", holdout=0.9), trainer=KerasTrainer())
     started = time.perf_counter()
     result = await validate(settings, "bench", record.version)
-    rate = result["n"] / (time.perf_counter() - started)
-    print(f"validate end to end: {result['n']} events, {rate:,.0f} events/s")
+    rate = result.measured.n / (time.perf_counter() - started)
+    print(f"validate end to end: {result.measured.n} events, {rate:,.0f} events/s")
     print(f"ratio (validate end to end / raw predict): {rate / raw:.3f}")
 
 

@@ -87,18 +87,19 @@ def validate_command(settings: Settings, ns: argparse.Namespace) -> int:
     gate = gate_of(settings) if ns.gate else None
     result = asyncio.run(validate(settings, ns.model, ns.version, gate, ns.segment_by, ns.bucket))
     if ns.json:
-        print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
+        print(orjson.dumps(result.to_dict(), option=orjson.OPT_INDENT_2).decode())
         return 0
-    against = result["compared_with"]
+    measured = result.measured
+    against = result.compared_with
     print(
-        f"{ns.model} version {result['version']} on {result['n']} past events it never saw "
-        f"({result['unseen_events']} unseen, judged against "
+        f"{ns.model} version {result.version} on {measured.n} past events it never saw "
+        f"({result.unseen_events} unseen, judged against "
         + (f"version {against['version']}'s" if against else "the logged")
         + " predictions)"
     )
-    for metric, value in result["challenger"].items():
-        served = result["served"][metric]
-        diff = result["difference"][metric]
+    for metric, value in measured.challenger.items():
+        served = measured.served[metric]
+        diff = measured.difference[metric]
         interval = (
             f", per-event difference {diff['mean']:+.4g} [{diff['ci'][0]:+.4g}, "
             f"{diff['ci'][1]:+.4g}]"
@@ -106,10 +107,10 @@ def validate_command(settings: Settings, ns: argparse.Namespace) -> int:
             else ""
         )
         print(f"  {metric}: {_num(value)} against {_num(served)} served{interval}")
-    decision = result["decision"]
+    decision = result.decision
     if decision is not None:
-        verdict = "promoted" if decision["promote"] else "rejected"
-        print(f"gate: {verdict}: " + "; ".join(decision["reasons"]))
+        verdict = "promoted" if decision.promote else "rejected"
+        print(f"gate: {verdict}: " + "; ".join(decision.reasons))
     return 0
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from statistics import NormalDist
 from typing import Any
 
@@ -146,13 +146,85 @@ def _group(task: str, events: Iterable[Scored], key: Any) -> dict[str, dict[str,
     }
 
 
+@dataclass(frozen=True)
+class Measured:
+    """What a replay measured: both models' metrics, their paired per-event difference, and
+    the same per segment (time bucket, serving version, a feature's values)."""
+
+    task: str
+    n: int
+    challenger: Mapping[str, float | None]
+    served: Mapping[str, float | None]
+    difference: Mapping[str, Mapping[str, Any]]
+    segments: Mapping[str, Mapping[str, Mapping[str, Any]]]
+    first_event_at: str | None
+    last_event_at: str | None
+
+
+@dataclass(frozen=True)
+class ValidationReport:
+    """A validation: what was measured, on which events, against which model, and the gate's
+    decision if one was asked. Its JSON (`to_dict`) is report.json and the ModelValidated
+    event's `report`."""
+
+    measured: Measured
+    model: str
+    version: str
+    champion: str | None
+    compared_with: Mapping[str, str] | None  # the champion whose served events were judged
+    unseen_events: int
+    as_of: Mapping[str, Mapping[int, int]]  # the log's end when it ran, per topic and partition
+    validated_at: str
+    decision: Decision | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **asdict(self.measured),
+            "model": self.model,
+            "version": self.version,
+            "champion": self.champion,
+            "compared_with": self.compared_with,
+            "unseen_events": self.unseen_events,
+            "as_of": {t: {str(p): o for p, o in parts.items()} for t, parts in self.as_of.items()},
+            "validated_at": self.validated_at,
+            "decision": self.decision.to_dict() if self.decision else None,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ValidationReport:
+        decision = data.get("decision")
+        return cls(
+            measured=Measured(
+                task=data["task"],
+                n=int(data["n"]),
+                challenger=data["challenger"],
+                served=data["served"],
+                difference=data["difference"],
+                segments=data.get("segments", {}),
+                first_event_at=data.get("first_event_at"),
+                last_event_at=data.get("last_event_at"),
+            ),
+            model=data["model"],
+            version=data["version"],
+            champion=data.get("champion"),
+            compared_with=data.get("compared_with"),
+            unseen_events=data.get("unseen_events", 0),
+            as_of={
+                t: {int(p): o for p, o in parts.items()}
+                for t, parts in (data.get("as_of") or {}).items()
+            },
+            validated_at=data.get("validated_at", ""),
+            decision=Decision.from_dict(decision) if decision else None,
+        )
+
+
 def report(
     task: str,
     events: Sequence[Scored],
     segment_by: str | None = None,
     bucket: str = "day",
     confidence: float = 0.95,
-) -> dict[str, Any]:
+) -> Measured:
     """Overall and per-segment metrics of challenger and served model, and their difference."""
     if task not in METRICS:
         raise ValidationError(f"task must be regression or classification, not {task!r}")
@@ -165,18 +237,18 @@ def report(
     }
     if segment_by:
         segments[f"feature:{segment_by}"] = _group(task, events, lambda e: e.segment)
-    return {
-        "task": task,
-        "n": len(events),
-        "challenger": _metrics(task, events, "challenger"),
-        "served": _metrics(task, events, "served"),
-        "difference": {
+    return Measured(
+        task=task,
+        n=len(events),
+        challenger=_metrics(task, events, "challenger"),
+        served=_metrics(task, events, "served"),
+        difference={
             metric: paired_difference(task, metric, events, confidence) for metric in METRICS[task]
         },
-        "segments": segments,
-        "first_event_at": min((e.occurred_at for e in events), default=None),
-        "last_event_at": max((e.occurred_at for e in events), default=None),
-    }
+        segments=segments,
+        first_event_at=min((e.occurred_at for e in events), default=None),
+        last_event_at=max((e.occurred_at for e in events), default=None),
+    )
 
 
 @dataclass(frozen=True)
@@ -219,6 +291,15 @@ class Decision:
             "reasons": list(self.reasons),
         }
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Decision:
+        return cls(
+            promote=bool(data["promote"]),
+            metric=str(data.get("metric", "")),
+            reasons=tuple(data.get("reasons") or ()),
+            improvement=data.get("improvement"),
+        )
+
 
 def improvement(metric: str, challenger: float, served: float) -> float:
     """Relative gain of the challenger over the served model, positive when it is better."""
@@ -228,16 +309,16 @@ def improvement(metric: str, challenger: float, served: float) -> float:
     return gain / abs(served)
 
 
-def decide(validation: Mapping[str, Any], gate: Gate) -> Decision:
+def decide(validation: Measured, gate: Gate) -> Decision:
     """Promote only with enough evidence, a large enough gain, and no segment much worse."""
-    task = validation["task"]
+    task = validation.task
     metric = gate.metric_for(task)
     reasons: list[str] = []
-    n = validation["n"]
+    n = validation.n
     if n < gate.min_samples:
         reasons.append(f"too few events to judge: {n} < {gate.min_samples}")
         return Decision(False, metric, tuple(reasons))
-    mine, theirs = validation["challenger"][metric], validation["served"][metric]
+    mine, theirs = validation.challenger[metric], validation.served[metric]
     if mine is None or theirs is None:
         reasons.append(f"{metric} cannot be computed: a prediction is not a number")
         return Decision(False, metric, tuple(reasons))
@@ -249,7 +330,7 @@ def decide(validation: Mapping[str, Any], gate: Gate) -> Decision:
         reasons.append(f"{verdict}: needs at least {gate.min_improvement:+.2%} and a gain")
     else:
         reasons.append(verdict)
-    difference = validation["difference"][metric]
+    difference = validation.difference[metric]
     if gate.confidence > 0 and difference["ci"] is not None:
         # Differences are of per-event losses (0/1 errors for accuracy): negative is a gain.
         low, high = difference["ci"]
@@ -259,7 +340,7 @@ def decide(validation: Mapping[str, Any], gate: Gate) -> Decision:
                 f"the {difference['confidence']:.0%} interval of the per-event difference "
                 f"[{low:.4g}, {high:.4g}] does not exclude no gain"
             )
-    for family, groups in validation["segments"].items():
+    for family, groups in validation.segments.items():
         if family == "served_by":
             continue
         for name, group in groups.items():

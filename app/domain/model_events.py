@@ -269,9 +269,5 @@ def _reasons(data: Mapping[str, Any]) -> tuple[str, ...]:
 def _decision(value: Any) -> Decision:
     if not isinstance(value, dict) or not isinstance(value.get("promote"), bool):
         raise InvalidModelEvent("decision: must be an object with a boolean 'promote'")
-    return Decision(
-        promote=value["promote"],
-        metric=str(value.get("metric", "")),
-        reasons=_reasons(value),
-        improvement=_number(value, "improvement"),
-    )
+    _reasons(value), _number(value, "improvement")  # their types, with a clear error
+    return Decision.from_dict(value)

@@ -45,8 +45,8 @@ def _train_in_process(settings: Settings, dataset: str, trainer: str) -> dict[st
         result = await validate(settings, trained.model, trained.version, gate_of(settings))
         record = model_events.to_dict(trained)  # crosses the process boundary as JSON-like
         record["validation"] = {
-            "n": result["n"],
-            "decision": result["decision"],
+            "n": result.measured.n,
+            "decision": result.decision.to_dict() if result.decision else None,
             "seconds": round(time.monotonic() - validated, 3),
         }
         return record

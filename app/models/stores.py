@@ -13,12 +13,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import orjson
 
 from app.domain import model_events
 from app.domain.datasets import Manifest, Row
+from app.domain.gate import ValidationReport
 from app.domain.model_events import MODELS, ModelTrained
 from app.models import snapshot_format
 from app.objects import Objects
@@ -79,16 +79,16 @@ class ReportStore:
     def _prefix(self, model: str, version: str) -> str:
         return f"{MODELS}/{model}/{version}/validation/"
 
-    async def save(self, model: str, version: str, report: Any, events: bytes) -> None:
-        prefix = self._prefix(model, version)
+    async def save(self, report: ValidationReport, events: bytes) -> None:
+        """The report and its per-event rows (Parquet), the report last."""
+        prefix = self._prefix(report.model, report.version)
         await self.objects.put(prefix + "events.parquet", events)
-        await self.objects.put(
-            prefix + "report.json", orjson.dumps(report, option=orjson.OPT_INDENT_2)
-        )
+        body = orjson.dumps(report.to_dict(), option=orjson.OPT_INDENT_2)
+        await self.objects.put(prefix + "report.json", body)
 
-    async def report(self, model: str, version: str) -> dict[str, Any] | None:
+    async def report(self, model: str, version: str) -> ValidationReport | None:
         data = await self.objects.get(self._prefix(model, version) + "report.json")
-        return None if data is None else dict(orjson.loads(data))
+        return None if data is None else ValidationReport.from_dict(orjson.loads(data))
 
     async def events(self, model: str, version: str) -> bytes | None:
         return await self.objects.get(self._prefix(model, version) + "events.parquet")

@@ -24,7 +24,16 @@ from app.domain import registry
 from app.domain.codec import format_time
 from app.domain.datasets import Row
 from app.domain.events import Value
-from app.domain.gate import Decision, Gate, Scored, decide, loss, report, scored
+from app.domain.gate import (
+    Decision,
+    Gate,
+    Scored,
+    ValidationReport,
+    decide,
+    loss,
+    report,
+    scored,
+)
 from app.domain.model_events import (
     ModelPromoted,
     ModelRejected,
@@ -82,7 +91,7 @@ async def validate(
     segment_by: str | None = None,
     bucket: str | None = None,
     adapters: Adapters | None = None,
-) -> dict[str, Any]:
+) -> ValidationReport:
     """Replay, report, store, announce; with a gate, also promote or reject."""
     async with opened(settings, adapters) as kept:
         return await _validate(settings, kept, model, version, gate, segment_by, bucket)
@@ -96,7 +105,7 @@ async def _validate(
     gate: Gate | None,
     segment_by: str | None,
     bucket: str | None,
-) -> dict[str, Any]:
+) -> ValidationReport:
     record = await version_manifest(settings, model, int(version), adapters)
     version = record.version
     entry = (await adapters.registry.entries(model)).get(model)
@@ -112,32 +121,33 @@ async def _validate(
     task = fitted.describe().get("task") or task_of([r.label for r in judged])
     segment = segment_by if segment_by is not None else settings.validation_segment_by
     events = scored(judged, predictions, segment or None)
-    result = report(
+    measured = report(
         task,
         events,
         segment or None,
         bucket or settings.validation_bucket,
         gate.confidence if gate else 0.95,
     )
-    result.update(
+    result = ValidationReport(
+        measured=measured,
         model=model,
         version=version,
         champion=champion,
         compared_with=compared_with,
         unseen_events=len(rows),
-        as_of={t: {str(p): o for p, o in parts.items()} for t, parts in as_of.items()},
+        as_of=as_of,
         validated_at=format_time(datetime.now(UTC)),
+        decision=decide(measured, gate) if gate and champion != version else None,
     )
-    decision = decide(result, gate) if gate and champion != version else None
-    result["decision"] = decision.to_dict() if decision else None
+    decision = result.decision
     await _store(adapters, model, version, result, task, events)
     await adapters.events.publish(
         ModelValidated(
             model=model,
             version=version,
-            report=result,
+            report=result.to_dict(),
             decision=decision,
-            validated_at=result["validated_at"],
+            validated_at=result.validated_at,
         ),
     )
     if decision is not None:
@@ -202,7 +212,7 @@ async def _store(
     adapters: Adapters,
     model: str,
     version: str,
-    result: dict[str, Any],
+    result: ValidationReport,
     task: str,
     events: list[Scored],
 ) -> None:
@@ -223,7 +233,7 @@ async def _store(
             ],
         }
     )
-    await adapters.reports.save(model, version, result, to_parquet(table))
+    await adapters.reports.save(result, to_parquet(table))
 
 
 async def stored_report(
@@ -236,9 +246,12 @@ async def stored_report(
 ) -> dict[str, Any] | None:
     """The latest validation report of a version, with per-event differences if asked."""
     async with opened(settings, adapters) as adapters:
-        result = await adapters.reports.report(model, version)
-        data = await adapters.reports.events(model, version) if result and events else None
-    if result is not None and data is not None:
+        found = await adapters.reports.report(model, version)
+        data = await adapters.reports.events(model, version) if found and events else None
+    if found is None:
+        return None
+    result = found.to_dict()
+    if data is not None:
         table = from_parquet(data)
         rows = table.slice(0, limit).to_pylist()
         for row in rows:

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from app.domain.datasets import Row
+from app.domain.gate import Scored, ValidationReport, report
 from app.domain.log_layout import Segment
 from app.log.segment_store import SegmentStore
 from app.models.adapters import Adapters
@@ -57,8 +58,10 @@ async def test_a_snapshot_reads_back_its_rows_and_fold_state(stores: Adapters) -
 
 async def test_a_report_and_its_events(stores: Adapters) -> None:
     assert await stores.reports.report("delay", "1") is None
-    await stores.reports.save("delay", "1", {"n": 2, "decision": None}, b"PAR1")
-    assert await stores.reports.report("delay", "1") == {"n": 2, "decision": None}
+    measured = report("regression", [Scored("e", "2013-01-01T00:00:00Z", "0", None, 1.0, 2.0, 1.5)])
+    done = ValidationReport(measured, "delay", "1", None, None, 1, {}, "2026-12-02T10:00:00Z")
+    await stores.reports.save(done, b"PAR1")
+    assert await stores.reports.report("delay", "1") == done
     assert await stores.reports.events("delay", "1") == b"PAR1"
     await stores.close()
     assert stores.objects.closed  # type: ignore[attr-defined]

@@ -5,9 +5,10 @@ from __future__ import annotations
 import math
 import random
 
+import orjson
 import pytest
 
-from app.domain.gate import Gate, Scored, ValidationError, decide, report
+from app.domain.gate import Gate, Scored, ValidationError, ValidationReport, decide, report
 
 
 def events(
@@ -34,17 +35,17 @@ def events(
 def test_report_has_overall_segment_and_time_metrics_and_a_paired_interval() -> None:
     scored = events(200, served_error=10, challenger_error=5)
     result = report("regression", scored, segment_by="origin")
-    assert result["n"] == 200
-    assert result["challenger"]["mae"] < result["served"]["mae"]
+    assert result.n == 200
+    assert result.challenger["mae"] < result.served["mae"]
     assert math.isclose(
-        result["served"]["rmse"] ** 2,
+        result.served["rmse"] ** 2,
         sum((e.served - e.label) ** 2 for e in scored) / 200,  # type: ignore[operator]
     )
-    low, high = result["difference"]["mae"]["ci"]
-    assert low < result["difference"]["mae"]["mean"] < high < 0
-    assert set(result["segments"]) == {"time:day", "served_by", "feature:origin"}
-    assert sum(g["n"] for g in result["segments"]["time:day"].values()) == 200
-    assert list(result["segments"]["time:day"]) == [f"2013-01-0{d}" for d in range(1, 6)]
+    low, high = result.difference["mae"]["ci"]
+    assert low < result.difference["mae"]["mean"] < high < 0
+    assert set(result.segments) == {"time:day", "served_by", "feature:origin"}
+    assert sum(g["n"] for g in result.segments["time:day"].values()) == 200
+    assert list(result.segments["time:day"]) == [f"2013-01-0{d}" for d in range(1, 6)]
 
 
 def test_a_better_challenger_is_promoted_with_its_gain() -> None:
@@ -79,11 +80,31 @@ def test_classification_uses_accuracy_and_a_number_where_a_class_is_due() -> Non
         for i in range(300)
     ]
     result = report("classification", rows)
-    assert result["challenger"]["accuracy"] == 1.0
-    assert math.isclose(result["served"]["accuracy"], 2 / 3)
+    assert result.challenger["accuracy"] == 1.0
+    assert math.isclose(result.served["accuracy"], 2 / 3)
     assert decide(result, Gate()).promote
     with pytest.raises(ValidationError, match="does not apply to classification"):
         decide(result, Gate(metric="mae"))
     broken = [Scored("x", "2013-01-01T00:00:00Z", "1", None, 1.0, 1.0, "late") for _ in range(200)]
     decision = decide(report("regression", broken), Gate())
     assert not decision.promote and "cannot be computed" in decision.reasons[0]
+
+
+def test_a_report_round_trips_through_its_json() -> None:
+    measured = report("regression", events(120, 10, 5), segment_by="origin")
+    decision = decide(measured, Gate())
+    done = ValidationReport(
+        measured=measured,
+        model="delay",
+        version="2",
+        champion="1",
+        compared_with={"model": "delay", "version": "1"},
+        unseen_events=130,
+        as_of={"modelview.predictions": {0: 120, 1: 7}},
+        validated_at="2026-12-02T10:00:00Z",
+        decision=decision,
+    )
+    raw = orjson.loads(orjson.dumps(done.to_dict()))
+    assert raw["n"] == 120 and raw["decision"]["promote"] == decision.promote
+    assert raw["as_of"] == {"modelview.predictions": {"0": 120, "1": 7}}
+    assert ValidationReport.from_dict(raw).to_dict() == raw
