@@ -20,6 +20,7 @@ import logging
 import multiprocessing
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any
@@ -32,29 +33,41 @@ from app.views.cluster import Incomplete
 log = logging.getLogger(__name__)
 
 
-def _train_in_process(settings: Settings, dataset: str, trainer: str) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Retrained:
+    """What a training process sends back: the new version, and what its validation said."""
+
+    model: str
+    version: str
+    rows: int  # of the snapshot it was trained on: the dataset's new training mark
+    validated_on: int | None = None  # events the replay judged
+    decision: Mapping[str, Any] | None = None
+    validation_seconds: float | None = None
+
+
+def _train_in_process(settings: Settings, dataset: str, trainer: str) -> Retrained:
     """Train, then validate by replay and let the gate promote or reject the new version."""
-    from app.domain import model_events
     from app.models.training import train, trainer_named
     from app.models.validation import gate_of, validate
 
-    async def loop() -> dict[str, Any]:
+    async def loop() -> Retrained:
         spec = DatasetSpec(dataset, holdout=settings.retrain_holdout)
         trained = await train(settings, spec, trainer=trainer_named(trainer))
         validated = time.monotonic()
         result = await validate(settings, trained.model, trained.version, gate_of(settings))
-        record = model_events.to_dict(trained)  # crosses the process boundary as JSON-like
-        record["validation"] = {
-            "n": result.measured.n,
-            "decision": result.decision.to_dict() if result.decision else None,
-            "seconds": round(time.monotonic() - validated, 3),
-        }
-        return record
+        return Retrained(
+            trained.model,
+            trained.version,
+            trained.snapshot.rows,
+            result.measured.n,
+            result.decision.to_dict() if result.decision else None,
+            round(time.monotonic() - validated, 3),
+        )
 
     return asyncio.run(loop())
 
 
-def _in_child(send: Connection, job: Callable[..., dict[str, Any]], *args: Any) -> None:
+def _in_child(send: Connection, job: Callable[..., Retrained], *args: Any) -> None:
     """The training process: run the job and send back its record or its failure."""
     try:
         send.send(("ok", job(*args)))
@@ -85,7 +98,7 @@ class Retrainer:
         self._since: dict[str, float] = {}
         self.abandoned = 0
         self._processes: dict[str, BaseProcess] = {}
-        self.job: Callable[..., dict[str, Any]] = _train_in_process
+        self.job: Callable[..., Retrained] = _train_in_process
 
     @property
     def enabled(self) -> bool:
@@ -137,22 +150,31 @@ class Retrainer:
             self.failures += 1
             log.exception("retraining %s failed; the next check tries again", dataset)
         else:
-            self._local_marks[dataset] = int(record["snapshot"]["rows"])
+            self._local_marks[dataset] = record.rows
+            validation = (
+                {
+                    "n": record.validated_on,
+                    "decision": record.decision,
+                    "seconds": record.validation_seconds,
+                }
+                if record.validated_on is not None
+                else None
+            )
             self.completed.append(
                 {
                     "dataset": dataset,
-                    "model": record["model"],
-                    "version": record["version"],
-                    "rows": record["snapshot"]["rows"],
-                    "validation": record.get("validation"),
+                    "model": record.model,
+                    "version": record.version,
+                    "rows": record.rows,
+                    "validation": validation,
                     "seconds": round(time.monotonic() - started, 3),
                 }
             )
-            log.info("retrained %s: %s version %s", dataset, record["model"], record["version"])
+            log.info("retrained %s: %s version %s", dataset, record.model, record.version)
         finally:
             self.running.pop(dataset, None)
 
-    async def _in_process(self, dataset: str) -> dict[str, Any]:
+    async def _in_process(self, dataset: str) -> Retrained:
         # spawn, not fork: a fork of a running Faust worker would copy its event loop.
         context = multiprocessing.get_context("spawn")
         receive, send = context.Pipe(duplex=False)
@@ -171,8 +193,9 @@ class Retrainer:
             await asyncio.get_running_loop().run_in_executor(None, process.join, 10)
         if outcome != "ok":
             raise RuntimeError(value)
-        record: dict[str, Any] = value
-        return record
+        if not isinstance(value, Retrained):
+            raise TypeError(f"a training process sent {type(value).__name__}, not Retrained")
+        return value
 
     def abandon(self) -> None:
         """Terminate every training under way (a rebalance: this may no longer be the leader)."""

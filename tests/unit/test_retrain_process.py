@@ -7,22 +7,22 @@ import asyncio
 import time
 from typing import Any
 
-from app.models.retrain import Retrainer
+from app.models.retrain import Retrained, Retrainer
 from app.settings import Settings
 from tests.waiting import wait_until
 
 
-def record_of(settings: Settings, dataset: str, trainer: str) -> dict[str, Any]:
-    return {"model": dataset, "version": "1", "snapshot": {"rows": 7}}
+def record_of(settings: Settings, dataset: str, trainer: str) -> Retrained:
+    return Retrained(model=dataset, version="1", rows=7)
 
 
-def fails(settings: Settings, dataset: str, trainer: str) -> dict[str, Any]:
+def fails(settings: Settings, dataset: str, trainer: str) -> Retrained:
     raise ValueError("no labeled rows")
 
 
-def sleeps(settings: Settings, dataset: str, trainer: str) -> dict[str, Any]:
+def sleeps(settings: Settings, dataset: str, trainer: str) -> Retrained:
     time.sleep(120)
-    return {}
+    return Retrained(model=dataset, version="1", rows=0)
 
 
 def retrainer(job: Any) -> Retrainer:
