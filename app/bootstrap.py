@@ -198,13 +198,14 @@ def create(
             # Before its task is cancelled: a clean stop leaves nothing only in Kafka.
             ("flush cold segments", flusher.stop),
             ("close the cluster reads' connections", reads.close),
+            # Reopened on use if a late request needs them; nothing of the views' state.
+            ("close the object store's client and the model-events producer", kept.close),
         ],
         after_faust=[
             # The streams are drained: the views' last changes reach the changelog before
             # the stop may be called clean (else local state would be ahead of it).
             ("write the views' last changes to the changelog", ingestor.drain),
             ("stop the changelog writer", writer.stop),
-            ("close the object store's client and the model-events producer", kept.close),
         ],
         mark_clean_stop=guard_local_state(app, settings),
     )
