@@ -17,6 +17,7 @@ pytestmark = pytest.mark.e2e
 
 TINY = {
     "ingest": ["--predictions", "300"],
+    "ceiling": ["--predictions", "300"],
     "scale": ["--predictions", "300"],
     "fold": ["--predictions", "300"],
     "cold": ["--predictions", "500"],
