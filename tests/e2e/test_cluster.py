@@ -20,7 +20,7 @@ from tests.coldlog import publish
 from tests.e2e.test_ingest import check_against_reference, send_kafka
 from tests.e2e.test_recovery import wait_committed_to_the_end
 from tests.e2e.test_training import labeled, records
-from tests.e2e.workload import MODELS, Workload, build
+from tests.e2e.workload import MODELS, Item, Workload, build
 from tests.services import (
     WorkerProcess,
     member_settings,
@@ -100,11 +100,22 @@ async def test_kill_start_and_stop_while_events_flow_lose_and_double_nothing(
     workload = build(n_predictions=1_500, seed=53)
     items = workload.items
 
+    # A third of the stream before each change goes on: before the kill, between the kill
+    # and the leave, and after it. So records flow through every change, whatever the speed.
+    killed, left = asyncio.Event(), asyncio.Event()
+    third = len(items) // 3
+
     async def stream() -> None:
         async with KafkaPublisher(stack.bootstrap_servers, validate=False) as kafka:
-            for start in range(0, len(items), 40):
-                await send_kafka(kafka, items[start : start + 40])
-                await asyncio.sleep(0.1)  # paced: a stream, not one burst
+            for part, gate in ((items[:third], killed), (items[third : 2 * third], left)):
+                await paced(kafka, part)
+                await gate.wait()
+            await paced(kafka, items[2 * third :])
+
+    async def paced(kafka: KafkaPublisher, part: list[Item]) -> None:
+        for start in range(0, len(part), 40):
+            await send_kafka(kafka, part[start : start + 40])
+            await asyncio.sleep(0.1)  # paced: a stream, not one burst
 
     publishing = asyncio.create_task(stream())
 
@@ -121,12 +132,14 @@ async def test_kill_start_and_stop_while_events_flow_lose_and_double_nothing(
     await some_flowed(rng.randint(100, 400))
     victim = members.pop(rng.randrange(3))
     victim.kill()
+    killed.set()
     await some_flowed(rng.randint(100, 300))
     members.append(worker(settings[3], alone=False))
     await asyncio.to_thread(wait_cluster_ready, members, 180.0)
     leaving = members.pop(rng.randrange(len(members)))
     assert leaving.stop() == 0
-    assert not publishing.done(), "the stream should still flow through the changes"
+    assert not publishing.done(), "the last third waits for the leave"
+    left.set()
     await publishing
     await asyncio.to_thread(wait_cluster_caught_up, members, 240.0)
     await all_equal(members, workload)
