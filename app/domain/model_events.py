@@ -33,8 +33,20 @@ def version_prefix(model: str, version: str) -> str:
     return f"{MODELS}/{model}/{version}/"
 
 
+class _Located:
+    """Each event names where its version lives: `artifacts` defaults to its prefix."""
+
+    model: str
+    version: str
+    artifacts: str
+
+    def __post_init__(self) -> None:
+        if not self.artifacts:
+            object.__setattr__(self, "artifacts", version_prefix(self.model, self.version))
+
+
 @dataclass(frozen=True)
-class ModelTrained:
+class ModelTrained(_Located):
     """A version was fitted on a snapshot. It is also the version's stored manifest."""
 
     model: str
@@ -50,13 +62,9 @@ class ModelTrained:
     describe: Mapping[str, Any]
     artifacts: str = ""  # the version's prefix; defaults to version_prefix
 
-    def __post_init__(self) -> None:
-        if not self.artifacts:
-            object.__setattr__(self, "artifacts", version_prefix(self.model, self.version))
-
 
 @dataclass(frozen=True)
-class ModelValidated:
+class ModelValidated(_Located):
     """A version was replayed on past events; `decision` is the gate's, if one was asked."""
 
     model: str
@@ -66,13 +74,9 @@ class ModelValidated:
     validated_at: str | None = None
     artifacts: str = ""
 
-    def __post_init__(self) -> None:
-        if not self.artifacts:
-            object.__setattr__(self, "artifacts", version_prefix(self.model, self.version))
-
 
 @dataclass(frozen=True)
-class ModelPromoted:
+class ModelPromoted(_Located):
     """A version became champion: by the gate, by hand, or by a rollback."""
 
     model: str
@@ -83,13 +87,9 @@ class ModelPromoted:
     improvement: float | None = None
     artifacts: str = ""
 
-    def __post_init__(self) -> None:
-        if not self.artifacts:
-            object.__setattr__(self, "artifacts", version_prefix(self.model, self.version))
-
 
 @dataclass(frozen=True)
-class ModelRejected:
+class ModelRejected(_Located):
     """The gate refused a version, with every reason."""
 
     model: str
@@ -98,10 +98,6 @@ class ModelRejected:
     reasons: tuple[str, ...] = field(default_factory=tuple)
     improvement: float | None = None
     artifacts: str = ""
-
-    def __post_init__(self) -> None:
-        if not self.artifacts:
-            object.__setattr__(self, "artifacts", version_prefix(self.model, self.version))
 
 
 ModelEvent = ModelTrained | ModelValidated | ModelPromoted | ModelRejected
