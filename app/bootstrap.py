@@ -82,6 +82,8 @@ def create(
         "web_port": settings.web_port,
         "web_host": settings.web_host,
         "topic_partitions": settings.partitions,
+        # The most records the ingest agent folds as one batch: one fetch (`agents.ingest`).
+        "broker_max_poll_records": settings.batch_size,
         "autodiscover": False,
         "web_application_options": {"middlewares": [auth.middleware(settings)]},
         **PROFILES[settings.broker],
@@ -112,10 +114,13 @@ def create(
     )
     # The group commits what the views hold durably, and only that (the Ingestor's
     # docstring). Set before Faust makes its consumer, at start: the transport calls this.
+    _, deliver = ingest.register(app, ingestor, settings)
     app.transport.Consumer = partial(  # type: ignore[misc,assignment]
-        CommittingConsumer, committable=ingestor.durable.committable, topics=(PREDICTIONS, TAGS)
+        CommittingConsumer,
+        committable=ingestor.durable.committable,
+        topics=(PREDICTIONS, TAGS),
+        deliver=deliver,
     )
-    ingest.register(app, ingestor, settings)
     flusher = Flusher(
         settings,
         owned=lambda: ((tp.topic, tp.partition) for tp in app.assignor.assigned_actives()),

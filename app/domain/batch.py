@@ -19,7 +19,7 @@ from typing import Any, Literal
 from app.domain.codec import InvalidEvent, decode_prediction, decode_tag
 from app.domain.events import PredictionEvent, TagEvent
 from app.domain.examples import Example, Outcome, apply_prediction, apply_tag
-from app.domain.stats import AggKey, Counts, add, delta, example_time, hour_of
+from app.domain.stats import AggKey, Counts, delta, example_time, hour_of
 
 Kind = Literal["prediction", "tag", "model_event"]
 
@@ -96,6 +96,8 @@ def fold_batch(
     def get(key: str) -> Any:
         return writes[key] if key in writes else read(key)
 
+    aggregates = _Aggregates(read, partition)
+
     for record in records:
         if record.offset <= result.cursor.get(record.topic, -1):
             result.skipped += 1
@@ -125,7 +127,8 @@ def fold_batch(
         result.applied += 1
         writes[key] = new
         applied_tag = event if isinstance(event, TagEvent) and new.tag is event else None
-        _apply_delta(get, writes, partition, old, new, applied_tag)
+        aggregates.apply(old, new, applied_tag)
+    aggregates.write(writes)
     return result
 
 
@@ -148,54 +151,72 @@ def decode_record(record: SourceRecord, max_event_bytes: int) -> PredictionEvent
     return event
 
 
-def _apply_delta(
-    get: Callable[[str], Any],
-    writes: dict[str, Any],
-    partition: int,
-    old: Example | None,
-    new: Example,
-    tag: TagEvent | None,
-) -> None:
-    """Move the aggregates by `new - old`, and their `updated_at`, the same whatever the order.
+class _Aggregates:
+    """The batch's aggregates and index, moved in place record by record and written once at
+    the end: a key touched by 500 records of a batch is read once and encoded once.
 
-    A replay may meet a prediction and its tags in another interleaving than the live worker
-    did, so every aggregate value must depend only on the facts, not on their order:
-    - a model version's aggregates never lose a member, and an example's newest fact only
-      grows, so they take the newest fact of every member, on every change of the member;
-    - a dataset takes the `tagged_at` of every tag that named it when applied, whether or not
+    Every aggregate value depends only on the facts, not on their order: a replay may meet a
+    prediction and its tags in another interleaving than the live worker did.
+    - A model version's aggregates never lose a member, and an example's newest fact only
+      grows, so they take the newest fact of every member, on every change of the member.
+    - A dataset takes the `tagged_at` of every tag that named it when applied, whether or not
       the prediction had arrived, and is listed from then on.
+    The counters are summed in log order, as one record at a time would sum them, so the
+    result is the same to the last bit whatever the batch boundaries.
     """
-    changes = delta(old, new)
-    idx_key = index_key(partition)
-    index: Index = get(idx_key) or Index()
-    touched: dict[AggKey, datetime | None] = {}
-    if new.prediction is not None:
-        moment = example_time(new)
-        pred = new.prediction
-        touched[AggKey("model", pred.model, pred.model_version)] = moment
-        touched[AggKey("model_hour", pred.model, pred.model_version, hour_of(pred.occurred_at))] = (
-            moment
-        )
-    if tag is not None:
-        for name in tag.datasets:
-            touched[AggKey("dataset", name)] = tag.tagged_at
-    for agg in changes:
-        touched.setdefault(agg, None)
-    new_index = index
-    for agg, moment in touched.items():
-        key = agg_key(partition, agg)
-        current: Agg | None = get(key)
-        counts = current.counts if current else {}
-        updated = current.updated_at if current else None
-        if moment is not None and (updated is None or moment > updated):
-            updated = moment
-        if agg in changes:
-            counts = add(counts, changes[agg])
-        if current is None or counts != current.counts or updated != current.updated_at:
-            writes[key] = Agg(counts, updated)
-        new_index = _indexed(new_index, agg)
-    if new_index is not index:
-        writes[idx_key] = new_index
+
+    def __init__(self, get: Callable[[str], Any], partition: int) -> None:
+        self.get, self.partition = get, partition
+        self.before: dict[str, Agg | None] = {}
+        self.counts: dict[str, dict[str, float]] = {}
+        self.updated: dict[str, datetime | None] = {}
+        self.index_key = index_key(partition)
+        self.index_before: Index = get(self.index_key) or Index()
+        self.index = self.index_before
+
+    def apply(self, old: Example | None, new: Example, tag: TagEvent | None) -> None:
+        """Move the aggregates by `new - old`, and their `updated_at`."""
+        if new.prediction is not None:
+            moment = example_time(new)
+            pred = new.prediction
+            self._touch(AggKey("model", pred.model, pred.model_version), moment)
+            hour = hour_of(pred.occurred_at)
+            self._touch(AggKey("model_hour", pred.model, pred.model_version, hour), moment)
+        if tag is not None:
+            for name in tag.datasets:
+                self._touch(AggKey("dataset", name), tag.tagged_at)
+        for agg, change in delta(old, new).items():
+            counts = self._touch(agg, None)
+            for name, value in change.items():
+                total = counts.get(name, 0) + value
+                if total == 0:
+                    counts.pop(name, None)  # absent and zero are the same (`stats.add`)
+                else:
+                    counts[name] = total
+
+    def _touch(self, agg: AggKey, moment: datetime | None) -> dict[str, float]:
+        """The aggregate's counts, to move in place; `moment` may advance its `updated_at`."""
+        key = agg_key(self.partition, agg)
+        counts = self.counts.get(key)
+        if counts is None:
+            current: Agg | None = self.get(key)
+            self.before[key] = current
+            counts = self.counts[key] = dict(current.counts) if current else {}
+            self.updated[key] = current.updated_at if current else None
+            self.index = _indexed(self.index, agg)
+        if moment is not None:
+            updated = self.updated[key]
+            if updated is None or moment > updated:
+                self.updated[key] = moment
+        return counts
+
+    def write(self, writes: dict[str, Any]) -> None:
+        for key, counts in self.counts.items():
+            current, updated = self.before[key], self.updated[key]
+            if current is None or counts != current.counts or updated != current.updated_at:
+                writes[key] = Agg(counts, updated)
+        if self.index is not self.index_before:
+            writes[self.index_key] = self.index
 
 
 def _indexed(index: Index, agg: AggKey) -> Index:

@@ -222,10 +222,15 @@ def _schema_version(obj: Mapping[str, Any]) -> int:
     return SCHEMA_VERSION
 
 
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
 def _uuid(obj: Mapping[str, Any], key: str) -> str:
     value = _required(obj, key)
     if not isinstance(value, str):
         raise InvalidEvent(f"{key}: must be a UUID string, got {_kind(value)}")
+    if _CANONICAL_UUID.fullmatch(value):
+        return value  # the common case, without building a UUID to compare its spelling
     try:
         canonical = str(uuid.UUID(value))
     except ValueError:

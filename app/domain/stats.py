@@ -59,6 +59,8 @@ def contribution(example: Example | None) -> dict[AggKey, Counts]:
 
 def delta(old: Example | None, new: Example) -> dict[AggKey, Counts]:
     before, after = contribution(old), contribution(new)
+    if not before:  # a new example: its whole contribution (each `after` is a fresh dict)
+        return {key: counts for key, counts in after.items() if counts}
     out: dict[AggKey, Counts] = {}
     for key in before.keys() | after.keys():
         diff = subtract(after.get(key, {}), before.get(key, {}))

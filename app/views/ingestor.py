@@ -14,7 +14,7 @@ from app.log.segment_store import segment_store
 from app.settings import Settings
 from app.topics import PREDICTIONS, TAGS
 from app.views import viewcodec
-from app.views.compat import set_current_event
+from app.views.compat import writing_for
 from app.views.deadletters import encode_dead_letter
 from app.views.wal import PartitionTxn, Store
 
@@ -103,10 +103,12 @@ class Ingestor:
         self.before[key] = raw  # the wal's undo needs the old value: read it once
         return viewcodec.decode(key, raw)
 
-    async def process_until_done(self, events: Sequence[Any], backoff: float = 0.5) -> None:
+    async def process_until_done(
+        self, records: Sequence[SourceRecord], backoff: float = 0.5
+    ) -> None:
         """`process`, retried until it succeeds: a batch is never skipped.
 
-        If an agent raised, Faust would restart it and move on, and these events could be
+        If an agent raised, Faust would restart it and move on, and these records could be
         acknowledged without being folded. A retry is safe: a partition's half-written batch
         is rolled back by its wal, finished partitions skip by their cursor; a dead letter
         may be sent twice.
@@ -114,7 +116,7 @@ class Ingestor:
         attempt = 0
         while True:
             try:
-                await self.process(events)
+                await self.process(records)
                 return
             except asyncio.CancelledError:
                 raise
@@ -125,16 +127,15 @@ class Ingestor:
                 log.warning("ingest batch failed (%s); retry %d in %.1f s", exc, attempt, delay)
                 await asyncio.sleep(delay)
 
-    async def process(self, events: Sequence[Any]) -> None:
-        by_partition: dict[int, list[Any]] = defaultdict(list)
-        for event in events:
-            by_partition[event.message.partition].append(event)
+    async def process(self, records: Sequence[SourceRecord]) -> None:
+        by_partition: dict[int, list[SourceRecord]] = defaultdict(list)
+        for record in records:
+            by_partition[record.partition].append(record)
         cursors: dict[int, dict[str, int]] = {}
         for partition, group in by_partition.items():
             # Faust files table writes under the current event's partition: make it this one.
-            set_current_event(group[-1])
-            records = [_record(e.message) for e in group]
-            cursors[partition] = await self.process_partition(partition, records)
+            with writing_for(group[-1].topic, partition):
+                cursors[partition] = await self.process_partition(partition, group)
         # The group commits what is reported durable here: the table writes must be in the
         # changelog first, or a crash would lose them for good.
         await self.changelog_acks()
@@ -232,14 +233,10 @@ def _log_order(record: SourceRecord) -> tuple[str, int]:
     return record.topic, record.offset
 
 
-def _record(message: Any) -> SourceRecord:
+def source_record(record: Any) -> SourceRecord:
+    """A record of the predictions or tags topic as the fold takes it."""
     return SourceRecord(
-        kind=KINDS[message.topic],
-        topic=message.topic,
-        partition=message.partition,
-        offset=message.offset,
-        key=message.key,
-        value=message.value,
+        KINDS[record.topic], record.topic, record.partition, record.offset, record.key, record.value
     )
 
 
@@ -253,10 +250,7 @@ def log_backfill(settings: Settings) -> Backfill:
         try:
             async with segment_store(settings) as cold:
                 async for batch in read_partition(cold, consumer, topic, partition, start, stop):
-                    out += [
-                        SourceRecord(KINDS[r.topic], r.topic, r.partition, r.offset, r.key, r.value)
-                        for r in batch
-                    ]
+                    out += [source_record(r) for r in batch]
         finally:
             await stop_consumer(consumer)
         return out

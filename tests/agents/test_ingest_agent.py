@@ -7,10 +7,14 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from faust.types import TP
 
 from app.bootstrap import Modelview, create
+from app.domain.batch import SourceRecord
 from app.settings import Settings
 from app.topics import PREDICTIONS, TAGS
+from app.views.compat import fetch_event
+from app.views.ingestor import KINDS
 from tables.views import Change
 from tests.factories import prediction, tag
 from tests.fakes import memory_adapters
@@ -45,10 +49,11 @@ def build(tmp_path: Path) -> tuple[Modelview, list[bytes]]:
 
 
 async def put(ctx: Any, topic: str, key: bytes, value: bytes, partition: int, offset: int) -> None:
-    message = ctx.to_message(key, value, partition=partition, offset=offset)
-    message.topic = topic
-    channel = ctx.stream().channel
-    await channel.put(await channel.decode(message))
+    """One record, delivered as the worker's consumer delivers a fetch."""
+    record = SourceRecord(KINDS[topic], topic, partition, offset, key, value)
+    app = ctx.app
+    event = fetch_event(app, [record], TP(topic, partition), offset, app.consumer_generation_id)
+    await ctx.stream().channel.put(event)
 
 
 async def test_agent_joins_counts_and_dead_letters(tmp_path: Path) -> None:

@@ -128,22 +128,6 @@ async def test_a_hole_the_log_cannot_fill_fails_the_batch_instead_of_skipping_it
     assert store == {}
 
 
-class _Message:
-    def __init__(self, r: SourceRecord) -> None:
-        self.topic, self.partition, self.offset, self.key, self.value = (
-            r.topic,
-            r.partition,
-            r.offset,
-            r.key,
-            r.value,
-        )
-
-
-class _Event:
-    def __init__(self, r: SourceRecord) -> None:
-        self.message = _Message(r)
-
-
 async def test_a_failed_batch_is_retried_until_folded_never_skipped() -> None:
     predictions, tags = log(10)
     bad = SourceRecord("prediction", PREDICTIONS, 0, 10, b"junk", b"not json")
@@ -157,8 +141,7 @@ async def test_a_failed_batch_is_retried_until_folded_never_skipped() -> None:
 
     store: dict[str, bytes] = {}
     ingestor = Ingestor(store, flaky_letters, 1 << 20)
-    events = [_Event(r) for r in [*predictions, bad, *tags]]
-    await ingestor.process_until_done(events, backoff=0.001)
+    await ingestor.process_until_done([*predictions, bad, *tags], backoff=0.001)
     assert ingestor.counts["retries"] == 2 and len(letters) == 1
     assert_is_the_fold_of(store, [*predictions, bad, *tags])
 
@@ -173,10 +156,10 @@ async def test_offsets_are_reported_durable_only_once_the_changelog_has_them() -
             raise failure
 
     ingestor = Ingestor({}, no_letters, 1 << 20, flush)
-    events = [_Event(r) for r in [*predictions, *tags[:4]]]
+    records = [*predictions, *tags[:4]]
     with pytest.raises(RuntimeError, match="changelog away"):
-        await ingestor.process(events)
+        await ingestor.process(records)
     committable = ingestor.durable.committable
     assert committable(PREDICTIONS, 0) is None and committable(TAGS, 0) is None
-    await ingestor.process(events)  # the retry: folded already, written now
+    await ingestor.process(records)  # the retry: folded already, written now
     assert committable(PREDICTIONS, 0) == 10 and committable(TAGS, 0) == 4
