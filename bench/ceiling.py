@@ -1,10 +1,12 @@
-"""Faust's ceiling: an agent that does nothing with the records, next to raw aiokafka consume.
+"""Faust's ceiling: agents that do nothing with the records, next to raw aiokafka consume.
 
-The ingest agent takes batches with `stream.take_events` and folds them. Here the same kind
-of agent, on the same topics, broker profile and batch settings, only counts. Its rate is
-the most any fold inside a Faust agent can reach on this machine. Printed: records/s of
-both, and the ratio of the agent to raw consume. Compare that ratio with modelview's in
-`bench.ingest`.
+Two agents, on the same topics and broker profile, only count:
+- `per-record`: Faust's own delivery, one stream event per record, taken in batches with
+  `stream.take_events` (how the ingest agent read until 2026-12-02);
+- `per-fetch`: the worker's delivery (`agents.ingest`, `CommittingConsumer`), one event per
+  fetch, with the ingest agent's code and a counter in place of the fold.
+Each rate is the most any fold inside such an agent can reach on this machine. Printed:
+records/s of each, and its ratio to raw consume. Compare with modelview's in `bench.ingest`.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import os
 import shutil
 import tempfile
 import time
+from functools import partial
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -29,12 +32,14 @@ from tests.e2e.workload import build
 from tests.services import stack_settings, start_stack
 
 
-def _agent(settings: Settings, total: int, data_dir: str, send: Connection) -> None:
+def _agent(settings: Settings, total: int, data_dir: str, send: Connection, mode: str) -> None:
     """The child process: a Faust worker whose agent counts `total` records, then reports."""
     import faust
 
+    from agents import ingest
     from app.stack.profiles import PROFILES
     from app.topic_admin import raw_topic
+    from app.views.compat import CommittingConsumer
 
     app = faust.App(
         f"ceiling-{int(time.time() * 1000)}",
@@ -44,28 +49,48 @@ def _agent(settings: Settings, total: int, data_dir: str, send: Connection) -> N
         topic_partitions=settings.partitions,
         autodiscover=False,
         web_enabled=False,
+        broker_max_poll_records=settings.batch_size,
         **PROFILES[settings.broker],
     )
-    source = raw_topic(app, PREDICTIONS, TAGS, partitions=settings.partitions)
     seen = {"n": 0, "first": 0.0}
 
-    async def nothing(stream: Any) -> None:
-        async for events in stream.take_events(settings.batch_size, within=settings.batch_within):
-            if not seen["n"]:
-                seen["first"] = time.perf_counter()
-            seen["n"] += len(events)
-            if seen["n"] >= total:
-                send.send(time.perf_counter() - seen["first"])
-                os._exit(0)  # the measurement is sent; a clean Faust stop adds nothing to it
+    def count(n: int) -> None:
+        if not seen["n"]:
+            seen["first"] = time.perf_counter()
+        seen["n"] += n
+        if seen["n"] >= total:
+            send.send(time.perf_counter() - seen["first"])
+            os._exit(0)  # the measurement is sent; a clean Faust stop adds nothing to it
 
-    app.agent(source, name="nothing")(nothing)
+    if mode == "per-fetch":
+
+        class Counter:
+            async def process_until_done(self, records: Any) -> None:
+                count(len(records))
+
+        _, deliver = ingest.register(app, Counter(), settings)  # type: ignore[arg-type]
+        app.transport.Consumer = partial(  # type: ignore[misc,assignment]
+            CommittingConsumer,
+            committable=lambda topic, partition: None,
+            topics=(PREDICTIONS, TAGS),
+            deliver=deliver,
+        )
+    else:
+        source = raw_topic(app, PREDICTIONS, TAGS, partitions=settings.partitions)
+
+        async def nothing(stream: Any) -> None:
+            batches = stream.take_events(settings.batch_size, within=settings.batch_within)
+            async for events in batches:
+                count(len(events))
+
+        app.agent(source, name="nothing")(nothing)
     faust.Worker(app, loglevel="warning", quiet=True).execute_from_commandline()
 
 
-def agent_seconds(settings: Settings, total: int, data_dir: Path) -> float:
+def agent_seconds(settings: Settings, total: int, data_dir: Path, mode: str) -> float:
     context = multiprocessing.get_context("spawn")
     receive, send = context.Pipe(duplex=False)
-    process = context.Process(target=_agent, args=(settings, total, str(data_dir), send))
+    process = context.Process(target=_agent, args=(settings, total, str(data_dir), send, mode))
     process.start()
     send.close()
     try:
@@ -92,12 +117,16 @@ async def main(predictions: int) -> None:
         await publish(settings.bootstrap_servers, items)
         total = len(items)
         raw = total / await raw_consume(settings.bootstrap_servers, settings.partitions, total)
-        agent = total / agent_seconds(settings, total, root / "faust")
+        rates = {
+            mode: total / agent_seconds(settings, total, root / mode, mode)
+            for mode in ("per-record", "per-fetch")
+        }
         print(machine_line())
         print(f"{total} records, {settings.partitions} partitions, broker {settings.broker}")
         print(f"raw aiokafka consume + orjson.loads: {raw:,.0f} records/s")
-        print(f"Faust agent that does nothing:       {agent:,.0f} records/s")
-        print(f"ratio (do-nothing Faust agent / raw consume): {agent / raw:.4f}")
+        for mode, rate in rates.items():
+            print(f"Faust agent that does nothing, {mode}: {rate:,.0f} records/s")
+            print(f"  ratio (do-nothing Faust agent / raw consume): {rate / raw:.4f}")
     finally:
         stack.down()
         shutil.rmtree(root, ignore_errors=True)

@@ -1,5 +1,5 @@
-"""Cold segments: flush MB/s next to raw put_object of the same bytes, and replay records/s
-next to a raw Parquet read of the same objects; one fresh local stack, one run.
+"""Cold segments: flush MB/s next to raw consume plus put_object of the same bytes, and
+replay records/s next to a raw Parquet read of the same objects; one fresh local stack.
 
 Flush is the flusher itself (Kafka fetch, Parquet encode, put) on a backlog; replay is the
 replay reader (list, get, decode to records, then the Kafka tail, empty here).
@@ -28,6 +28,7 @@ from app.s3 import s3_client
 from app.topic_admin import ensure_topics
 from app.topics import LOGGED, PREDICTIONS, TAGS
 from bench.common import machine_line
+from bench.ingest import raw_consume
 from tests.coldlog import publish
 from tests.e2e.workload import build
 from tests.services import stack_settings, start_stack
@@ -106,6 +107,9 @@ async def main(predictions: int) -> None:
             settings,
             [(PREDICTIONS if i.kind == "prediction" else TAGS, i.key, i.raw) for i in items],
         )
+        consume_seconds = await raw_consume(
+            settings.bootstrap_servers, settings.partitions, total, decode=False
+        )
         flush_seconds = await flush_all(settings, settings.partitions, total)
         blobs = await objects(settings)
         size = sum(len(d) for _, d in blobs)
@@ -127,9 +131,11 @@ async def main(predictions: int) -> None:
     mb = size / 1e6
     print(machine_line())
     print(f"records: {total} in {len(blobs)} segments, {mb:.1f} MB of Parquet (zstd)")
-    print(f"raw put_object of the segment bytes: {mb / put_seconds:,.1f} MB/s")
+    raw_seconds = consume_seconds + put_seconds
+    print(f"raw consume ({total / consume_seconds:,.0f} records/s) + put_object of the bytes:")
+    print(f"  {mb / raw_seconds:,.1f} MB/s (put alone {mb / put_seconds:,.1f} MB/s)")
     print(f"flusher, Kafka backlog to S3:        {mb / flush_seconds:,.1f} MB/s")
-    print(f"flush ratio (flusher / raw put): {put_seconds / flush_seconds:.3f}")
+    print(f"flush ratio (flusher / raw consume + put): {raw_seconds / flush_seconds:.3f}")
     print(f"raw get_object + pyarrow read_table: {rows / read_seconds:,.0f} records/s")
     print(f"replay reader (segments to records): {replayed / replay_seconds:,.0f} records/s")
     print(f"replay ratio (reader / raw read): {read_seconds / replay_seconds:.3f}")

@@ -34,8 +34,8 @@ async def publish(bootstrap: str, items: list[tuple[str, bytes, bytes]]) -> None
                     await kafka.send_raw(topic, [raw], key=key)
 
 
-async def raw_consume(bootstrap: str, partitions: int, total: int) -> float:
-    """Seconds for a plain aiokafka consumer to read and JSON-decode every record."""
+async def raw_consume(bootstrap: str, partitions: int, total: int, decode: bool = True) -> float:
+    """Seconds for a plain aiokafka consumer to read (and JSON-decode) every record."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
     )
@@ -48,20 +48,27 @@ async def raw_consume(bootstrap: str, partitions: int, total: int) -> float:
         seen, started = 0, time.perf_counter()
         while seen < total:
             batches = await consumer.getmany(timeout_ms=500)
-            for messages in batches.values():
+            for messages in batches.values() if decode else ():
                 for message in messages:
                     # The 1% malformed: a real reader would set them aside too.
                     with contextlib.suppress(orjson.JSONDecodeError):
                         orjson.loads(message.value)
-                seen += len(messages)
+            seen += sum(len(messages) for messages in batches.values())
         return time.perf_counter() - started
     finally:
         await consumer.stop()
 
 
-async def main(predictions: int, profile: str | None = None, peers_too: bool = True) -> None:
+async def main(
+    predictions: int,
+    profile: str | None = None,
+    peers_too: bool = True,
+    batch_size: int | None = None,
+) -> None:
     root = Path(tempfile.mkdtemp(prefix="modelview-bench-"))
     settings = stack_settings(root / "data", partitions=8)
+    if batch_size is not None:
+        settings = settings.with_(batch_size=batch_size)
     stack = start_stack(settings)
     worker = WorkerProcess(settings, root / "worker.log")
     try:
@@ -101,7 +108,8 @@ async def main(predictions: int, profile: str | None = None, peers_too: bool = T
     raw_rate, rate = total / raw_seconds, total / seconds
     print(machine_line())
     print(
-        f"records: {total} ({predictions} predictions, tags, 5% duplicates, 1% malformed), 8 partitions"
+        f"records: {total} ({predictions} predictions, tags, 5% duplicates, 1% malformed), 8 partitions, "
+        f"batch size {settings.batch_size}"
     )
     print(f"raw aiokafka consume + orjson.loads: {raw_rate:,.0f} records/s")
     print(f"modelview worker, backlog to views:  {rate:,.0f} records/s")
@@ -117,5 +125,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--predictions", type=int, default=20_000)
     parser.add_argument("--profile", help="write py-spy's collapsed stacks of the worker here")
+    parser.add_argument("--batch-size", type=int, help="the worker's MODELVIEW_BATCH_SIZE")
+    parser.add_argument("--no-peers", action="store_true", help="skip Quix Streams")
     args = parser.parse_args()
-    asyncio.run(main(args.predictions, args.profile))
+    asyncio.run(main(args.predictions, args.profile, not args.no_peers, args.batch_size))

@@ -96,29 +96,40 @@ def define(app: faust.App, settings: Settings, writer: ChangelogWriter) -> Views
 
 
 class TableStore(MutableMapping[str, bytes]):
-    """The table as a plain `str -> bytes` mapping: the shape the domain adapters expect."""
+    """The table as a plain `str -> bytes` mapping: the shape the domain adapters expect.
 
-    def __init__(self, table: Any) -> None:
+    It reads and writes the table's store directly and queues each change for the changelog
+    itself, as `Table.__setitem__` would, without the layers of Faust's mapping in between:
+    ingestion makes several of these calls per record.
+    """
+
+    def __init__(self, table: ViewsTable) -> None:
         self.table = table
 
     def __getitem__(self, key: str) -> bytes:
-        value = self.table.get(key.encode())
+        value = self.table.data.get(key.encode())
         if value is None:
             raise KeyError(key)
         return value  # type: ignore[no-any-return]
 
     def get(self, key: str, default: Any = None) -> Any:
-        value = self.table.get(key.encode())
+        value = self.table.data.get(key.encode())
         return default if value is None else value
 
     def __setitem__(self, key: str, value: bytes) -> None:
-        self.table[key.encode()] = value
+        raw = key.encode()
+        self.table.on_key_set(raw, value)
+        self.table.data[raw] = value
 
     def __delitem__(self, key: str) -> None:
-        del self.table[key.encode()]
+        raw = key.encode()
+        if self.table.data.get(raw) is None:
+            raise KeyError(key)
+        self.table.on_key_del(raw)
+        del self.table.data[raw]
 
     def __iter__(self) -> Iterator[str]:
-        return (k.decode() if isinstance(k, bytes) else k for k in self.table)
+        return (k.decode() if isinstance(k, bytes) else k for k in self.table.data)
 
     def __len__(self) -> int:
-        return len(self.table)
+        return len(self.table.data)

@@ -18,7 +18,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from app.domain.log_layout import LogRecord, Segment, next_offset
+from app.domain.log_layout import Segment, next_offset
 from app.log import segments
 from app.log.replay import stop_consumer
 from app.log.segment_store import SegmentStore, segment_store
@@ -40,10 +40,13 @@ class _Partition:
     next_offset: int = 0  # first offset not in S3
     last_key: str = ""
     highwater: int = 0
-    buffer: list[LogRecord] = field(default_factory=list)
+    buffer: segments.Records = field(init=False)  # read, not yet in S3
     since: float | None = None  # when the oldest buffered record was read
     failures: int = 0
     retry_at: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.buffer = segments.Records(self.topic, self.partition)
 
     @property
     def tp(self) -> TopicPartition:
@@ -51,7 +54,7 @@ class _Partition:
 
     @property
     def last_seen(self) -> int:
-        return self.buffer[-1].offset if self.buffer else self.next_offset - 1
+        return self.buffer.offsets[-1] if self.buffer else self.next_offset - 1
 
     def backoff(self, now: float) -> None:
         self.failures += 1
@@ -162,11 +165,11 @@ class Flusher:
             part = self.parts.get((tp.topic, tp.partition))
             if part is None:
                 continue
+            last_seen, append = part.last_seen, part.buffer.append
             for m in messages:
-                if m.offset > part.last_seen:
-                    part.buffer.append(
-                        LogRecord(m.topic, m.partition, m.offset, m.timestamp, m.key, m.value)
-                    )
+                if m.offset > last_seen:
+                    append(m.offset, m.timestamp, m.key, m.value)
+                    last_seen = m.offset
             if part.buffer and part.since is None:
                 part.since = now
         limit = self.settings.flush_records
@@ -230,13 +233,13 @@ class Flusher:
                 if not part.buffer:
                     return True
             records = part.buffer[:limit]
-            segment = Segment(records[0].offset, records[-1].offset, part.topic, part.partition)
+            segment = Segment(records.offsets[0], records.offsets[-1], part.topic, part.partition)
             data = await asyncio.to_thread(segments.encode, records)
             await cold.put(segment, data)
         except Exception as exc:
             self._failed(part, now, exc, "writing a segment")
             return False
-        del part.buffer[: len(records)]
+        part.buffer.drop(len(records))
         part.next_offset, part.last_key = segment.last + 1, segment.key
         part.since = time.monotonic() if part.buffer else None
         part.failures = 0
@@ -248,7 +251,7 @@ class Flusher:
     def _skip_to(self, part: _Partition, newer: list[Segment]) -> None:
         last = newer[-1]
         log.warning("segments up to %s were flushed by another worker; skipping past", last.key)
-        part.buffer = [r for r in part.buffer if r.offset > last.last]
+        part.buffer = part.buffer.between(last.last + 1)
         part.next_offset = max(part.next_offset, last.last + 1)
         part.last_key = last.key
 

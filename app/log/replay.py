@@ -7,7 +7,7 @@ reader returns each offset once and in order, or raises `LogGap` naming what is 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -51,7 +51,7 @@ async def read_partition(
     partition: int,
     start: int = 0,
     stop: int | None = None,
-) -> AsyncIterator[list[LogRecord]]:
+) -> AsyncIterator[Sequence[LogRecord]]:
     """Batches of records with `start <= offset < stop` (default: everything logged so far)."""
     found = await cold.segments(topic, partition)
     tp = TopicPartition(topic, partition)
@@ -61,17 +61,17 @@ async def read_partition(
     position = start
     for segment in plan.segments:
         data = await cold.get(segment)
-        batch = [r for r in segments.decode(topic, data) if position <= r.offset < plan.kafka_from]
-        if batch:
-            position = batch[-1].offset + 1
-            yield batch
+        records = segments.decode(topic, data).between(position, plan.kafka_from)
+        if records:
+            position = records[-1].offset + 1
+            yield records
     if plan.kafka_from >= plan.stop:
         return
     consumer.assign([tp])
     consumer.seek(tp, plan.kafka_from)
     while position < plan.stop:
         fetched = await consumer.getmany(tp, timeout_ms=1000, max_records=10_000)
-        batch = [
+        batch: Sequence[LogRecord] = [
             LogRecord(m.topic, m.partition, m.offset, m.timestamp, m.key, m.value)
             for m in fetched.get(tp, [])
             if position <= m.offset < plan.stop

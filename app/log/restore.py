@@ -109,7 +109,7 @@ async def _restore_partition(
                 "are in neither, so the log cannot be put back at its old offsets"
             )
         data = await cold.get(segment)
-        records = [r for r in segments.decode(topic, data) if r.offset >= position]
+        records = segments.decode(topic, data).between(position)
         futures = [
             await producer.send(
                 topic, key=r.key, value=r.value, partition=partition, timestamp_ms=r.timestamp_ms

@@ -8,7 +8,10 @@ Columns: `partition`, `offset`, `timestamp` (the Kafka timestamp, UTC), `key` an
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from bisect import bisect_left
+from collections.abc import Iterator, Sequence
+from itertools import repeat
+from typing import overload
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -38,15 +41,106 @@ def from_parquet(data: bytes) -> pa.Table:
     return pq.read_table(io.BytesIO(data))
 
 
+class Records(Sequence[LogRecord]):
+    """One topic-partition's records as columns, in offset order: a row becomes a `LogRecord`
+    only when it is asked for.
+
+    Segments are written and read a column at a time, so a flush or a replay costs a few
+    C-level conversions per batch rather than Python objects per record, until a fold needs
+    the rows. Appending (the flusher's buffer) and slicing keep the columns.
+    """
+
+    __slots__ = ("keys", "offsets", "partition", "timestamps", "topic", "values")
+
+    def __init__(
+        self,
+        topic: str,
+        partition: int,
+        offsets: list[int] | None = None,
+        timestamps: list[int] | None = None,
+        keys: list[bytes | None] | None = None,
+        values: list[bytes | None] | None = None,
+    ) -> None:
+        self.topic, self.partition = topic, partition
+        self.offsets = offsets if offsets is not None else []
+        self.timestamps = timestamps if timestamps is not None else []
+        self.keys = keys if keys is not None else []
+        self.values = values if values is not None else []
+
+    def append(
+        self, offset: int, timestamp_ms: int, key: bytes | None, value: bytes | None
+    ) -> None:
+        self.offsets.append(offset)
+        self.timestamps.append(timestamp_ms)
+        self.keys.append(key)
+        self.values.append(value)
+
+    def __len__(self) -> int:
+        return len(self.offsets)
+
+    @overload
+    def __getitem__(self, index: int) -> LogRecord: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Records: ...
+
+    def __getitem__(self, index: int | slice) -> LogRecord | Records:
+        if isinstance(index, slice):
+            return Records(
+                self.topic,
+                self.partition,
+                self.offsets[index],
+                self.timestamps[index],
+                self.keys[index],
+                self.values[index],
+            )
+        return LogRecord(
+            self.topic,
+            self.partition,
+            self.offsets[index],
+            self.timestamps[index],
+            self.keys[index],
+            self.values[index],
+        )
+
+    def __iter__(self) -> Iterator[LogRecord]:
+        return map(
+            LogRecord,
+            repeat(self.topic),
+            repeat(self.partition),
+            self.offsets,
+            self.timestamps,
+            self.keys,
+            self.values,
+        )
+
+    def between(self, start: int, stop: int | None = None) -> Records:
+        """The records with `start <= offset < stop`."""
+        first = bisect_left(self.offsets, start)
+        last = len(self) if stop is None else bisect_left(self.offsets, stop)
+        return self if (first, last) == (0, len(self)) else self[first:last]
+
+    def drop(self, count: int) -> None:
+        """Forget the first `count` records (flushed)."""
+        for column in (self.offsets, self.timestamps, self.keys, self.values):
+            del column[:count]
+
+
 def encode(records: Sequence[LogRecord]) -> bytes:
-    table = pa.Table.from_pydict(
-        {
-            "partition": [r.partition for r in records],
-            "offset": [r.offset for r in records],
-            "timestamp": [r.timestamp_ms for r in records],
-            "key": [r.key for r in records],
-            "value": [r.value for r in records],
-        },
+    if not isinstance(records, Records):
+        columns = Records("", 0)
+        for r in records:
+            columns.append(r.offset, r.timestamp_ms, r.key, r.value)
+            columns.partition = r.partition
+        records = columns
+    table = pa.Table.from_arrays(
+        [
+            pa.array([records.partition] * len(records), pa.int32()),
+            pa.array(records.offsets, pa.int64()),
+            pa.array(records.timestamps, pa.int64()).cast(pa.timestamp("ms", tz="UTC")),
+            pa.array(records.keys, pa.binary()),
+            pa.array(records.values, pa.binary()),
+        ],
         schema=SCHEMA,
     )
     return to_parquet(table)
@@ -62,18 +156,15 @@ def warm_up() -> None:
     encode([])
 
 
-def decode(topic: str, data: bytes) -> list[LogRecord]:
+def decode(topic: str, data: bytes) -> Records:
+    """A segment's records, a column at a time (numpy's `tolist` is C, pyarrow's is per row)."""
     table = from_parquet(data)
-    columns = table.to_pydict()
-    timestamps = table.column("timestamp").cast(pa.int64()).to_pylist()
-    return [
-        LogRecord(topic, p, o, t, k, v)
-        for p, o, t, k, v in zip(
-            columns["partition"],
-            columns["offset"],
-            timestamps,
-            columns["key"],
-            columns["value"],
-            strict=True,
-        )
-    ]
+    partitions = table.column("partition")
+    return Records(
+        topic,
+        partitions[0].as_py() if len(partitions) else 0,
+        table.column("offset").to_numpy().tolist(),
+        table.column("timestamp").cast(pa.int64()).to_numpy().tolist(),
+        table.column("key").to_numpy().tolist(),
+        table.column("value").to_numpy().tolist(),
+    )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
@@ -19,7 +19,7 @@ from app.views.wal import PartitionTxn, read_cursor
 
 
 def fold_records(
-    store: dict[str, bytes], partition: int, records: list[LogRecord], max_event_bytes: int
+    store: dict[str, bytes], partition: int, records: Sequence[LogRecord], max_event_bytes: int
 ) -> None:
     """The live ingest step minus the I/O: fold, then commit through the same wal."""
     txn = PartitionTxn(store)

@@ -99,4 +99,21 @@ def test_parquet_round_trip_keeps_exact_bytes() -> None:
         LogRecord("t", 2, 8, 1_700_000_000_124, None, None),
         LogRecord("t", 2, 9, 1_700_000_000_125, b"\xff\xfe", b"\x00not json\xc3"),
     ]
-    assert parquet.decode("t", parquet.encode(records)) == records
+    assert list(parquet.decode("t", parquet.encode(records))) == records
+
+
+def test_records_are_columns_that_become_rows_when_asked() -> None:
+    rows = [LogRecord("t", 4, o, 1_700_000_000_000 + o, b"k%d" % o, b"v") for o in range(10, 20)]
+    buffer = parquet.Records("t", 4)
+    for r in rows:
+        buffer.append(r.offset, r.timestamp_ms, r.key, r.value)
+    assert len(buffer) == 10 and buffer[0] == rows[0] and buffer[-1] == rows[-1]
+    assert list(buffer[2:4]) == rows[2:4]
+    assert list(buffer.between(12, 15)) == rows[2:5]
+    assert list(buffer.between(15)) == rows[5:]
+    assert list(buffer.between(0, 10)) == [] and list(buffer.between(20)) == []
+    assert parquet.encode(buffer) == parquet.encode(rows)
+    buffer.drop(7)
+    assert list(buffer) == rows[7:]
+    decoded = parquet.decode("t", parquet.encode(buffer))
+    assert (decoded.topic, decoded.partition, list(decoded)) == ("t", 4, rows[7:])
