@@ -11,7 +11,7 @@ import io
 from bisect import bisect_left
 from collections.abc import Iterator, Sequence
 from itertools import repeat
-from typing import overload
+from typing import TypeAlias, overload
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -41,16 +41,22 @@ def from_parquet(data: bytes) -> pa.Table:
     return pq.read_table(io.BytesIO(data))
 
 
+# A column of keys or values: Python bytes, or (read from a segment, until a row needs
+# them) the Arrow array itself.
+Blobs: TypeAlias = "list[bytes | None] | pa.ChunkedArray"
+
+
 class Records(Sequence[LogRecord]):
     """One topic-partition's records as columns, in offset order: a row becomes a `LogRecord`
     only when it is asked for.
 
     Segments are written and read a column at a time, so a flush or a replay costs a few
-    C-level conversions per batch rather than Python objects per record, until a fold needs
-    the rows. Appending (the flusher's buffer) and slicing keep the columns.
+    C-level conversions per batch rather than Python objects per record. A decoded segment
+    keeps its keys and values in Arrow until a row is read: a replay that skips, slices or
+    counts converts nothing. Appending (the flusher's buffer) and slicing keep the columns.
     """
 
-    __slots__ = ("keys", "offsets", "partition", "timestamps", "topic", "values")
+    __slots__ = ("_keys", "_values", "offsets", "partition", "timestamps", "topic")
 
     def __init__(
         self,
@@ -58,14 +64,26 @@ class Records(Sequence[LogRecord]):
         partition: int,
         offsets: list[int] | None = None,
         timestamps: list[int] | None = None,
-        keys: list[bytes | None] | None = None,
-        values: list[bytes | None] | None = None,
+        keys: Blobs | None = None,
+        values: Blobs | None = None,
     ) -> None:
         self.topic, self.partition = topic, partition
         self.offsets = offsets if offsets is not None else []
         self.timestamps = timestamps if timestamps is not None else []
-        self.keys = keys if keys is not None else []
-        self.values = values if values is not None else []
+        self._keys: Blobs = keys if keys is not None else []
+        self._values: Blobs = values if values is not None else []
+
+    @property
+    def keys(self) -> list[bytes | None]:
+        if not isinstance(self._keys, list):
+            self._keys = _pylist(self._keys)
+        return self._keys
+
+    @property
+    def values(self) -> list[bytes | None]:
+        if not isinstance(self._values, list):
+            self._values = _pylist(self._values)
+        return self._values
 
     def append(
         self, offset: int, timestamp_ms: int, key: bytes | None, value: bytes | None
@@ -91,8 +109,8 @@ class Records(Sequence[LogRecord]):
                 self.partition,
                 self.offsets[index],
                 self.timestamps[index],
-                self.keys[index],
-                self.values[index],
+                _sliced(self._keys, index),
+                _sliced(self._values, index),
             )
         return LogRecord(
             self.topic,
@@ -125,6 +143,28 @@ class Records(Sequence[LogRecord]):
         for column in (self.offsets, self.timestamps, self.keys, self.values):
             del column[:count]
 
+    def arrow_blobs(self) -> tuple[pa.Array | pa.ChunkedArray, pa.Array | pa.ChunkedArray]:
+        """The keys and values as Arrow, converting only what is in Python."""
+        return _arrow(self._keys), _arrow(self._values)
+
+
+def _pylist(column: pa.ChunkedArray) -> list[bytes | None]:
+    # numpy's tolist is C; pyarrow's to_pylist builds a scalar per row.
+    out: list[bytes | None] = column.to_numpy().tolist()
+    return out
+
+
+def _sliced(column: Blobs, index: slice) -> Blobs:
+    if isinstance(column, list):
+        return column[index]
+    start, stop, step = index.indices(len(column))
+    assert step == 1, "records are sliced in runs"
+    return column.slice(start, max(0, stop - start))
+
+
+def _arrow(column: Blobs) -> pa.Array | pa.ChunkedArray:
+    return pa.array(column, pa.binary()) if isinstance(column, list) else column
+
 
 def encode(records: Sequence[LogRecord]) -> bytes:
     if not isinstance(records, Records):
@@ -138,8 +178,7 @@ def encode(records: Sequence[LogRecord]) -> bytes:
             pa.array([records.partition] * len(records), pa.int32()),
             pa.array(records.offsets, pa.int64()),
             pa.array(records.timestamps, pa.int64()).cast(pa.timestamp("ms", tz="UTC")),
-            pa.array(records.keys, pa.binary()),
-            pa.array(records.values, pa.binary()),
+            *records.arrow_blobs(),
         ],
         schema=SCHEMA,
     )
@@ -157,7 +196,7 @@ def warm_up() -> None:
 
 
 def decode(topic: str, data: bytes) -> Records:
-    """A segment's records, a column at a time (numpy's `tolist` is C, pyarrow's is per row)."""
+    """A segment's records, a column at a time; keys and values stay in Arrow until read."""
     table = from_parquet(data)
     partitions = table.column("partition")
     return Records(
@@ -165,6 +204,6 @@ def decode(topic: str, data: bytes) -> Records:
         partitions[0].as_py() if len(partitions) else 0,
         table.column("offset").to_numpy().tolist(),
         table.column("timestamp").cast(pa.int64()).to_numpy().tolist(),
-        table.column("key").to_numpy().tolist(),
-        table.column("value").to_numpy().tolist(),
+        table.column("key"),
+        table.column("value"),
     )
