@@ -42,8 +42,9 @@ def folded(members: list[WorkerProcess]) -> int:
     return sum(positions.values())
 
 
-def fold_rate(settings: Settings, workers: int, total: int, root: Path) -> float:
-    """Records per second the cluster folds once every worker is ready."""
+def fold_rate(settings: Settings, workers: int, total: int, root: Path) -> float | None:
+    """Records per second the cluster folds once every worker is ready; None if the backlog
+    was all folded before then (a smoke run's tiny backlog can be)."""
     members = [
         WorkerProcess(s, root / f"{settings.app_id}-{i}.log").start()
         for i, s in enumerate(member_settings(settings, workers))
@@ -56,6 +57,8 @@ def fold_rate(settings: Settings, workers: int, total: int, root: Path) -> float
             if time.perf_counter() > deadline:
                 raise RuntimeError(f"{done} of {total} folded in 900 s")
             time.sleep(0.05)
+        if before >= total:
+            return None
         return (done - before) / (time.perf_counter() - started)
     finally:
         for member in members:
@@ -80,6 +83,9 @@ async def main(predictions: int) -> None:
         shutil.rmtree(root, ignore_errors=True)
     print(machine_line())
     print(f"broker: {settings.broker}; records: {total}; 8 partitions")
+    if one is None or two is None:
+        print("the backlog was folded before the workers were all ready: too small to measure")
+        return
     print(f"one worker:  {one:,.0f} records/s")
     print(f"two workers: {two:,.0f} records/s")
     print(f"ratio (two / one): {two / one:.3f}")

@@ -71,6 +71,10 @@ class LogWatch:
             await stop_consumer(self._consumer)
             self._consumer = None
 
+    def forget_client(self) -> None:
+        """The next check starts a new client, whatever became of this one."""
+        self._consumer = None
+
     async def _started(self) -> AIOKafkaConsumer:
         if self._consumer is None:
             consumer = consumer_for(self.settings)
