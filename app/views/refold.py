@@ -7,14 +7,14 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 
-from app.domain.batch import SourceRecord, fold_batch
+from app.domain.batch import fold_batch
 from app.domain.log_layout import LogRecord
 from app.log.replay import read_partition
 from app.log.segment_store import SegmentStore
 from app.settings import Settings
 from app.topics import LOGGED
 from app.views import viewcodec
-from app.views.ingestor import KINDS
+from app.views.ingestor import source_record
 from app.views.wal import PartitionTxn, read_cursor
 
 
@@ -28,10 +28,7 @@ def fold_records(
         return viewcodec.decode(key, store.get(key))
 
     cursor = txn.cursor(partition)
-    source = [
-        SourceRecord(KINDS[r.topic], r.topic, r.partition, r.offset, r.key, r.value)
-        for r in records
-    ]
+    source = [source_record(r) for r in records]
     result = fold_batch(read, partition, cursor, source, max_event_bytes)
     writes = {k: viewcodec.encode(k, v) for k, v in result.writes.items()}
     txn.commit(partition, writes, result.cursor)
