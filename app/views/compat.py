@@ -146,6 +146,17 @@ class CommittingConsumer(Consumer):
             await self.deliver(ours)
         return rest, active
 
+    def _filter_tps_with_pending_acks(self, topics: Any = None) -> Iterator[TP]:
+        # Faust commits only partitions it holds acks for, and a fetch event is acked under
+        # its first partition alone: the others of the views' topics must be asked too, or a
+        # partition never first in a fetch since the last rebalance is never committed.
+        listed = set(Consumer._filter_tps_with_pending_acks(self, topics))
+        yield from listed
+        for tp in self.assignment():
+            asked = topics is None or tp in topics or tp.topic in topics
+            if asked and tp.topic in self.durable_topics and tp not in listed:
+                yield tp
+
     def _new_offset(self, tp: Any) -> int | None:
         acked, index, gaps = self._acked[tp], self._acked_index[tp], self._gap[tp]
         if tp.topic not in self.durable_topics:

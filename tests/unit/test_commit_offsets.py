@@ -84,3 +84,20 @@ def test_for_the_views_topics_the_commit_is_the_views_durable_end() -> None:
     # Faust's bookkeeping below it is dropped, the rest kept.
     assert min(state._acked[TOPIC]) == 150 and min(state._acked_index[TOPIC]) == 150
     assert min(g.begin for g in state._gap[TOPIC]) == 150
+
+
+def test_every_assigned_partition_of_the_views_topics_is_committed_not_only_those_acked() -> None:
+    # A fetch event is acked under its first partition alone; after a rebalance Faust's
+    # list of acked partitions starts empty again (modelview.tags[3] was never committed).
+    tags = [TP("modelview.tags", p) for p in range(4)]
+    other = TP("modelview.model-events", 0)
+    state = SimpleNamespace(
+        durable_topics=frozenset({TOPIC.topic, "modelview.tags"}),
+        _acked=defaultdict(list, {TOPIC: [5], other: [2]}),
+        assignment=lambda: {TOPIC, other, *tags},
+    )
+    asked = list(CommittingConsumer._filter_tps_with_pending_acks(state))  # type: ignore[arg-type]
+    assert sorted(asked) == sorted([TOPIC, other, *tags])
+    assert len(asked) == len(set(asked))
+    only_tags = CommittingConsumer._filter_tps_with_pending_acks(state, {"modelview.tags"})  # type: ignore[arg-type]
+    assert sorted(only_tags) == tags
