@@ -200,6 +200,8 @@ def create(
             ("refuse new predictions and capture the queued ones", predictor.capture.drain),
             ("abandon trainings under way", retrainer.stop),
             ("stop the log watch", stop_watch),
+            # Faust's stop waits for the ingest agent, which must not retry for ever.
+            ("let a failing ingest batch go", ingestor.stop_retrying),
             # Before its task is cancelled: a clean stop leaves nothing only in Kafka.
             ("flush cold segments", flusher.stop),
             ("close the cluster reads' connections", reads.close),

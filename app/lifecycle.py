@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import os
 import shutil
@@ -123,9 +121,6 @@ def stop_in_order(
     app.on_stop = ordered  # type: ignore[method-assign]
 
 
-CHECK_SECONDS = 15.0  # the longest a check of the broker's log may take
-
-
 def watch_log(
     app: faust.App, settings: Settings, flusher: Flusher, queries: Queries
 ) -> Callable[[], Awaitable[None]]:
@@ -145,15 +140,7 @@ def watch_log(
     async def check_log() -> None:
         settled = not app.rebalancing and app.tables.actives_ready
         try:
-            reason = await asyncio.wait_for(watch.lost(views_settled=settled), CHECK_SECONDS)
-        except TimeoutError:
-            # A client that lost its broker can wait on it for good (seen in CI: no check
-            # for a minute after a broker restart); a fresh one asks the broker as it is now.
-            log.info("log check took over %.0f s; asking again with a new client", CHECK_SECONDS)
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(watch.stop(), CHECK_SECONDS)
-            watch.forget_client()
-            return
+            reason = await watch.lost(views_settled=settled)
         except Exception as exc:  # the broker away is not the broker amnesiac: ask again later
             log.info("log check skipped: %s", exc)
             return

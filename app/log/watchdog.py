@@ -71,13 +71,13 @@ class LogWatch:
             await stop_consumer(self._consumer)
             self._consumer = None
 
-    def forget_client(self) -> None:
-        """The next check starts a new client, whatever became of this one."""
-        self._consumer = None
-
     async def _started(self) -> AIOKafkaConsumer:
         if self._consumer is None:
             consumer = consumer_for(self.settings)
-            await consumer.start()
+            try:
+                await consumer.start()
+            except Exception:
+                await stop_consumer(consumer)  # or it is left open, once per failed check
+                raise
             self._consumer = consumer
         return self._consumer

@@ -93,6 +93,15 @@ class Ingestor:
         self.max_event_bytes = max_event_bytes
         self.counts: Counter[str] = Counter()
         self.before: dict[str, bytes | None] = {}  # values read by the fold under way
+        self.stopping = False
+
+    async def stop_retrying(self) -> None:
+        """From now a failed batch is left to the next start, not retried: a worker that is
+        stopping must not wait on a broker that may never answer (one that lost its log
+        refuses the changelog's topic for good). Nothing is lost: the batch's records are
+        not durable, so not committed, and its half-written state is rolled back by its wal
+        or, with the stop then not clean, discarded."""
+        self.stopping = True
 
     async def drain(self) -> None:
         """Step 7 for whatever is still queued: a stop is clean only after it."""
@@ -121,6 +130,13 @@ class Ingestor:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                if self.stopping:
+                    # Returning lets the stream ack the event, so Faust's stop need not
+                    # wait on it; the group's commit stays at the durable cursor.
+                    log.warning(
+                        "ingest batch failed while stopping (%s); left to the next start", exc
+                    )
+                    return
                 attempt += 1
                 self.counts.update(retries=1)
                 delay = min(10.0, backoff * 2 ** min(attempt - 1, 5))

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import faust
 import orjson
+import pytest
 from faust.types import TP
 
+from agents.ingest import offer
 from app.bootstrap import Modelview, create
 from app.domain.batch import SourceRecord
 from app.settings import Settings
@@ -88,3 +92,22 @@ async def test_key_must_match_event_id(tmp_path: Path) -> None:
         await wait_until(lambda: len(letters) == 1)
     assert "must be the prediction's event_id" in orjson.loads(letters[0])["reason"]
     assert mv.queries.read().example(p["event_id"]) is None
+
+
+async def test_a_fetch_waiting_on_a_full_queue_is_dropped_when_a_rebalance_clears_it() -> None:
+    app = faust.App("offer-test", store="memory://")
+    app.flow_control.resume()
+    channel = app.channel(maxsize=1)
+    queue = channel.clone(is_iterator=True).queue  # the agent's, as it reads the channel
+    assert await offer(channel, "first")
+    waiting = asyncio.ensure_future(offer(channel, "second"))
+    await wait_until(lambda: bool(queue._putters))  # type: ignore[attr-defined]
+    app.flow_control.clear()  # what Faust does to the agents' queues at a rebalance
+    assert await asyncio.wait_for(waiting, 5) is False
+    # A cancel of the fetcher itself still goes through.
+    assert await offer(channel, "third")  # the cleared queue is full again
+    stopped = asyncio.ensure_future(offer(channel, "fourth"))
+    await wait_until(lambda: bool(queue._putters))  # type: ignore[attr-defined]
+    stopped.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await stopped

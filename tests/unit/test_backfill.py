@@ -146,6 +146,19 @@ async def test_a_failed_batch_is_retried_until_folded_never_skipped() -> None:
     assert_is_the_fold_of(store, [*predictions, bad, *tags])
 
 
+async def test_a_stopping_worker_leaves_a_failing_batch_to_the_next_start() -> None:
+    predictions, tags = log(10)
+
+    async def away() -> None:
+        raise RuntimeError("the broker lost the changelog's topic")
+
+    ingestor = Ingestor({}, no_letters, 1 << 20, away)
+    await ingestor.stop_retrying()
+    await ingestor.process_until_done([*predictions, *tags], backoff=60.0)  # no retry
+    assert ingestor.counts["retries"] == 0
+    assert ingestor.durable.committable(PREDICTIONS, 0) is None  # so nothing is committed
+
+
 async def test_offsets_are_reported_durable_only_once_the_changelog_has_them() -> None:
     predictions, tags = log(10)
     flushes: list[Exception | None] = [RuntimeError("changelog away"), None]
