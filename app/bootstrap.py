@@ -70,7 +70,7 @@ def create(
     topic, `changelog` for the views' changelog writer. `overrides` are Faust settings.
     """
     check_versions()  # the private internals app/views/compat.py relies on
-    if settings.retrain_trainer == "keras" and (
+    if settings.retrain_trainer != "baseline" and (
         settings.retrain_min_labels > 0 or settings.retrain_seconds > 0
     ):
         require("keras")  # at start, not at the first retraining an hour later

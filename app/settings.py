@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from app.learning.hyper import Hyper, HyperError
+
 PREFIX = "MODELVIEW_"
 
 
@@ -54,7 +56,10 @@ class Settings:
     # (0: never), or once some did and this many seconds passed (0: no time trigger).
     retrain_min_labels: int = 0
     retrain_seconds: float = 0.0
-    retrain_trainer: str = "baseline"
+    retrain_trainer: str = "baseline"  # baseline, keras or linear
+    # The Keras and linear trainers' hyperparameters, NAME=VALUE,... (app/learning/hyper.py):
+    # "epochs=80,hidden=64". Empty: their defaults.
+    retrain_hyper: str = ""
     # Share of event ids (by hash) a retrained version never sees: validation's fixed holdout.
     retrain_holdout: float = 0.2
     # The promotion gate, applied after each retraining's replay validation: see
@@ -114,6 +119,12 @@ class Settings:
             raise SettingsError("MODELVIEW_CAPTURE_ACK_SECONDS must be positive")
         if self.capture_buffer < 1:
             raise SettingsError("MODELVIEW_CAPTURE_BUFFER must be at least 1")
+        if self.retrain_trainer not in ("baseline", "keras", "linear"):
+            raise SettingsError("MODELVIEW_RETRAIN_TRAINER must be baseline, keras or linear")
+        try:
+            Hyper.parse([self.retrain_hyper])
+        except HyperError as exc:
+            raise SettingsError(f"MODELVIEW_RETRAIN_HYPER: {exc}") from None
         if self.batch_size < 1:
             raise SettingsError("MODELVIEW_BATCH_SIZE must be at least 1")
         for name, url in (("BROKER_URL", self.broker_url), ("S3_ENDPOINT", self.s3_endpoint)):

@@ -12,6 +12,7 @@ from tqdm import tqdm
 from app.domain.codec import parse_time
 from app.domain.datasets import DatasetSpec, records_before
 from app.domain.model_events import ModelTrained
+from app.learning.hyper import Hyper, HyperError
 from app.log.replay import log_end
 from app.models.training import TrainingError, rebuild_snapshot, refit_matches, train, trainer_named
 from app.settings import Settings
@@ -42,6 +43,13 @@ def train_command(settings: Settings, ns: argparse.Namespace) -> int:
         except (orjson.JSONDecodeError, AttributeError, ValueError) as exc:
             raise TrainingError(f"--as-of is not a JSON offset vector: {exc}") from None
 
+    if ns.hyper and ns.trainer == "baseline":
+        raise TrainingError("--hyper is for the keras and linear trainers")
+    try:
+        trainer = trainer_named(ns.trainer, Hyper.parse(ns.hyper))
+    except HyperError as exc:
+        raise TrainingError(f"--hyper: {exc}") from None
+
     async def run() -> ModelTrained:
         point = as_of or await log_end(settings)
         total = records_before(point)
@@ -50,7 +58,7 @@ def train_command(settings: Settings, ns: argparse.Namespace) -> int:
                 settings,
                 spec,
                 model=ns.model,
-                trainer=trainer_named(ns.trainer),
+                trainer=trainer,
                 as_of=point,
                 seed=ns.seed,
                 progress=bar.update,

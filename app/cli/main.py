@@ -124,7 +124,21 @@ def _parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help=OURS["train"])
     train.add_argument("dataset")
     train.add_argument("--model", help="model name (default: the dataset's name)")
-    train.add_argument("--trainer", default="baseline")
+    train.add_argument(
+        "--trainer",
+        default="baseline",
+        choices=["baseline", "keras", "linear"],
+        help="baseline (the mean or majority), keras (one hidden layer), linear (least "
+        "squares or logistic regression: the reference to beat)",
+    )
+    train.add_argument(
+        "--hyper",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a keras or linear hyperparameter, repeatable: epochs, batch, learning_rate, "
+        "hidden, patience, validation, min_split_rows",
+    )
     train.add_argument(
         "--as-of", help='offsets to stop at, JSON: {"modelview.predictions": {"0": 120, ...}, ...}'
     )

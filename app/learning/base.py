@@ -25,9 +25,38 @@ def task_of(labels: Sequence[Value]) -> str:
     return "regression" if labels and all(is_number(v) for v in labels) else "classification"
 
 
+@dataclass(frozen=True)
+class Expected:
+    """The features a model reads, and of what type; serving checks each request against it.
+
+    A feature of the wrong type is the caller's error. A missing one is imputed the way the
+    model was trained to (a number: its training mean; a string: an unseen category), and
+    the answer and the captured event both name it: never a silent 0.0 or "".
+    """
+
+    numbers: frozenset[str] = frozenset()
+    strings: frozenset[str] = frozenset()
+
+    def check(self, features: Features) -> tuple[dict[str, str], list[str]]:
+        """(problems by feature name, the missing features that will be imputed)."""
+        problems: dict[str, str] = {}
+        missing: list[str] = []
+        for name in sorted(self.numbers | self.strings):
+            value = features.get(name)
+            if value is None:
+                missing.append(name)
+            elif name in self.numbers and not isinstance(value, int | float):  # bools too
+                problems[name] = f"expected a number, got {type(value).__name__}"
+            elif name in self.strings and not isinstance(value, str):
+                problems[name] = f"expected a string, got {type(value).__name__}"
+        return problems, missing
+
+
 class Model(Protocol):
     @property
     def kind(self) -> str: ...
+
+    def expects(self) -> Expected: ...
 
     def predict(self, batch: Sequence[Features]) -> list[Value]: ...
 
@@ -64,6 +93,9 @@ class ConstantModel:
     task: str
     trained_on: int
     kind: str = "baseline"
+
+    def expects(self) -> Expected:
+        return Expected()  # reads no feature
 
     def predict(self, batch: Sequence[Features]) -> list[Value]:
         return [self.value] * len(batch)

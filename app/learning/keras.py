@@ -1,12 +1,17 @@
-"""The Keras trainer: TensorFlow is imported here and nowhere else.
+"""The Keras and linear trainers: TensorFlow is imported here and nowhere else.
 
 Numbers (and booleans) go through a Normalization layer, strings through a StringLookup
 with one-hot output, so the saved model takes raw feature values. Seeded, with TensorFlow's
 deterministic ops on, so the same rows and seed give the same model on the same machine.
+
+A warm start carries the last version's weights over whenever the features' names and
+types are the same: new normalization statistics are simply adapted, and a new category
+(or class) grows its one-hot block with fresh weights while the known ones keep theirs.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 from collections.abc import Sequence
@@ -22,10 +27,8 @@ import orjson
 import tensorflow as tf
 
 from app.domain.events import Value
-from app.learning.base import Features, Model, task_of
-
-EPOCHS = 30
-BATCH = 64
+from app.learning.base import Expected, Features, Model, task_of
+from app.learning.hyper import Hyper
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,9 @@ class Schema:
     # Per numeric feature, the range seen in training: inputs are clipped to it, so that one
     # absurd value (a sensor's 1,000 mph wind) cannot send a ReLU network off to infinity.
     bounds: tuple[tuple[float, float], ...] = ()
+    # Per numeric feature, its mean in training: what a missing value becomes, in training
+    # and at serving (empty in versions from before: they were trained with 0.0).
+    means: tuple[float, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -45,7 +51,16 @@ class Schema:
             "task": self.task,
             "classes": list(self.classes),
             "bounds": [list(b) for b in self.bounds],
+            "means": list(self.means),
         }
+
+    def same_inputs(self, other: Schema) -> bool:
+        """Same feature names and types, and task: what a warm start needs."""
+        return (self.numeric, self.strings, self.task) == (
+            other.numeric,
+            other.strings,
+            other.task,
+        )
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Schema:
@@ -55,18 +70,20 @@ class Schema:
             data["task"],
             tuple(data["classes"]),
             tuple((float(lo), float(hi)) for lo, hi in data.get("bounds", [])),
+            tuple(float(m) for m in data.get("means", [])),
         )
 
 
 def infer_schema(features: Sequence[Features], labels: Sequence[Value]) -> Schema:
     names = sorted({name for row in features for name in row})
-    numeric, strings, bounds = [], [], []
+    numeric, strings, bounds, means = [], [], [], []
     for name in names:
         seen = [row.get(name) for row in features if row.get(name) is not None]
         if seen and all(isinstance(v, int | float) for v in seen):
             numeric.append(name)
             values = [float(v) for v in seen if isinstance(v, int | float)]
             bounds.append((min(values), max(values)))
+            means.append(sum(values) / len(values))
         elif seen and all(isinstance(v, str) for v in seen):
             strings.append(name)
         # Lists of numbers are left out of this first model.
@@ -74,7 +91,7 @@ def infer_schema(features: Sequence[Features], labels: Sequence[Value]) -> Schem
         raise ValueError("no numeric or string features to learn from")
     task = task_of(labels)
     classes = tuple(sorted(set(labels), key=str)) if task == "classification" else ()
-    return Schema(tuple(numeric), tuple(strings), task, classes, tuple(bounds))
+    return Schema(tuple(numeric), tuple(strings), task, classes, tuple(bounds), tuple(means))
 
 
 def _input(i: int) -> str:
@@ -84,7 +101,8 @@ def _input(i: int) -> str:
 def columns(schema: Schema, batch: Sequence[Features]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for i, name in enumerate(schema.numeric):
-        column = np.array([[_number(row.get(name))] for row in batch], dtype="float32")
+        missing = schema.means[i] if schema.means else 0.0
+        column = np.array([[_number(row.get(name), missing)] for row in batch], dtype="float32")
         if schema.bounds:
             column = np.clip(column, *schema.bounds[i])
         out[_input(i)] = column
@@ -93,13 +111,13 @@ def columns(schema: Schema, batch: Sequence[Features]) -> dict[str, Any]:
     return out
 
 
-def _number(value: object) -> float:
-    # Missing, or of another type than at training time: the column's neutral value.
-    return float(value) if isinstance(value, int | float) else 0.0
+def _number(value: object, missing: float) -> float:
+    # Serving refuses a value of another type; a missing one gets the training mean.
+    return float(value) if isinstance(value, int | float) else missing
 
 
 def _text(value: object) -> str:
-    return value if isinstance(value, str) else ""  # out of vocabulary
+    return value if isinstance(value, str) else ""  # missing: out of vocabulary
 
 
 SMALL_BATCH = 256
@@ -113,7 +131,13 @@ class KerasModel:
     trained_on: int
     final_loss: float
     kind: str = "keras"
+    hyper: Hyper = field(default_factory=Hyper)
+    # How it was fitted: epochs run, the best epoch, what a warm start carried over.
+    fitted: dict[str, Any] = field(default_factory=dict)
     _graph: Any = field(default=None, repr=False, compare=False)
+
+    def expects(self) -> Expected:
+        return Expected(frozenset(self.schema.numeric), frozenset(self.schema.strings))
 
     def predict(self, batch: Sequence[Features]) -> list[Value]:
         if not batch:
@@ -162,13 +186,19 @@ class KerasModel:
             "schema": self.schema.to_dict(),
             "trained_on": self.trained_on,
             "final_loss": self.final_loss,
-            "epochs": EPOCHS,
+            "hyperparameters": self.hyper.to_dict(),
+            **self.fitted,
         }
 
 
 class KerasTrainer:
-    kind = "keras"
+    """A network with one hidden layer (`hidden` units), or none: then a linear model."""
+
     warm_starts = True
+
+    def __init__(self, hyper: Hyper | None = None, kind: str = "keras") -> None:
+        self.hyper = hyper or Hyper()
+        self.kind = kind
 
     def fit(
         self,
@@ -182,19 +212,57 @@ class KerasTrainer:
         keras.utils.set_random_seed(seed)
         tf.config.experimental.enable_op_determinism()
         schema = infer_schema(features, labels)
-        x = columns(schema, features)
-        if schema.task == "regression":
-            y = np.array([float(v) for v in labels], dtype="float32")
-        else:
-            index = {c: i for i, c in enumerate(schema.classes)}
-            y = np.array([index[v] for v in labels], dtype="int32")
+        y = _targets(schema, labels)
+        train, held = split(len(labels), self.hyper, seed)
+        x = columns(schema, [features[i] for i in train])
+        network = _build(schema, x, self.hyper)
         previous = warm_start if isinstance(warm_start, KerasModel) else None
-        if previous is not None and previous.schema == schema:
-            network = previous.network  # warm start: go on from the last version's weights
-        else:
-            network = _build(schema, x)
-        history = network.fit(x, y, epochs=EPOCHS, batch_size=BATCH, verbose=0, shuffle=True)
-        return KerasModel(network, schema, len(labels), float(history.history["loss"][-1]))
+        carried = carry(previous, network, schema, self.hyper) if previous else None
+        fitted: dict[str, Any] = {"warm_start": carried or {"reused": False}}
+        history = self._fit(network, schema, x, y, train, held, features, fitted)
+        return KerasModel(network, schema, len(labels), history, self.kind, self.hyper, fitted)
+
+    def _fit(
+        self,
+        network: Any,
+        schema: Schema,
+        x: dict[str, Any],
+        y: Any,
+        train: list[int],
+        held: list[int],
+        features: Sequence[Features],
+        fitted: dict[str, Any],
+    ) -> float:
+        """Fit in place; the loss of the epoch whose weights are kept."""
+        hyper = self.hyper
+        callbacks, validation = [], None
+        if held:
+            validation = (columns(schema, [features[i] for i in held]), y[held])
+            if hyper.patience:
+                callbacks.append(
+                    keras.callbacks.EarlyStopping(
+                        monitor="val_loss", patience=hyper.patience, restore_best_weights=True
+                    )
+                )
+        history = network.fit(
+            x,
+            y[train],
+            epochs=hyper.epochs,
+            batch_size=hyper.batch,
+            verbose=0,
+            shuffle=True,
+            validation_data=validation,
+            callbacks=callbacks,
+        ).history
+        losses = history["val_loss"] if held else history["loss"]
+        best = int(np.argmin(losses)) if callbacks else len(losses) - 1
+        fitted.update(
+            epochs_run=len(history["loss"]),
+            best_epoch=best + 1,
+            validation_rows=len(held),
+            **({"validation_loss": float(history["val_loss"][best])} if held else {}),
+        )
+        return float(history["loss"][best])
 
     def load(self, directory: Path) -> KerasModel:
         described = orjson.loads((directory / "schema.json").read_bytes())
@@ -204,31 +272,176 @@ class KerasTrainer:
             Schema.from_dict(described["schema"]),
             described["trained_on"],
             described["final_loss"],
+            described.get("kind", self.kind),
+            Hyper.from_dict(described["hyperparameters"])
+            if "hyperparameters" in described
+            else self.hyper,
         )
 
 
-def _build(schema: Schema, x: dict[str, Any]) -> Any:
+class LinearTrainer(KerasTrainer):
+    """The reference: least squares (exact, by numpy) or logistic regression, on the same
+    preprocessing as the Keras trainer, saved and served as a Keras model like it."""
+
+    warm_starts = False
+
+    def __init__(self, hyper: Hyper | None = None) -> None:
+        super().__init__(dataclasses.replace(hyper or Hyper(), hidden=0), "linear")
+
+    def _fit(
+        self,
+        network: Any,
+        schema: Schema,
+        x: dict[str, Any],
+        y: Any,
+        train: list[int],
+        held: list[int],
+        features: Sequence[Features],
+        fitted: dict[str, Any],
+    ) -> float:
+        if schema.task != "regression":
+            return super()._fit(network, schema, x, y, train, held, features, fitted)
+        # Ordinary least squares on every row: no epochs, no validation split to stop on.
+        rows = [features[i] for i in sorted(train + held)]
+        design = _encoded(network, columns(schema, rows)).astype("float64")
+        design = np.hstack([design, np.ones((len(rows), 1))])
+        target = y[sorted(train + held)].astype("float64")
+        solution, *_ = np.linalg.lstsq(design, target, rcond=None)
+        output = network.get_layer("output")
+        output.set_weights(
+            [solution[:-1].reshape(-1, 1).astype("float32"), solution[-1:].astype("float32")]
+        )
+        fitted.update(epochs_run=0, solver="least squares")
+        residual = design @ solution - target
+        return float(np.mean(residual**2))
+
+
+def _targets(schema: Schema, labels: Sequence[Value]) -> Any:
+    if schema.task == "regression":
+        return np.array([float(v) for v in labels], dtype="float32")
+    index = {c: i for i, c in enumerate(schema.classes)}
+    return np.array([index[v] for v in labels], dtype="int32")
+
+
+def split(rows: int, hyper: Hyper, seed: int) -> tuple[list[int], list[int]]:
+    """(training, validation) row indices: a seeded share held out to stop on."""
+    if not hyper.validation or not hyper.patience or rows < hyper.min_split_rows:
+        return list(range(rows)), []
+    order = np.random.default_rng(seed).permutation(rows)
+    cut = max(1, int(rows * hyper.validation))
+    return sorted(int(i) for i in order[cut:]), sorted(int(i) for i in order[:cut])
+
+
+def _encoded(network: Any, x: dict[str, Any]) -> Any:
+    """The preprocessed inputs the first Dense layer sees, as a numpy matrix."""
+    first = network.get_layer("hidden" if _has(network, "hidden") else "output")
+    tensors = {name: tf.convert_to_tensor(column) for name, column in x.items()}
+    return np.asarray(keras.Model(network.inputs, first.input)(tensors))
+
+
+def _has(network: Any, name: str) -> bool:
+    return any(layer.name == name for layer in network.layers)
+
+
+def _layout(network: Any, schema: Schema) -> list[tuple[str, list[str]]]:
+    """The first Dense layer's input rows, in order: (feature, its tokens) per block."""
+    blocks: list[tuple[str, list[str]]] = [(name, [""]) for name in schema.numeric]
+    for j, name in enumerate(schema.strings, start=len(schema.numeric)):
+        lookup = network.get_layer(f"lookup_{_input(j)}")
+        blocks.append((name, [str(t) for t in lookup.get_vocabulary()]))
+    return blocks
+
+
+def carry(previous: KerasModel, network: Any, schema: Schema, hyper: Hyper) -> dict[str, Any]:
+    """Copy `previous`'s weights into the freshly built `network`, where they mean the same.
+
+    Returns what the manifest records: whether anything was reused, and how.
+    """
+    why = None
+    if not previous.schema.same_inputs(schema):
+        why = "the features' names, types or the task changed"
+    elif previous.hyper.hidden != hyper.hidden:
+        why = f"hidden units changed ({previous.hyper.hidden} to {hyper.hidden})"
+    elif not (_has(previous.network, "output") and _has(network, "output")):
+        why = "the last version's network predates warm starts by layer"
+    if why:
+        return {"reused": False, "cold_because": why}
+    old_index = {
+        key: i
+        for i, key in enumerate(
+            (name, token)
+            for name, tokens in _layout(previous.network, previous.schema)
+            for token in tokens
+        )
+    }
+    new_keys = [(name, t) for name, tokens in _layout(network, schema) for t in tokens]
+    rows = [(i, old_index[key]) for i, key in enumerate(new_keys) if key in old_index]
+    classes = [
+        (j, old) for j, old in enumerate(_class_map(previous.schema, schema)) if old is not None
+    ]
+    old_net, new_net = previous.network, network
+    if hyper.hidden:
+        # Hidden units are matched by position: rows by (feature, token), every column.
+        units = [(k, k) for k in range(hyper.hidden)]
+        _copy(old_net.get_layer("hidden"), new_net.get_layer("hidden"), rows, units)
+        _copy(old_net.get_layer("output"), new_net.get_layer("output"), units, classes)
+    else:
+        _copy(old_net.get_layer("output"), new_net.get_layer("output"), rows, classes)
+    out_columns = len(schema.classes) if schema.task == "classification" else 1
+    return {
+        "reused": True,
+        "carried_rows": len(rows),
+        "new_rows": len(new_keys) - len(rows),
+        "new_classes": out_columns - len(classes),
+    }
+
+
+def _class_map(old: Schema, new: Schema) -> list[int | None]:
+    """Per output column of `new`, the column of `old` it continues (None: a new class)."""
+    if new.task == "regression":
+        return [0]
+    where = {c: i for i, c in enumerate(old.classes)}
+    return [where.get(c) for c in new.classes]
+
+
+def _copy(old: Any, new: Any, rows: list[tuple[int, int]], cols: list[tuple[int, int]]) -> None:
+    """Copy a Dense layer's kernel entries (and biases) at the (new, old) row and column
+    pairs given; every other entry keeps its fresh initialisation."""
+    kernel, bias = old.get_weights()
+    fresh_kernel, fresh_bias = new.get_weights()
+    if rows and cols:
+        new_r, old_r = (list(t) for t in zip(*rows, strict=True))
+        new_c, old_c = (list(t) for t in zip(*cols, strict=True))
+        fresh_kernel[np.ix_(new_r, new_c)] = kernel[np.ix_(old_r, old_c)]
+        fresh_bias[new_c] = bias[old_c]
+    new.set_weights([fresh_kernel, fresh_bias])
+
+
+def _build(schema: Schema, x: dict[str, Any], hyper: Hyper) -> Any:
     inputs, encoded = {}, []
     for i, _ in enumerate(schema.numeric):
         name = _input(i)
         inputs[name] = keras.Input(shape=(1,), name=name, dtype="float32")
-        norm = keras.layers.Normalization()
+        norm = keras.layers.Normalization(name=f"norm_{name}")
         norm.adapt(x[name])
         encoded.append(norm(inputs[name]))
     for j, _ in enumerate(schema.strings, start=len(schema.numeric)):
         name = _input(j)
         inputs[name] = keras.Input(shape=(1,), name=name, dtype="string")
-        lookup = keras.layers.StringLookup(output_mode="one_hot")
+        lookup = keras.layers.StringLookup(output_mode="one_hot", name=f"lookup_{name}")
         lookup.adapt(x[name])
         encoded.append(lookup(inputs[name]))
     hidden = keras.layers.Concatenate()(encoded) if len(encoded) > 1 else encoded[0]
-    hidden = keras.layers.Dense(32, activation="relu")(hidden)
+    if hyper.hidden:
+        hidden = keras.layers.Dense(hyper.hidden, activation="relu", name="hidden")(hidden)
     if schema.task == "regression":
-        output = keras.layers.Dense(1)(hidden)
+        output = keras.layers.Dense(1, name="output")(hidden)
         loss = "mse"
     else:
-        output = keras.layers.Dense(len(schema.classes), activation="softmax")(hidden)
+        output = keras.layers.Dense(len(schema.classes), activation="softmax", name="output")(
+            hidden
+        )
         loss = "sparse_categorical_crossentropy"
     network = keras.Model(inputs, output)
-    network.compile(optimizer=keras.optimizers.Adam(0.01), loss=loss)
+    network.compile(optimizer=keras.optimizers.Adam(hyper.learning_rate), loss=loss)
     return network

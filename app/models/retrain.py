@@ -47,12 +47,14 @@ class Retrained:
 
 def _train_in_process(settings: Settings, dataset: str, trainer: str) -> Retrained:
     """Train, then validate by replay and let the gate promote or reject the new version."""
+    from app.learning.hyper import Hyper
     from app.models.training import train, trainer_named
     from app.models.validation import gate_of, validate
 
     async def loop() -> Retrained:
         spec = DatasetSpec(dataset, holdout=settings.retrain_holdout)
-        trained = await train(settings, spec, trainer=trainer_named(trainer))
+        hyper = Hyper.parse([settings.retrain_hyper])  # checked when the worker started
+        trained = await train(settings, spec, trainer=trainer_named(trainer, hyper))
         validated = time.monotonic()
         result = await validate(settings, trained.model, trained.version, gate_of(settings))
         return Retrained(

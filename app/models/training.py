@@ -19,6 +19,7 @@ from app.domain.datasets import AsOf, DatasetSpec, content_hash
 from app.domain.model_events import ModelTrained
 from app.extras import require
 from app.learning.base import BaselineTrainer, Model, Trainer
+from app.learning.hyper import Hyper, HyperError, recorded
 from app.models import snapshots
 from app.models.adapters import Adapters, opened
 from app.models.stores import AlreadyStored, NotStored
@@ -29,15 +30,27 @@ class TrainingError(RuntimeError):
     """Nothing to train on, or the snapshot cannot be reproduced."""
 
 
-def trainer_named(name: str) -> Trainer:
+TRAINERS = ("baseline", "keras", "linear")
+
+
+def trainer_named(name: str, hyper: Hyper | None = None) -> Trainer:
+    """A trainer by the name manifests record; `hyper` is for the Keras and linear ones."""
     if name == "baseline":
         return BaselineTrainer()
-    if name == "keras":
+    if name in ("keras", "linear"):
         require("keras")
-        from app.learning.keras import KerasTrainer  # TensorFlow only when asked for
+        from app.learning.keras import KerasTrainer, LinearTrainer  # TensorFlow only here
 
-        return KerasTrainer()
-    raise TrainingError(f"unknown trainer {name!r}: baseline or keras")
+        return KerasTrainer(hyper) if name == "keras" else LinearTrainer(hyper)
+    raise TrainingError(f"unknown trainer {name!r}: one of {', '.join(TRAINERS)}")
+
+
+def recorded_trainer(record: ModelTrained) -> Trainer:
+    """The trainer, with the hyperparameters, that fitted a stored version."""
+    try:
+        return trainer_named(record.trainer, recorded(record.describe))
+    except HyperError as exc:
+        raise TrainingError(f"version {record.version}'s hyperparameters: {exc}") from None
 
 
 async def versions(settings: Settings, model: str, adapters: Adapters | None = None) -> list[int]:
@@ -105,6 +118,7 @@ async def _train(
         [r.features for r in train_rows], [r.label for r in train_rows], warm_start=warm, seed=seed
     )
     version = (existing[-1] + 1) if existing else 1
+    described = fitted.describe()
     record = ModelTrained(
         model=name,
         version=str(version),
@@ -115,8 +129,9 @@ async def _train(
         train_rows=len(train_rows),
         holdout_rows=len(rows) - len(train_rows),
         parent_version=str(existing[-1]) if existing else None,
-        warm_start=warm is not None,
-        describe=fitted.describe(),
+        # Whether weights were carried over, not merely offered: the trainer decides.
+        warm_start=bool(described.get("warm_start", {}).get("reused")),
+        describe=described,
     )
     try:
         await adapters.models.save(record, _saved(fitted))
@@ -150,7 +165,7 @@ async def load_recorded(
     settings: Settings, record: ModelTrained, adapters: Adapters | None = None
 ) -> Model:
     """`load_version` for a caller that has read the version's manifest already."""
-    fitter = trainer_named(record.trainer)
+    fitter = recorded_trainer(record)
     async with opened(settings, adapters) as kept:
         with tempfile.TemporaryDirectory() as tmp:
             directory = await kept.models.artifact(record, Path(tmp))
@@ -174,7 +189,7 @@ async def refit(settings: Settings, model: str, version: int) -> Any:
     """Fit `version` again from its snapshot and seed; a warm-started version refits its
     parents first, as it was trained."""
     record = await version_manifest(settings, model, version)
-    fitter = trainer_named(record.trainer)
+    fitter = recorded_trainer(record)
     warm = None
     if record.warm_start and record.parent_version:
         warm = await refit(settings, model, int(record.parent_version))

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from app.learning.base import BaselineTrainer
+from app.learning.base import BaselineTrainer, Expected
+from app.learning.hyper import Hyper
 
 keras_module = pytest.importorskip("app.learning.keras")
 
@@ -44,6 +45,13 @@ def test_learns_what_the_baseline_cannot_and_is_deterministic(tmp_path: Path) ->
     assert {p.name for p in tmp_path.iterdir()} == {"model.keras", "saved_model", "schema.json"}
     loaded = trainer.load(tmp_path)
     assert loaded.predict(features[:20]) == model.predict(features[:20])
+    # What serving checks requests against; a missing number is its training mean.
+    assert loaded.expects() == Expected(frozenset({"distance", "late"}), frozenset({"carrier"}))
+    means = {
+        name: sum(float(f[name]) for f in features) / len(features)  # type: ignore[arg-type]
+        for name in ("distance", "late")
+    }
+    assert loaded.predict([{"carrier": "UA"}]) == loaded.predict([{"carrier": "UA", **means}])
     # Unseen categories and wrong types at prediction time do not break it.
     assert len(model.predict([{"distance": "far", "carrier": "ZZ"}, {}])) == 2
     # An absurd number is clipped to the training range: the answer stays near the edge's.
@@ -63,3 +71,115 @@ def test_classification_gives_the_training_classes() -> None:
     predicted = model.predict(features)
     assert set(predicted) <= {True, False}
     assert sum(p == y for p, y in zip(predicted, labels, strict=True)) / len(labels) > 0.95
+
+
+def test_a_warm_start_carries_each_weight_to_where_it_means_the_same() -> None:
+    features, labels = rows(200, 4)
+    kept = [(f, y) for f, y in zip(features, labels, strict=True) if f["carrier"] != "AA"]
+    previous = keras_module.KerasTrainer(Hyper(epochs=3)).fit(
+        [f for f, _ in kept], [y for _, y in kept]
+    )
+    # New data: a carrier the last version never saw, and a wider distance range.
+    grown = [*features, {"distance": 500.0, "carrier": "AA", "late": False}]
+    hyper = Hyper(epochs=3)
+    schema = keras_module.infer_schema(grown, [*labels, 1000.0])
+    x = keras_module.columns(schema, grown)
+    network = keras_module._build(schema, x, hyper)
+    carried = keras_module.carry(previous, network, schema, hyper)
+    assert carried == {"reused": True, "carried_rows": 5, "new_rows": 1, "new_classes": 0}
+
+    old_layout = keras_module._layout(previous.network, previous.schema)
+    new_layout = keras_module._layout(network, schema)
+    old_keys = [(n, t) for n, tokens in old_layout for t in tokens]
+    new_keys = [(n, t) for n, tokens in new_layout for t in tokens]
+    assert set(new_keys) - set(old_keys) == {("carrier", "AA")}
+    old_kernel = previous.network.get_layer("hidden").get_weights()[0]
+    new_kernel = network.get_layer("hidden").get_weights()[0]
+    for key in old_keys:
+        assert (new_kernel[new_keys.index(key)] == old_kernel[old_keys.index(key)]).all(), key
+    for old, new in zip(
+        previous.network.get_layer("output").get_weights(),
+        network.get_layer("output").get_weights(),
+        strict=True,
+    ):
+        assert (old == new).all()
+
+    # Other features, or another width: nothing carried, and the manifest says why.
+    fewer = [{"distance": f["distance"]} for f in grown]
+    schema = keras_module.infer_schema(fewer, [*labels, 1000.0])
+    network = keras_module._build(schema, keras_module.columns(schema, fewer), hyper)
+    assert keras_module.carry(previous, network, schema, hyper) == {
+        "reused": False,
+        "cold_because": "the features' names, types or the task changed",
+    }
+    wider = Hyper(hidden=8)
+    schema = keras_module.infer_schema(grown, [*labels, 1000.0])
+    network = keras_module._build(schema, x, wider)
+    assert "hidden units changed (32 to 8)" in keras_module.carry(
+        previous, network, schema, wider
+    ).get("cold_because", "")
+
+
+def test_a_warm_start_goes_on_from_where_the_last_version_stopped() -> None:
+    features, labels = rows(300, 5)
+    previous = keras_module.KerasTrainer(Hyper(epochs=40, patience=0)).fit(features, labels)
+    one_epoch = keras_module.KerasTrainer(Hyper(epochs=1, patience=0))
+    warm = one_epoch.fit(features, labels, warm_start=previous)
+    cold = one_epoch.fit(features, labels)
+    assert warm.fitted["warm_start"]["reused"] is True
+    assert cold.fitted["warm_start"] == {"reused": False}
+    # One epoch from the last version's weights is far better than one from scratch.
+    assert mae(warm.predict(features), labels) < mae(cold.predict(features), labels) / 3
+
+
+def test_a_new_class_grows_an_output_column_and_the_known_ones_keep_theirs() -> None:
+    features, _ = rows(200, 6)
+    two = ["UA" if f["carrier"] == "UA" else "other" for f in features]
+    previous = keras_module.KerasTrainer(Hyper(epochs=2)).fit(features, two)
+    three = [str(f["carrier"]) if f["carrier"] != "DL" else "other" for f in features]
+    hyper = Hyper(epochs=2)
+    schema = keras_module.infer_schema(features, three)
+    network = keras_module._build(schema, keras_module.columns(schema, features), hyper)
+    assert keras_module.carry(previous, network, schema, hyper)["new_classes"] == 1
+    old_kernel, old_bias = previous.network.get_layer("output").get_weights()
+    new_kernel, new_bias = network.get_layer("output").get_weights()
+    for j, label in enumerate(schema.classes):
+        if label in previous.schema.classes:
+            i = previous.schema.classes.index(label)
+            assert (new_kernel[:, j] == old_kernel[:, i]).all() and new_bias[j] == old_bias[i]
+
+
+def test_training_stops_early_on_a_held_out_share_and_keeps_the_best_epoch() -> None:
+    features, labels = rows(400, 7)
+    model = keras_module.KerasTrainer(Hyper(epochs=300, patience=3)).fit(features, labels)
+    fitted = model.fitted
+    assert fitted["validation_rows"] == 40
+    assert fitted["epochs_run"] < 300
+    assert fitted["best_epoch"] == fitted["epochs_run"] - 3  # patience epochs past the best
+    assert model.describe()["hyperparameters"]["patience"] == 3
+    # Too few rows to hold any out: every epoch runs.
+    small = keras_module.KerasTrainer(Hyper(epochs=4, patience=3)).fit(features[:30], labels[:30])
+    assert (small.fitted["epochs_run"], small.fitted["validation_rows"]) == (4, 0)
+
+
+def test_the_linear_reference_is_exact_least_squares_and_round_trips(tmp_path: Path) -> None:
+    rng = random.Random(8)
+    features = [
+        {"a": rng.uniform(-5, 5), "b": rng.uniform(0, 50), "c": rng.choice(["x", "y"])}
+        for _ in range(200)
+    ]
+    labels = [3 * f["a"] - 0.5 * f["b"] + (7 if f["c"] == "x" else -2) for f in features]
+    model = keras_module.LinearTrainer().fit(features, labels)
+    assert mae(model.predict(features), labels) < 1e-3
+    assert model.describe()["solver"] == "least squares"
+    assert model.describe()["hyperparameters"]["hidden"] == 0
+    model.save(tmp_path)
+    loaded = keras_module.LinearTrainer().load(tmp_path)
+    assert loaded.kind == "linear" and loaded.predict(features[:5]) == model.predict(features[:5])
+
+    # Classification: logistic regression on the same preprocessing.
+    flights, _ = rows(300, 9)
+    classes = [f["carrier"] == "UA" for f in flights]
+    logistic = keras_module.LinearTrainer().fit(flights, classes)
+    right = sum(p == y for p, y in zip(logistic.predict(flights), classes, strict=True))
+    assert right / len(classes) > 0.95
