@@ -34,7 +34,7 @@ import orjson
 from app.domain.codec import InvalidEvent, format_time, prediction_from_dict
 from app.domain.events import Value, is_number
 from app.domain.registry import RegistryEntry
-from app.learning.base import Model
+from app.learning.base import Expected, Model
 
 log = logging.getLogger(__name__)
 
@@ -259,11 +259,13 @@ class Predictor:
         """
         events = [_event(model, i, r) for i, r in enumerate(requests)]
         made = await self._already_made(model, requests, events)
-        fresh = [e for i, e in enumerate(events) if i not in made]
+        fresh_at = [i for i in range(len(events)) if i not in made]
+        fresh = [events[i] for i in fresh_at]
         waits = [m.acked for m in made.values() if m.acked is not None]
         version = None
         if fresh:
             version, fitted = await self._model(model)
+            _check_features(fitted.expects(), fresh_at, fresh, version)
             values = await asyncio.to_thread(fitted.predict, [e["features"] for e in fresh])
             records = []
             for event, value in zip(fresh, values, strict=True):
@@ -294,13 +296,14 @@ class Predictor:
         answers = []
         for i, event in enumerate(events):
             known = made.get(i)
-            answers.append(
-                {
-                    "event_id": event["event_id"],
-                    "model_version": known.version if known else event["model_version"],
-                    "prediction": known.prediction if known else event["prediction"],
-                }
-            )
+            answer = {
+                "event_id": event["event_id"],
+                "model_version": known.version if known else event["model_version"],
+                "prediction": known.prediction if known else event["prediction"],
+            }
+            if not known and IMPUTED in event["context"]:
+                answer["imputed"] = event["context"][IMPUTED]
+            answers.append(answer)
         return {
             "model": model,
             "model_version": version or answers[0]["model_version"],
@@ -387,6 +390,30 @@ def _event(model: str, index: int, request: Any) -> dict[str, Any]:
     except InvalidEvent as exc:
         raise ServingError(400, str(exc), {"index": index}) from None
     return event
+
+
+IMPUTED = "modelview.imputed"  # context key: the features the model imputed
+
+
+def _check_features(
+    expected: Expected, indices: list[int], events: list[dict[str, Any]], version: str
+) -> None:
+    """Refuse a feature of the wrong type, or a request with none of the model's features: a
+    silent 0.0 would be a wrong prediction captured as if it were right. A missing feature is
+    imputed as the model was trained to, and named in the captured event's context."""
+    for index, event in zip(indices, events, strict=True):
+        problems, missing = expected.check(event["features"])
+        if not problems and missing and len(missing) == len(expected.numbers | expected.strings):
+            problems = dict.fromkeys(missing, "missing")
+        if problems:
+            raise ServingError(
+                400,
+                "features do not match what the model was trained on: "
+                + "; ".join(f"{name}: {why}" for name, why in problems.items()),
+                {"index": index, "model_version": version, "features": problems},
+            )
+        if missing:
+            event["context"] = {**event["context"], IMPUTED: missing}
 
 
 def _plain(value: Value) -> Value:

@@ -111,6 +111,9 @@ SCHEMAS: dict[str, Any] = {
                 "required": ["value"],
                 "properties": {"value": VALUE},
             },
+            # Features the request left out, which the model imputed (its training mean for
+            # a number, an unseen category for a string); absent when none were.
+            "imputed": {"type": "array", "items": {"type": "string"}},
         },
     },
     "Dataset": {

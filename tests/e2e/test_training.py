@@ -173,7 +173,9 @@ async def test_train_snapshot_lineage_and_reproduction(
     await wait_until(dead_lettered, within=30, what="the bad model event dead-lettered")
 
 
-async def test_keras_versions_warm_start_from_the_last_one(stack: Settings) -> None:
+async def test_keras_versions_warm_start_from_the_last_one(
+    stack: Settings, worker: Callable[..., WorkerProcess]
+) -> None:
     first_p, first_t = labeled(200, 0)
     await publish(stack, records(first_p, first_t))
     done = run_cli(stack, "train", "flights-train", "--trainer", "keras", "--seed", "7")
@@ -189,6 +191,15 @@ async def test_keras_versions_warm_start_from_the_last_one(stack: Settings) -> N
     assert done.returncode == 0, done.stdout + done.stderr
     v2 = await manifest(stack, "flights-train", 2)
     assert v2["warm_start"] is True and v2["train_rows"] == 250
+    # Longer distances than v1 saw change the normalization, not the weights carried: the
+    # distance row and the three carrier rows (DL, UA, unseen).
+    assert v2["describe"]["warm_start"] == {
+        "reused": True,
+        "carried_rows": 4,
+        "new_rows": 0,
+        "new_classes": 0,
+    }
+    assert v2["describe"]["hyperparameters"]["patience"] == 5
     assert len(v2["snapshot"]["delta"]["added"]) == 50
 
     async with s3_client(stack) as client:
@@ -207,3 +218,47 @@ async def test_keras_versions_warm_start_from_the_last_one(stack: Settings) -> N
         "matches" in rebuilt.stdout
         and "refit with the same seed: largest difference" in rebuilt.stdout
     )
+
+    # v3: the linear reference, with hyperparameters from the CLI, recorded; never warm.
+    bad = run_cli(stack, "train", "flights-train", "--trainer", "linear", "--hyper", "epoch=3")
+    assert bad.returncode == 2 and "unknown hyperparameters ['epoch']" in bad.stderr
+    done = run_cli(
+        stack, "train", "flights-train", "--trainer", "linear", "--hyper", "epochs=5,patience=2"
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    v3 = await manifest(stack, "flights-train", 3)
+    assert v3["trainer"] == "linear" and v3["warm_start"] is False
+    assert v3["describe"]["solver"] == "least squares"
+    hyper = v3["describe"]["hyperparameters"]
+    assert (hyper["epochs"], hyper["patience"], hyper["hidden"]) == (5, 2, 0)
+
+    # Served: a mistyped feature is a 400 naming it; a missing one is imputed, and said so.
+    process = worker()
+    promoted = run_cli(stack, "models", "promote", "flights-train", "2")
+    assert promoted.returncode == 0, promoted.stdout + promoted.stderr
+    async with HttpClient(process.url) as http:
+        path = "/v1/models/flights-train/predict"
+
+        async def serving() -> bool:
+            request = {"features": {"distance": 120, "carrier": "UA"}}
+            return (await http.request("POST", path, request))[0] == 200
+
+        await wait_until(serving, within=60, what="version 2 serving")
+        status, body = await http.request(
+            "POST", path, {"features": {"distance": "far", "carrier": "UA"}}
+        )
+        assert status == 400, body
+        assert body["details"]["features"] == {"distance": "expected a number, got str"}
+        status, body = await http.request("POST", path, {"features": {"carrier": "UA"}})
+        assert status == 200 and body["imputed"] == ["distance"], body
+        imputed_id = body["event_id"].encode()
+
+    async def captured_as_imputed() -> bool:
+        logged = await kafka_records(stack, [PREDICTIONS])
+        return any(
+            key == imputed_id
+            and orjson.loads(value)["context"] == {"modelview.imputed": ["distance"]}
+            for key, value, _ in logged.values()
+        )
+
+    await wait_until(captured_as_imputed, within=30, what="the imputed prediction captured")

@@ -9,7 +9,7 @@ import orjson
 import pytest
 
 from app.domain.registry import RegistryEntry
-from app.learning.base import ConstantModel
+from app.learning.base import ConstantModel, Expected
 from app.models.serving import Capture, Champions, Predictor, ServingError
 from tests.waiting import wait_until
 
@@ -210,3 +210,54 @@ async def test_a_retried_event_id_gets_the_prediction_already_made() -> None:
     }
     assert old.encode() not in broker.acked
     runner.cancel()
+
+
+class Picky(ConstantModel):
+    """A constant model that reads `distance`, a number, and `carrier`, a string."""
+
+    def expects(self) -> Expected:
+        return Expected(frozenset({"distance"}), frozenset({"carrier"}))
+
+
+def test_expected_names_each_wrong_type_and_each_missing_feature() -> None:
+    expected = Picky(0.0, "regression", 1).expects()
+    assert expected.check({"distance": 3, "carrier": "UA", "extra": [1]}) == ({}, [])
+    assert expected.check({"distance": True, "carrier": "UA"}) == ({}, [])  # bools are numbers
+    assert expected.check({"carrier": "UA"}) == ({}, ["distance"])
+    assert expected.check({"distance": None, "carrier": None}) == ({}, ["carrier", "distance"])
+    assert expected.check({"distance": "far", "carrier": 7}) == (
+        {"carrier": "expected a string, got int", "distance": "expected a number, got str"},
+        [],
+    )
+
+
+async def test_a_request_the_model_cannot_read_is_refused_with_400_and_not_captured() -> None:
+    async def current(model: str) -> str | None:
+        return "1"
+
+    async def load(model: str, version: str) -> Picky:
+        return Picky(5.0, "regression", 1)
+
+    served = Predictor(current, load, Capture(Broker().send, 100), 256 * 1024, durable=False)
+    good = {"features": {"distance": 1, "carrier": "UA"}}
+    with pytest.raises(ServingError) as refused:
+        await served.predict("m", [good, {"features": {"distance": "far", "carrier": "UA"}}])
+    assert refused.value.status == 400
+    assert refused.value.details == {
+        "index": 1,
+        "model_version": "1",
+        "features": {"distance": "expected a number, got str"},
+    }
+    assert "distance: expected a number, got str" in refused.value.message
+    # None of the features the model reads (a misspelt name, say): refused too.
+    with pytest.raises(ServingError) as refused:
+        await served.predict("m", [{"features": {"distnace": 1}}])
+    assert refused.value.details["features"] == {"carrier": "missing", "distance": "missing"}
+    assert len(served.capture.queue) == 0  # nothing of either batch was captured
+
+    # One missing feature is imputed: the answer and the captured event both name it.
+    answer = await served.predict("m", [{"features": {"carrier": "UA"}, "context": {"a": 1}}])
+    assert answer["predictions"][0]["imputed"] == ["distance"]
+    assert "imputed" not in (await served.predict("m", [good]))["predictions"][0]
+    (_, raw, _), *_ = served.capture.queue
+    assert orjson.loads(raw)["context"] == {"a": 1, "modelview.imputed": ["distance"]}
