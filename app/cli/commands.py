@@ -115,6 +115,15 @@ def validate_command(settings: Settings, ns: argparse.Namespace) -> int:
             else ""
         )
         print(f"  {metric}: {_num(value)} against {_num(served)} served{interval}")
+    split = result.periods or {}
+    for name, label in (("in_time", "in time"), ("out_of_time", "out of time")):
+        part = split.get(name)
+        if part and part["n"]:
+            figures = ", ".join(
+                f"{m} {_num(v)} against {_num(part['served'][m])}"
+                for m, v in part["challenger"].items()
+            )
+            print(f"  {label} ({part['n']} events): {figures}")
     decision = result.decision
     if decision is not None:
         verdict = "promoted" if decision.promote else "rejected"

@@ -11,10 +11,11 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from statistics import NormalDist
 from typing import Any
 
+from app.domain.codec import parse_time
 from app.domain.datasets import Row
 from app.domain.events import Value, class_name, is_number
 
@@ -176,6 +177,9 @@ class ValidationReport:
     as_of: Mapping[str, Mapping[int, int]]  # the log's end when it ran, per topic and partition
     validated_at: str
     decision: Decision | None = None
+    # In-time against out-of-time (`Periods.to_dict`), and which set the gate decided on.
+    periods: Mapping[str, Any] | None = None
+    decided_on: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -188,6 +192,8 @@ class ValidationReport:
             "as_of": {t: {str(p): o for p, o in parts.items()} for t, parts in self.as_of.items()},
             "validated_at": self.validated_at,
             "decision": self.decision.to_dict() if self.decision else None,
+            "periods": self.periods,
+            "decided_on": self.decided_on,
         }
 
     @classmethod
@@ -215,6 +221,8 @@ class ValidationReport:
             },
             validated_at=data.get("validated_at", ""),
             decision=Decision.from_dict(decision) if decision else None,
+            periods=data.get("periods"),
+            decided_on=data.get("decided_on"),
         )
 
 
@@ -358,3 +366,72 @@ def decide(validation: Measured, gate: Gate) -> Decision:
                     f"{gate.max_segment_regression:.0%} allowed"
                 )
     return Decision(promote, metric, tuple(reasons), gain)
+
+
+@dataclass(frozen=True)
+class Periods:
+    """The unseen events split in time at the last training row.
+
+    In-time events (the snapshot's hash holdout, and late labels of its days) come from the
+    days the version was fitted around; out-of-time ones occurred after all of them, the
+    future it would serve. A version judged on the first looks better than it will be.
+    """
+
+    trained_until: str | None  # the latest `occurred_at` among the snapshot's rows
+    in_time: Measured
+    out_of_time: Measured
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "trained_until": self.trained_until,
+            "in_time": _summary(self.in_time),
+            "out_of_time": _summary(self.out_of_time),
+        }
+
+
+def _summary(measured: Measured) -> dict[str, Any]:
+    return {
+        "n": measured.n,
+        "challenger": dict(measured.challenger),
+        "served": dict(measured.served),
+        "first_event_at": measured.first_event_at,
+        "last_event_at": measured.last_event_at,
+    }
+
+
+def periods(
+    task: str,
+    events: Sequence[Scored],
+    trained_until: str | None,
+    segment_by: str | None = None,
+    bucket: str = "day",
+    confidence: float = 0.95,
+) -> Periods:
+    cut = parse_time(trained_until) if trained_until else None
+    later = [e for e in events if cut is not None and parse_time(e.occurred_at) > cut]
+    ids = {e.event_id for e in later}
+    earlier = [e for e in events if e.event_id not in ids]
+    return Periods(
+        trained_until,
+        report(task, earlier, segment_by, bucket, confidence),
+        report(task, later, segment_by, bucket, confidence),
+    )
+
+
+def decide_in_time(whole: Measured, split: Periods, gate: Gate) -> tuple[str, Decision]:
+    """Decide on the out-of-time events when there are `gate.min_samples` of them, else on
+    every unseen event; (the set used, the decision, whose first reason names it)."""
+    later = split.out_of_time
+    if later.n >= gate.min_samples:
+        used, decision = "out_of_time", decide(later, gate)
+        why = (
+            f"decided on the {later.n} out-of-time events (after the last training row, "
+            f"{split.trained_until})"
+        )
+    else:
+        used, decision = "all", decide(whole, gate)
+        why = (
+            f"decided on all {whole.n} unseen events: only {later.n} occurred after the last "
+            f"training row, fewer than {gate.min_samples}"
+        )
+    return used, replace(decision, reasons=(why, *decision.reasons))

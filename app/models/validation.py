@@ -21,7 +21,7 @@ import orjson
 import pyarrow as pa
 
 from app.domain import registry
-from app.domain.codec import format_time
+from app.domain.codec import format_time, parse_time
 from app.domain.datasets import Row
 from app.domain.events import Value
 from app.domain.gate import (
@@ -29,8 +29,9 @@ from app.domain.gate import (
     Gate,
     Scored,
     ValidationReport,
-    decide,
+    decide_in_time,
     loss,
+    periods,
     report,
     scored,
 )
@@ -64,16 +65,19 @@ def gate_of(settings: Settings) -> Gate:
 
 async def unseen_rows(
     settings: Settings, record: ModelTrained, adapters: Adapters | None = None
-) -> tuple[list[Row], Any]:
-    """Labeled rows of the version's dataset, now, minus those it was trained on."""
+) -> tuple[list[Row], Any, str | None]:
+    """Labeled rows of the version's dataset, now, minus those it was trained on; with the
+    log's end and the latest time among the snapshot's rows (where out-of-time begins)."""
     manifest = record.snapshot
     async with opened(settings, adapters) as adapters:
-        _, trained_rows = await adapters.snapshots.load(manifest.dataset, manifest.snapshot_id)
+        _, snapshot_rows = await adapters.snapshots.load(manifest.dataset, manifest.snapshot_id)
         base = await adapters.snapshots.state(manifest.dataset, manifest.snapshot_id)
-    trained = {r.event_id for r in trained_rows if not r.holdout}
+    trained = {r.event_id for r in snapshot_rows if not r.holdout}
+    until = max((parse_time(r.occurred_at) for r in snapshot_rows), default=None)
     now = await log_end(settings)
     done = await snapshots.materialize(settings, manifest.spec, now, base=base)
-    return [r for r in done.rows if r.event_id not in trained], now
+    unseen = [r for r in done.rows if r.event_id not in trained]
+    return unseen, now, format_time(until) if until else None
 
 
 def score(model: Model, features: Sequence[Features], batch: int = SCORE_BATCH) -> list[Value]:
@@ -110,7 +114,7 @@ async def _validate(
     version = record.version
     entry = (await adapters.registry.entries(model)).get(model)
     champion = entry.champion if entry else None
-    rows, as_of = await unseen_rows(settings, record, adapters)
+    rows, as_of, trained_until = await unseen_rows(settings, record, adapters)
     if champion and champion != version:
         judged = [r for r in rows if r.model == model and r.model_version == champion]
         compared_with = {"model": model, "version": champion}
@@ -121,12 +125,15 @@ async def _validate(
     task = fitted.describe().get("task") or task_of([r.label for r in judged])
     segment = segment_by if segment_by is not None else settings.validation_segment_by
     events = scored(judged, predictions, segment or None)
-    measured = report(
-        task,
-        events,
+    shape = (
         segment or None,
         bucket or settings.validation_bucket,
         gate.confidence if gate else 0.95,
+    )
+    measured = report(task, events, *shape)
+    split = periods(task, events, trained_until, *shape)
+    decided_on, decision = (
+        decide_in_time(measured, split, gate) if gate and champion != version else (None, None)
     )
     result = ValidationReport(
         measured=measured,
@@ -137,9 +144,10 @@ async def _validate(
         unseen_events=len(rows),
         as_of=as_of,
         validated_at=format_time(datetime.now(UTC)),
-        decision=decide(measured, gate) if gate and champion != version else None,
+        decision=decision,
+        periods=split.to_dict(),
+        decided_on=decided_on,
     )
-    decision = result.decision
     await _store(adapters, model, version, result, task, events)
     await adapters.events.publish(
         ModelValidated(

@@ -31,7 +31,7 @@ CHROMIUM_INSTALLED = Path(CHROMIUM).exists()
 
 
 def served_events(
-    dataset: str, n: int, served_error: float, seed: int
+    dataset: str, n: int, served_error: float, seed: int, days_ago: int = 12
 ) -> list[tuple[str, bytes, bytes]]:
     """Labeled events whose logged prediction, by version "legacy", was off by about
     `served_error`; labels are spread so that a constant model errs by about 7.5."""
@@ -39,7 +39,7 @@ def served_events(
     # Five days ending a week ago: the dashboard plots them beside today's served predictions
     # whatever the date the test runs on.
     today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    first_day = today - timedelta(days=12)
+    first_day = today - timedelta(days=days_ago)
     out = []
     for i in range(n):
         label = rng.uniform(10, 40)
@@ -179,6 +179,25 @@ async def test_gate_rejects_worse_promotes_better_and_the_champion_serves_with_c
         assert "2" in seen and seen[0] == "1"
         entry = await registry("delay")
         assert entry["champion"] == "1" and entry["champions"] == ["1"]
+
+
+async def test_validation_reports_the_future_apart_and_the_gate_decides_on_it(
+    stack: Settings,
+) -> None:
+    await publish(stack, served_events("future", 200, 500.0, seed=3))
+    cli(stack, "train", "future", "--holdout", "0.5")
+    # Labeled after the snapshot, and occurred after every row of it: out of time.
+    await publish(stack, served_events("future", 120, 500.0, seed=4, days_ago=6))
+    report = orjson.loads(cli(stack, "validate", "future", "1", "--gate", "--json"))
+    split = report["periods"]
+    assert split["out_of_time"]["n"] == 120 and split["in_time"]["n"] == report["n"] - 120
+    assert 60 < split["in_time"]["n"] < 140  # the hash holdout: about half of 200
+    assert split["trained_until"] < split["out_of_time"]["first_event_at"]
+    assert split["in_time"]["last_event_at"] <= split["trained_until"]
+    assert report["decided_on"] == "out_of_time"
+    decision = report["decision"]
+    assert decision["promote"] is True
+    assert decision["reasons"][0].startswith("decided on the 120 out-of-time events")
 
 
 async def dashboard_draws(url: str, tmp_path: Path) -> None:
