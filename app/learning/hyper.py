@@ -27,18 +27,23 @@ class Hyper:
 
     epochs: int = 60
     batch: int = 64
-    learning_rate: float = 0.01
+    learning_rate: float = 0.001
     hidden: int = 32  # units of the one hidden layer; 0: none (a linear model)
     patience: int = 5
     validation: float = 0.1
     # Fewer training rows than this: no validation split, every epoch is run.
     min_split_rows: int = 50
+    # 1: start from the last version's weights where they still apply; 0: always from
+    # scratch (on the demo's flights a cold start on all rows generalizes better).
+    warm: int = 1
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch < 1:
             raise HyperError("epochs and batch must be at least 1")
         if self.hidden < 0 or self.patience < 0 or self.min_split_rows < 0:
             raise HyperError("hidden, patience and min_split_rows cannot be negative")
+        if self.warm not in (0, 1):
+            raise HyperError("warm must be 0 or 1")
         if not 0 <= self.validation < 0.5:
             raise HyperError("validation must be at least 0 and below 0.5")
         if not 0 < self.learning_rate < 10:
@@ -76,8 +81,9 @@ class Hyper:
         return cls.from_dict(data)
 
 
-# What Keras versions trained before hyperparameters were recorded were fitted with.
-LEGACY = Hyper(epochs=30, patience=0, validation=0.0)
+# What Keras versions trained before hyperparameters were recorded were fitted with (a
+# dense network without the wide path, on squared error).
+LEGACY = Hyper(epochs=30, learning_rate=0.01, patience=0, validation=0.0)
 
 
 def recorded(describe: Mapping[str, Any]) -> Hyper:

@@ -194,11 +194,13 @@ class KerasModel:
 class KerasTrainer:
     """A network with one hidden layer (`hidden` units), or none: then a linear model."""
 
-    warm_starts = True
-
     def __init__(self, hyper: Hyper | None = None, kind: str = "keras") -> None:
         self.hyper = hyper or Hyper()
         self.kind = kind
+
+    @property
+    def warm_starts(self) -> bool:
+        return bool(self.hyper.warm)
 
     def fit(
         self,
@@ -215,8 +217,8 @@ class KerasTrainer:
         y = _targets(schema, labels)
         train, held = split(len(labels), self.hyper, seed)
         x = columns(schema, [features[i] for i in train])
-        network = _build(schema, x, self.hyper)
-        previous = warm_start if isinstance(warm_start, KerasModel) else None
+        network = _build(schema, x, self.hyper, y[train])
+        previous = warm_start if isinstance(warm_start, KerasModel) and self.hyper.warm else None
         carried = carry(previous, network, schema, self.hyper) if previous else None
         fitted: dict[str, Any] = {"warm_start": carried or {"reused": False}}
         history = self._fit(network, schema, x, y, train, held, features, fitted)
@@ -307,9 +309,12 @@ class LinearTrainer(KerasTrainer):
         design = np.hstack([design, np.ones((len(rows), 1))])
         target = y[sorted(train + held)].astype("float64")
         solution, *_ = np.linalg.lstsq(design, target, rcond=None)
-        output = network.get_layer("output")
-        output.set_weights(
-            [solution[:-1].reshape(-1, 1).astype("float32"), solution[-1:].astype("float32")]
+        # In the standardized units the output layer works in, before `denormalize`.
+        scaled = network.get_layer("denormalize")
+        kernel = solution[:-1] / float(scaled.scale)
+        bias = (solution[-1:] - float(scaled.offset)) / float(scaled.scale)
+        network.get_layer("output").set_weights(
+            [kernel.reshape(-1, 1).astype("float32"), bias.astype("float32")]
         )
         fitted.update(epochs_run=0, solver="least squares")
         residual = design @ solution - target
@@ -362,6 +367,10 @@ def carry(previous: KerasModel, network: Any, schema: Schema, hyper: Hyper) -> d
         why = "the features' names, types or the task changed"
     elif previous.hyper.hidden != hyper.hidden:
         why = f"hidden units changed ({previous.hyper.hidden} to {hyper.hidden})"
+    elif bool(hyper.hidden) and not _has(previous.network, "wide_and_deep"):
+        why = "the last version's network predates the wide-and-deep layout"
+    elif schema.task == "regression" and not _has(previous.network, "denormalize"):
+        why = "the last version's network predates the scaled output"
     elif not (_has(previous.network, "output") and _has(network, "output")):
         why = "the last version's network predates warm starts by layer"
     if why:
@@ -375,18 +384,34 @@ def carry(previous: KerasModel, network: Any, schema: Schema, hyper: Hyper) -> d
         )
     }
     new_keys = [(name, t) for name, tokens in _layout(network, schema) for t in tokens]
-    rows = [(i, old_index[key]) for i, key in enumerate(new_keys) if key in old_index]
+    old_net, new_net = previous.network, network
+    # A number the last version only ever saw constant taught it nothing: fresh weights.
+    shifts = {
+        i: shift
+        for i in range(len(schema.numeric))
+        if (shift := _shift(old_net, new_net, i)) is not None
+    }
+    numeric = len(schema.numeric)  # numeric rows come first, in the same order, in both
+    rows = [
+        (i, old_index[key])
+        for i, key in enumerate(new_keys)
+        if key in old_index and (i >= numeric or i in shifts)
+    ]
     classes = [
         (j, old) for j, old in enumerate(_class_map(previous.schema, schema)) if old is not None
     ]
-    old_net, new_net = previous.network, network
     if hyper.hidden:
-        # Hidden units are matched by position: rows by (feature, token), every column.
+        # Hidden units are matched by position: rows by (feature, token), every column. The
+        # output reads the inputs' rows, then the hidden units'.
         units = [(k, k) for k in range(hyper.hidden)]
-        _copy(old_net.get_layer("hidden"), new_net.get_layer("hidden"), rows, units)
-        _copy(old_net.get_layer("output"), new_net.get_layer("output"), units, classes)
+        _copy(old_net.get_layer("hidden"), new_net.get_layer("hidden"), rows, units, shifts)
+        wide, old_wide = len(new_keys), len(old_index)
+        both = rows + [(wide + k, old_wide + k) for k in range(hyper.hidden)]
+        _copy(old_net.get_layer("output"), new_net.get_layer("output"), both, classes, shifts)
     else:
-        _copy(old_net.get_layer("output"), new_net.get_layer("output"), rows, classes)
+        _copy(old_net.get_layer("output"), new_net.get_layer("output"), rows, classes, shifts)
+    if schema.task == "regression":
+        _rescale_output(old_net, new_net)
     out_columns = len(schema.classes) if schema.task == "classification" else 1
     return {
         "reused": True,
@@ -404,9 +429,44 @@ def _class_map(old: Schema, new: Schema) -> list[int | None]:
     return [where.get(c) for c in new.classes]
 
 
-def _copy(old: Any, new: Any, rows: list[tuple[int, int]], cols: list[tuple[int, int]]) -> None:
+def _rescale_output(old: Any, new: Any) -> None:
+    """Carried output weights were in the last version's label scale: move them to the new
+    one, so that the warm network starts from the same predictions."""
+    before, after = old.get_layer("denormalize"), new.get_layer("denormalize")
+    ratio = float(before.scale) / float(after.scale)
+    kernel, bias = new.get_layer("output").get_weights()
+    moved = (float(before.scale) * bias + float(before.offset) - float(after.offset)) / float(
+        after.scale
+    )
+    new.get_layer("output").set_weights([kernel * ratio, moved.astype(bias.dtype)])
+
+
+def _shift(old: Any, new: Any, i: int) -> tuple[float, float] | None:
+    """(scale, offset) with old z = scale * new z + offset, for numeric input `i`: how the
+    re-adapted normalization moved it, so that carried weights keep their meaning."""
+    old_mean, old_var = (float(w[0]) for w in old.get_layer(f"norm_{_input(i)}").get_weights()[:2])
+    new_mean, new_var = (float(w[0]) for w in new.get_layer(f"norm_{_input(i)}").get_weights()[:2])
+    epsilon = keras.config.epsilon()
+    if old_var**0.5 <= CONSTANT:
+        return None  # its weights were never trained; rescaled, they would blow up
+    old_std, new_std = old_var**0.5, max(new_var**0.5, epsilon)
+    return new_std / old_std, (new_mean - old_mean) / old_std
+
+
+CONSTANT = 1e-6  # a standard deviation at or below this: the feature never varied
+
+
+def _copy(
+    old: Any,
+    new: Any,
+    rows: list[tuple[int, int]],
+    cols: list[tuple[int, int]],
+    shifts: dict[int, tuple[float, float]] | None = None,
+) -> None:
     """Copy a Dense layer's kernel entries (and biases) at the (new, old) row and column
-    pairs given; every other entry keeps its fresh initialisation."""
+    pairs given; every other entry keeps its fresh initialisation. With `shifts`, the first
+    rows are numeric inputs whose normalization moved: their weights are rescaled and the
+    bias takes the offset, so the carried units compute what they did."""
     kernel, bias = old.get_weights()
     fresh_kernel, fresh_bias = new.get_weights()
     if rows and cols:
@@ -414,10 +474,24 @@ def _copy(old: Any, new: Any, rows: list[tuple[int, int]], cols: list[tuple[int,
         new_c, old_c = (list(t) for t in zip(*cols, strict=True))
         fresh_kernel[np.ix_(new_r, new_c)] = kernel[np.ix_(old_r, old_c)]
         fresh_bias[new_c] = bias[old_c]
+        for i, (scale, offset) in (shifts or {}).items():  # numeric rows: i in both layouts
+            fresh_kernel[i, new_c] = kernel[i, old_c] * scale
+            fresh_bias[new_c] += kernel[i, old_c] * offset
     new.set_weights([fresh_kernel, fresh_bias])
 
 
-def _build(schema: Schema, x: dict[str, Any], hyper: Hyper) -> Any:
+HUBER_SPREAD = 0.05
+
+
+def _spread(y: Any) -> tuple[float, float]:
+    """The labels' (mean, standard deviation), a deviation of 0 taken as 1."""
+    if y is None or not len(y):
+        return 0.0, 1.0
+    std = float(np.std(y))
+    return float(np.mean(y)), std if std > 0 else 1.0
+
+
+def _build(schema: Schema, x: dict[str, Any], hyper: Hyper, y: Any = None) -> Any:
     inputs, encoded = {}, []
     for i, _ in enumerate(schema.numeric):
         name = _input(i)
@@ -431,16 +505,25 @@ def _build(schema: Schema, x: dict[str, Any], hyper: Hyper) -> Any:
         lookup = keras.layers.StringLookup(output_mode="one_hot", name=f"lookup_{name}")
         lookup.adapt(x[name])
         encoded.append(lookup(inputs[name]))
-    hidden = keras.layers.Concatenate()(encoded) if len(encoded) > 1 else encoded[0]
+    flat = keras.layers.Concatenate(name="encoded")(encoded) if len(encoded) > 1 else encoded[0]
+    last = flat
     if hyper.hidden:
-        hidden = keras.layers.Dense(hyper.hidden, activation="relu", name="hidden")(hidden)
+        # Wide and deep: the output sees the inputs as well as the hidden units, so the
+        # network holds the linear model and learns only what it adds.
+        deep = keras.layers.Dense(hyper.hidden, activation="relu", name="hidden")(flat)
+        last = keras.layers.Concatenate(name="wide_and_deep")([flat, deep])
     if schema.task == "regression":
-        output = keras.layers.Dense(1, name="output")(hidden)
-        loss = "mse"
-    else:
-        output = keras.layers.Dense(len(schema.classes), activation="softmax", name="output")(
-            hidden
+        # The network predicts the label standardized; the last layer scales it back, so the
+        # weights stay near 1 whatever the label's units, and the saved model answers in them.
+        mean, std = _spread(y)
+        output = keras.layers.Rescaling(std, mean, name="denormalize")(
+            keras.layers.Dense(1, name="output")(last)
         )
+        # Huber: squared near zero, absolute beyond a twentieth of the labels' spread. Close
+        # to the MAE validation judges on, and robust to the few huge delays of the flights.
+        loss: Any = keras.losses.Huber(delta=HUBER_SPREAD * std)
+    else:
+        output = keras.layers.Dense(len(schema.classes), activation="softmax", name="output")(last)
         loss = "sparse_categorical_crossentropy"
     network = keras.Model(inputs, output)
     network.compile(optimizer=keras.optimizers.Adam(hyper.learning_rate), loss=loss)

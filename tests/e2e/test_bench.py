@@ -24,6 +24,7 @@ TINY = {
     "training": ["--predictions", "400"],
     "serving": ["--requests", "40", "--rounds", "1", "--events", "400"],
     "memory": ["--events", "3000", "--every", "1000"],
+    "models": ["--days", "5", "--rows", "600"],
 }
 
 

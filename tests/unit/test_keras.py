@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from app.learning.base import BaselineTrainer, Expected
@@ -79,12 +80,13 @@ def test_a_warm_start_carries_each_weight_to_where_it_means_the_same() -> None:
     previous = keras_module.KerasTrainer(Hyper(epochs=3)).fit(
         [f for f, _ in kept], [y for _, y in kept]
     )
-    # New data: a carrier the last version never saw, and a wider distance range.
+    # New data: a carrier the last version never saw, a wider distance range, other labels.
     grown = [*features, {"distance": 500.0, "carrier": "AA", "late": False}]
     hyper = Hyper(epochs=3)
-    schema = keras_module.infer_schema(grown, [*labels, 1000.0])
+    targets = [*labels, 1000.0]
+    schema = keras_module.infer_schema(grown, targets)
     x = keras_module.columns(schema, grown)
-    network = keras_module._build(schema, x, hyper)
+    network = keras_module._build(schema, x, hyper, np.array(targets))
     carried = keras_module.carry(previous, network, schema, hyper)
     assert carried == {"reused": True, "carried_rows": 5, "new_rows": 1, "new_classes": 0}
 
@@ -95,29 +97,47 @@ def test_a_warm_start_carries_each_weight_to_where_it_means_the_same() -> None:
     assert set(new_keys) - set(old_keys) == {("carrier", "AA")}
     old_kernel = previous.network.get_layer("hidden").get_weights()[0]
     new_kernel = network.get_layer("hidden").get_weights()[0]
-    for key in old_keys:
+    for key in old_keys[len(schema.numeric) :]:  # categories: their rows as they were
         assert (new_kernel[new_keys.index(key)] == old_kernel[old_keys.index(key)]).all(), key
-    for old, new in zip(
-        previous.network.get_layer("output").get_weights(),
-        network.get_layer("output").get_weights(),
-        strict=True,
-    ):
-        assert (old == new).all()
+    # Numeric rows and the output were moved to the new normalization and label scale: the
+    # warm network, before any fitting, predicts what the last version did.
+    known = [f for f, _ in kept]
+    before = previous.predict(known)
+    after = keras_module.KerasModel(network, schema, 0, 0.0).predict(known)
+    assert max(abs(a - b) for a, b in zip(after, before, strict=True)) < 1e-3  # type: ignore[operator]
 
     # Other features, or another width: nothing carried, and the manifest says why.
     fewer = [{"distance": f["distance"]} for f in grown]
     schema = keras_module.infer_schema(fewer, [*labels, 1000.0])
-    network = keras_module._build(schema, keras_module.columns(schema, fewer), hyper)
+    network = keras_module._build(
+        schema, keras_module.columns(schema, fewer), hyper, np.array(targets)
+    )
     assert keras_module.carry(previous, network, schema, hyper) == {
         "reused": False,
         "cold_because": "the features' names, types or the task changed",
     }
     wider = Hyper(hidden=8)
     schema = keras_module.infer_schema(grown, [*labels, 1000.0])
-    network = keras_module._build(schema, x, wider)
+    network = keras_module._build(schema, x, wider, np.array(targets))
     assert "hidden units changed (32 to 8)" in keras_module.carry(
         previous, network, schema, wider
     ).get("cold_because", "")
+
+
+def test_a_number_the_last_version_only_saw_constant_is_not_carried() -> None:
+    # Its weights were never trained: rescaled to a real spread they would be enormous.
+    features = [{"distance": float(i), "rain": 0.0} for i in range(60)]
+    previous = keras_module.KerasTrainer(Hyper(epochs=1)).fit(
+        features, [float(i) for i in range(60)]
+    )
+    rainy = [{"distance": float(i), "rain": float(i % 3)} for i in range(60)]
+    hyper = Hyper(epochs=1)
+    schema = keras_module.infer_schema(rainy, list(range(60)))
+    network = keras_module._build(schema, keras_module.columns(schema, rainy), hyper)
+    carried = keras_module.carry(previous, network, schema, hyper)
+    assert (carried["carried_rows"], carried["new_rows"]) == (1, 1)
+    assert schema.numeric == ("distance", "rain")
+    assert abs(network.get_layer("hidden").get_weights()[0][1]).max() < 1  # a fresh init
 
 
 def test_a_warm_start_goes_on_from_where_the_last_version_stopped() -> None:
@@ -141,12 +161,20 @@ def test_a_new_class_grows_an_output_column_and_the_known_ones_keep_theirs() -> 
     schema = keras_module.infer_schema(features, three)
     network = keras_module._build(schema, keras_module.columns(schema, features), hyper)
     assert keras_module.carry(previous, network, schema, hyper)["new_classes"] == 1
-    old_kernel, old_bias = previous.network.get_layer("output").get_weights()
-    new_kernel, new_bias = network.get_layer("output").get_weights()
+    old_kernel = previous.network.get_layer("output").get_weights()[0]
+    new_kernel = network.get_layer("output").get_weights()[0]
+    # Category rows are copied by token (the vocabularies' orders differ), numeric ones
+    # rescaled to the new normalization.
+    old_keys = [
+        (n, t) for n, ts in keras_module._layout(previous.network, previous.schema) for t in ts
+    ]
+    new_keys = [(n, t) for n, ts in keras_module._layout(network, schema) for t in ts]
+    assert old_keys != new_keys and sorted(old_keys) == sorted(new_keys)
     for j, label in enumerate(schema.classes):
         if label in previous.schema.classes:
             i = previous.schema.classes.index(label)
-            assert (new_kernel[:, j] == old_kernel[:, i]).all() and new_bias[j] == old_bias[i]
+            for key in old_keys[len(schema.numeric) :]:
+                assert new_kernel[new_keys.index(key), j] == old_kernel[old_keys.index(key), i]
 
 
 def test_training_stops_early_on_a_held_out_share_and_keeps_the_best_epoch() -> None:
