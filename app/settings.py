@@ -60,6 +60,9 @@ class Settings:
     # The Keras and linear trainers' hyperparameters, NAME=VALUE,... (app/learning/hyper.py):
     # "epochs=80,hidden=64". Empty: their defaults.
     retrain_hyper: str = ""
+    # Hours at the end of each retraining's snapshot left out of the fit, so that the
+    # validation that follows has out-of-time events to decide on (0: fit on all).
+    retrain_leave_recent_hours: float = 0.0
     # Share of event ids (by hash) a retrained version never sees: validation's fixed holdout.
     retrain_holdout: float = 0.2
     # The promotion gate, applied after each retraining's replay validation: see
@@ -121,6 +124,8 @@ class Settings:
             raise SettingsError("MODELVIEW_CAPTURE_BUFFER must be at least 1")
         if self.retrain_trainer not in ("baseline", "keras", "linear"):
             raise SettingsError("MODELVIEW_RETRAIN_TRAINER must be baseline, keras or linear")
+        if self.retrain_leave_recent_hours < 0:
+            raise SettingsError("MODELVIEW_RETRAIN_LEAVE_RECENT_HOURS cannot be negative")
         try:
             Hyper.parse([self.retrain_hyper])
         except HyperError as exc:

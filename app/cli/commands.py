@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from datetime import timedelta
 
 import orjson
 from tqdm import tqdm
@@ -43,6 +44,8 @@ def train_command(settings: Settings, ns: argparse.Namespace) -> int:
         except (orjson.JSONDecodeError, AttributeError, ValueError) as exc:
             raise TrainingError(f"--as-of is not a JSON offset vector: {exc}") from None
 
+    if ns.leave_recent_hours < 0:
+        raise TrainingError("--leave-recent-hours cannot be negative")
     if ns.hyper and ns.trainer == "baseline":
         raise TrainingError("--hyper is for the keras and linear trainers")
     try:
@@ -62,6 +65,9 @@ def train_command(settings: Settings, ns: argparse.Namespace) -> int:
                 as_of=point,
                 seed=ns.seed,
                 progress=bar.update,
+                leave_recent=timedelta(hours=ns.leave_recent_hours)
+                if ns.leave_recent_hours
+                else None,
             )
 
     record = asyncio.run(run())

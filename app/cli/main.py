@@ -149,6 +149,13 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--until", help="only predictions before this time (ISO-8601)")
     train.add_argument("--features", nargs="*", default=[], help="only these features")
     train.add_argument("--seed", type=int, default=0)
+    train.add_argument(
+        "--leave-recent-hours",
+        type=float,
+        default=0.0,
+        help="leave the snapshot's last hours out of the fit, for validation to judge the "
+        "version on events after all it learned from (default 0: fit on all)",
+    )
     validate = sub.add_parser("validate", help=OURS["validate"])
     validate.add_argument("model")
     validate.add_argument("version", type=int)

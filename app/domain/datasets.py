@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
@@ -86,6 +86,19 @@ def in_holdout(event_id: str, share: float) -> bool:
         return False
     bucket = int.from_bytes(hashlib.sha256(event_id.encode()).digest()[:8], "big") / 2**64
     return bucket < share
+
+
+def fit_cutoff(rows: Iterable[Row], leave_recent: timedelta) -> str | None:
+    """The time before which a version is fitted: `leave_recent` before the latest row, so
+    that the rows after it are left for validation as out-of-time events."""
+    latest = max((parse_time(r.occurred_at) for r in rows), default=None)
+    return format_time(latest - leave_recent) if latest is not None else None
+
+
+def fitted_rows(rows: Iterable[Row], fit_until: str | None = None) -> list[Row]:
+    """The rows a version is fitted on: not held out, and occurred before `fit_until`."""
+    cut = parse_time(fit_until) if fit_until else None
+    return [r for r in rows if not r.holdout and (cut is None or parse_time(r.occurred_at) < cut)]
 
 
 def select(example: Example, spec: DatasetSpec) -> Row | None:

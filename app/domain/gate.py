@@ -377,7 +377,7 @@ class Periods:
     future it would serve. A version judged on the first looks better than it will be.
     """
 
-    trained_until: str | None  # the latest `occurred_at` among the snapshot's rows
+    trained_until: str | None  # the latest `occurred_at` among the rows fitted on
     in_time: Measured
     out_of_time: Measured
 

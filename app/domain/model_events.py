@@ -61,6 +61,9 @@ class ModelTrained(_Located):
     warm_start: bool
     describe: Mapping[str, Any]
     artifacts: str = ""  # the version's prefix; defaults to version_prefix
+    # Rows that occurred at or after this were left out of the fit (validation's
+    # out-of-time events); None: every row not held out was fitted on.
+    fit_until: str | None = None
 
 
 @dataclass(frozen=True)
@@ -128,6 +131,8 @@ def to_dict(event: ModelEvent) -> dict[str, Any]:
                 warm_start=event.warm_start,
                 describe=dict(event.describe),
             )
+            if event.fit_until is not None:
+                out["fit_until"] = event.fit_until
         case ModelValidated():
             out.update(
                 report=dict(event.report),
@@ -188,6 +193,7 @@ def from_dict(data: Any) -> ModelEvent:
                 parent_version=_optional(data, "parent_version", str),
                 warm_start=bool(_optional(data, "warm_start", bool)),
                 describe=_optional(data, "describe", dict) or {},
+                fit_until=_optional(data, "fit_until", str),
             )
         if kind == "ModelValidated":
             report = _object(data, "report")

@@ -21,6 +21,7 @@ import multiprocessing
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any
@@ -54,7 +55,13 @@ def _train_in_process(settings: Settings, dataset: str, trainer: str) -> Retrain
     async def loop() -> Retrained:
         spec = DatasetSpec(dataset, holdout=settings.retrain_holdout)
         hyper = Hyper.parse([settings.retrain_hyper])  # checked when the worker started
-        trained = await train(settings, spec, trainer=trainer_named(trainer, hyper))
+        hours = settings.retrain_leave_recent_hours
+        trained = await train(
+            settings,
+            spec,
+            trainer=trainer_named(trainer, hyper),
+            leave_recent=timedelta(hours=hours) if hours else None,
+        )
         validated = time.monotonic()
         result = await validate(settings, trained.model, trained.version, gate_of(settings))
         return Retrained(

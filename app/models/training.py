@@ -10,12 +10,12 @@ from __future__ import annotations
 import asyncio
 import tempfile
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from app.domain.codec import format_time
-from app.domain.datasets import AsOf, DatasetSpec, content_hash
+from app.domain.datasets import AsOf, DatasetSpec, content_hash, fit_cutoff, fitted_rows
 from app.domain.model_events import ModelTrained
 from app.extras import require
 from app.learning.base import BaselineTrainer, Model, Trainer
@@ -78,10 +78,16 @@ async def train(
     seed: int = 0,
     progress: Callable[[int], None] | None = None,
     adapters: Adapters | None = None,
+    leave_recent: timedelta | None = None,
 ) -> ModelTrained:
-    """Snapshot, fit, store, announce; returns the version's manifest (also the event)."""
+    """Snapshot, fit, store, announce; returns the version's manifest (also the event).
+
+    With `leave_recent`, the snapshot's last stretch of that length is not fitted on: it is
+    left for validation to judge the version on events after all it learned from."""
     async with opened(settings, adapters) as kept:
-        return await _train(settings, kept, spec, model, trainer, as_of, seed, progress)
+        return await _train(
+            settings, kept, spec, model, trainer, as_of, seed, progress, leave_recent
+        )
 
 
 async def _train(
@@ -93,6 +99,7 @@ async def _train(
     as_of: AsOf | None,
     seed: int,
     progress: Callable[[int], None] | None,
+    leave_recent: timedelta | None = None,
 ) -> ModelTrained:
     name = model or spec.dataset
     fitter = trainer or BaselineTrainer()
@@ -109,7 +116,8 @@ async def _train(
     manifest, rows = await snapshots.take(
         settings, adapters.snapshots, spec, as_of, parent, progress
     )
-    train_rows = [r for r in rows if not r.holdout]
+    fit_until = fit_cutoff(rows, leave_recent) if leave_recent else None
+    train_rows = fitted_rows(rows, fit_until)
     if not train_rows:
         raise TrainingError(
             f"dataset {spec.dataset!r} has no labeled examples as of the given offsets"
@@ -132,6 +140,7 @@ async def _train(
         # Whether weights were carried over, not merely offered: the trainer decides.
         warm_start=bool(described.get("warm_start", {}).get("reused")),
         describe=described,
+        fit_until=fit_until,
     )
     try:
         await adapters.models.save(record, _saved(fitted))
@@ -195,7 +204,7 @@ async def refit(settings: Settings, model: str, version: int) -> Any:
         warm = await refit(settings, model, int(record.parent_version))
     manifest = record.snapshot
     made = await snapshots.materialize(settings, manifest.spec, manifest.as_of)
-    rows = [r for r in made.rows if not r.holdout]
+    rows = fitted_rows(made.rows, record.fit_until)
     return fitter.fit(
         [r.features for r in rows], [r.label for r in rows], warm_start=warm, seed=record.seed
     )

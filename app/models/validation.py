@@ -22,7 +22,7 @@ import pyarrow as pa
 
 from app.domain import registry
 from app.domain.codec import format_time, parse_time
-from app.domain.datasets import Row
+from app.domain.datasets import Row, fitted_rows
 from app.domain.events import Value
 from app.domain.gate import (
     Decision,
@@ -67,13 +67,14 @@ async def unseen_rows(
     settings: Settings, record: ModelTrained, adapters: Adapters | None = None
 ) -> tuple[list[Row], Any, str | None]:
     """Labeled rows of the version's dataset, now, minus those it was trained on; with the
-    log's end and the latest time among the snapshot's rows (where out-of-time begins)."""
+    log's end and the latest time among the rows it was fitted on (where out-of-time begins)."""
     manifest = record.snapshot
     async with opened(settings, adapters) as adapters:
         _, snapshot_rows = await adapters.snapshots.load(manifest.dataset, manifest.snapshot_id)
         base = await adapters.snapshots.state(manifest.dataset, manifest.snapshot_id)
-    trained = {r.event_id for r in snapshot_rows if not r.holdout}
-    until = max((parse_time(r.occurred_at) for r in snapshot_rows), default=None)
+    fitted = fitted_rows(snapshot_rows, record.fit_until)
+    trained = {r.event_id for r in fitted}
+    until = max((parse_time(r.occurred_at) for r in fitted), default=None)
     now = await log_end(settings)
     done = await snapshots.materialize(settings, manifest.spec, now, base=base)
     unseen = [r for r in done.rows if r.event_id not in trained]

@@ -16,7 +16,8 @@ import orjson
 import pytest
 
 from app.client import HttpClient
-from app.domain.codec import format_time
+from app.domain.codec import format_time, parse_time
+from app.models.training import version_manifest
 from app.settings import Settings
 from app.topics import PREDICTIONS, TAGS
 from tests import factories
@@ -198,6 +199,35 @@ async def test_validation_reports_the_future_apart_and_the_gate_decides_on_it(
     decision = report["decision"]
     assert decision["promote"] is True
     assert decision["reasons"][0].startswith("decided on the 120 out-of-time events")
+
+    # Leaving the last two days out of the fit makes them out-of-time events too.
+    cli(stack, "train", "future", "--model", "recent", "--leave-recent-hours", "48")
+    trained = await version_manifest(stack, "recent", 1)
+    assert trained.fit_until is not None
+    later = await publish_times(stack, "future", after=trained.fit_until)
+    assert 0 < len(later) < 320 and trained.train_rows <= 320 - len(later)
+    report = orjson.loads(cli(stack, "validate", "recent", "1", "--gate", "--json"))
+    split = report["periods"]
+    assert split["trained_until"] < trained.fit_until
+    assert split["out_of_time"]["n"] >= len(later)
+
+
+async def publish_times(settings: Settings, dataset: str, after: str) -> list[str]:
+    """The logged predictions tagged into `dataset` that occurred after `after`."""
+    logged = await kafka_records(settings, [PREDICTIONS, TAGS])
+    tagged = {
+        orjson.loads(value)["event_id"]
+        for (topic, _, _), (_, value, _) in logged.items()
+        if topic == TAGS and dataset in orjson.loads(value).get("datasets", [])
+    }
+    cut = parse_time(after)
+    return [
+        event["occurred_at"]
+        for (topic, _, _), (_, value, _) in logged.items()
+        if topic == PREDICTIONS
+        and (event := orjson.loads(value))["event_id"] in tagged
+        and parse_time(event["occurred_at"]) > cut
+    ]
 
 
 async def dashboard_draws(url: str, tmp_path: Path) -> None:

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from app.domain.codec import prediction_from_dict, tag_from_dict
-from app.domain.datasets import DatasetSpec, Manifest, content_hash, delta, in_holdout, rows_of
+from app.domain.datasets import (
+    DatasetSpec,
+    Manifest,
+    content_hash,
+    delta,
+    fit_cutoff,
+    fitted_rows,
+    in_holdout,
+    rows_of,
+)
 from app.domain.examples import Example
 from app.learning.base import BaselineTrainer, task_of
 from tests import factories
@@ -95,3 +105,16 @@ def test_baseline_saves_and_loads(tmp_path: Path) -> None:
     model = BaselineTrainer().fit([{}] * 2, [True, True])
     model.save(tmp_path)
     assert BaselineTrainer().load(tmp_path) == model
+
+
+def test_leaving_the_recent_rows_out_of_the_fit() -> None:
+    days = [example(occurred_at=f"2026-11-{d:02d}T10:00:00Z") for d in (1, 2, 3, 4)]
+    rows = [
+        replace(r, holdout=r.occurred_at.startswith("2026-11-01"))
+        for r in rows_of(days, DatasetSpec("train"))
+    ]
+    cutoff = fit_cutoff(rows, timedelta(hours=36))
+    assert cutoff == "2026-11-02T22:00:00Z"
+    assert [r.occurred_at[:10] for r in fitted_rows(rows, cutoff)] == ["2026-11-02"]
+    assert len(fitted_rows(rows)) == 3  # no cutoff: all but the held out
+    assert fit_cutoff([], timedelta(hours=1)) is None

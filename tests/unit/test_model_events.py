@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import orjson
 import pytest
 
@@ -20,6 +22,7 @@ from tests.unit.test_registry import trained
 
 EVENTS: list[ModelEvent] = [
     trained("3"),
+    replace(trained("5"), fit_until="2026-11-29T10:00:00Z"),
     ModelValidated(
         model="delay",
         version="3",
@@ -38,6 +41,7 @@ def test_every_kind_round_trips_and_names_where_the_version_lives(event: ModelEv
     raw = to_dict(event)
     assert raw["type"] == type(event).__name__ and raw["schema_version"] == 1
     assert raw["artifacts"] == f"models/delay/{event.version}/"
+    assert raw.get("fit_until") == getattr(event, "fit_until", None)  # absent unless set
     assert raw["manifest"] == f"models/delay/{event.version}/manifest.json"
 
 
