@@ -1,4 +1,4 @@
-"""`modelview train`, `validate` and `models`: the training service from a terminal."""
+"""`modelview train`, `validate`, `models` and `score`: the model services from a terminal."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import sys
 from datetime import timedelta
+from pathlib import Path
 
 import orjson
 from tqdm import tqdm
@@ -150,4 +151,29 @@ def models_promote(settings: Settings, model: str, version: int | None) -> int:
     else:
         event = asyncio.run(promote(settings, model, version))
         print(f"promoted {model} version {event.version} by hand")
+    return 0
+
+
+def score_command(settings: Settings, ns: argparse.Namespace) -> int:
+    from app.models.scoring import score
+
+    with tqdm(unit="row", file=sys.stderr, desc="score", disable=None) as bar:
+        status, ran = asyncio.run(
+            score(
+                settings,
+                ns.model,
+                version=ns.version,
+                dataset=ns.dataset,
+                parquet=Path(ns.parquet) if ns.parquet else None,
+                job=ns.job,
+                progress=bar.update,
+            )
+        )
+    done = "scored" if ran else "already scored (nothing captured again)"
+    print(
+        f"job {status.job}: {done} {status.scored} of {status.rows} rows with {status.model} "
+        f"version {status.version}; {status.bad} bad; s3://{settings.s3_bucket}/{status.location}"
+    )
+    for bad in status.bad_rows[:20]:
+        print(f"  row {bad['row']} ({bad['key']}): {bad['reason']}")
     return 0

@@ -25,6 +25,7 @@ OURS = {
     "train": "snapshot a dataset from the log and train a version",
     "validate": "replay past prediction events through a version and compare",
     "models": "rebuild a version, promote one by hand, or roll back the champion",
+    "score": "score a dataset or a Parquet file in batch; each score is captured",
 }
 
 
@@ -165,6 +166,15 @@ def _parser() -> argparse.ArgumentParser:
         "--gate", action="store_true", help="then promote or reject (MODELVIEW_GATE_* settings)"
     )
     validate.add_argument("--json", action="store_true", help="print the whole report")
+    score = sub.add_parser("score", help=OURS["score"])
+    score.add_argument("model")
+    score.add_argument("--version", type=int, help="default: the champion")
+    source = score.add_mutually_exclusive_group(required=True)
+    source.add_argument("--dataset", help="every example of this dataset, now")
+    source.add_argument("--parquet", help="every row of this file (columns: features; id: key)")
+    score.add_argument(
+        "--job", help="the job's name (default: dataset-NAME or file-STEM); a job done is kept"
+    )
     models = sub.add_parser("models", help=OURS["models"])
     models.add_argument("action", choices=["rebuild", "promote", "rollback"])
     models.add_argument("model")
@@ -176,13 +186,15 @@ def _ours(args: list[str]) -> int:
     parser = _parser()
     ns = parser.parse_args(args)
     settings = Settings.from_env()
-    if ns.command in ("rebuild", "train", "validate", "models"):
+    if ns.command in ("rebuild", "train", "validate", "models", "score"):
         unreachable = services_unreachable(settings)
         if unreachable:
             raise StackError(unreachable)
-    if ns.command in ("train", "models", "validate"):
+    if ns.command in ("train", "models", "validate", "score"):
         from app.cli import commands
 
+        if ns.command == "score":
+            return commands.score_command(settings, ns)
         if ns.command == "train":
             return commands.train_command(settings, ns)
         if ns.command == "validate":

@@ -357,6 +357,16 @@ def document() -> dict[str, Any]:
                     },
                 }
             },
+            "/v1/models/{model}/scores/{job}": {
+                "get": {
+                    "summary": "A batch scoring job: its state, counts, bad rows and results",
+                    "parameters": [_path_param("model"), _path_param("job")],
+                    "responses": {
+                        "200": _json(ANY_OBJECT, "the job's status and its Parquet's location"),
+                        **_errors(404, 503, *READ),
+                    },
+                }
+            },
             "/healthz": {
                 "get": {
                     "summary": "Readiness, lag, ingestion, flush, training and serving status",

@@ -5,7 +5,18 @@ from __future__ import annotations
 import faust
 from faust.web import View
 
-from app.web import dashboard, datasets, events, health, internal, metrics, models, openapi, predict
+from app.web import (
+    dashboard,
+    datasets,
+    events,
+    health,
+    internal,
+    metrics,
+    models,
+    openapi,
+    predict,
+    scores,
+)
 from app.web.context import Web, attach
 
 ROUTES: list[tuple[str, type[View]]] = [
@@ -19,6 +30,7 @@ ROUTES: list[tuple[str, type[View]]] = [
     ("/v1/models/{model}/metrics", models.ModelMetrics),
     ("/v1/models/{model}/predict", predict.Predict),
     ("/v1/models/{model}/versions/{version}/validation", predict.Validation),
+    ("/v1/models/{model}/scores/{job}", scores.ScoreJob),
     ("/internal/v1/views", internal.InternalViews),
     ("/internal/v1/registry", internal.InternalRegistry),
     ("/healthz", health.Health),

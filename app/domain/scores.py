@@ -1,0 +1,77 @@
+"""Batch scoring's pure part: a job's ids, its status document, and each scored row's event.
+
+A job is named by its model and a job name. Its event ids derive from those and each row's
+key, so running the same job again gives the same ids: the views fold each once, and a job
+already done is not run again at all.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from app.domain.events import Value
+
+NAMESPACE = uuid.UUID("5b0c2c8e-6f1d-4c55-9f0e-6d6f64656c76")  # modelview's own
+JOB = "modelview.job"  # context keys of a scored row's PredictionEvent
+ROW = "modelview.row"
+MAX_BAD_LISTED = 1000  # bad rows named in the status; the count is always exact
+
+
+def event_id(model: str, job: str, key: str) -> str:
+    return str(uuid.uuid5(NAMESPACE, f"{model}\n{job}\n{key}"))
+
+
+def scores_prefix(model: str, version: str, job: str) -> str:
+    return f"scores/{model}/{version}/{job}/"
+
+
+def status_key(model: str, job: str) -> str:
+    """One status per model and job, whatever version it scored with."""
+    return f"scores/{model}/_jobs/{job}.json"
+
+
+@dataclass
+class JobStatus:
+    model: str
+    version: str
+    job: str
+    source: str  # "dataset:NAME" or "parquet:FILE"
+    state: str  # running, done
+    started_at: str
+    rows: int = 0
+    scored: int = 0
+    bad: int = 0
+    bad_rows: list[dict[str, Any]] = field(default_factory=list)  # {"row", "key", "reason"}
+    location: str = ""  # the Parquet file's key in the bucket
+    finished_at: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> JobStatus:
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+
+    def refuse(self, row: int, key: str, reason: str) -> None:
+        self.bad += 1
+        if len(self.bad_rows) < MAX_BAD_LISTED:
+            self.bad_rows.append({"row": row, "key": key, "reason": reason})
+
+
+def scored_event(
+    status: JobStatus, row: int, key: str, features: Mapping[str, Any], value: Value
+) -> dict[str, Any]:
+    """The PredictionEvent a scored row is captured as."""
+    return {
+        "schema_version": 1,
+        "event_id": event_id(status.model, status.job, key),
+        "model": status.model,
+        "model_version": status.version,
+        "occurred_at": status.started_at,
+        "features": dict(features),
+        "prediction": {"value": value},
+        "context": {JOB: status.job, ROW: row},
+    }

@@ -1,0 +1,43 @@
+"""Batch scoring's pure part: stable ids, the status document, the captured event."""
+
+from __future__ import annotations
+
+from app.domain.codec import prediction_from_dict
+from app.domain.scores import MAX_BAD_LISTED, JobStatus, event_id, scored_event, status_key
+
+
+def test_a_rerun_gets_the_same_ids_and_another_job_or_model_others() -> None:
+    assert event_id("delay", "nightly", "f1") == event_id("delay", "nightly", "f1")
+    assert (
+        len(
+            {
+                event_id("delay", "nightly", "f1"),
+                event_id("delay", "nightly", "f2"),
+                event_id("delay", "weekly", "f1"),
+                event_id("other", "nightly", "f1"),
+            }
+        )
+        == 4
+    )
+    assert status_key("delay", "nightly") == "scores/delay/_jobs/nightly.json"
+
+
+def test_bad_rows_are_counted_exactly_and_listed_up_to_a_limit() -> None:
+    status = JobStatus(
+        "delay", "3", "nightly", "parquet:x.parquet", "running", "2026-12-03T00:00:00Z"
+    )
+    for row in range(MAX_BAD_LISTED + 5):
+        status.refuse(row, f"k{row}", "distance: missing")
+    assert status.bad == MAX_BAD_LISTED + 5 and len(status.bad_rows) == MAX_BAD_LISTED
+    assert JobStatus.from_dict(status.to_dict()) == status
+
+
+def test_a_scored_row_is_a_valid_prediction_event_naming_its_job() -> None:
+    status = JobStatus("delay", "3", "nightly", "dataset:d", "running", "2026-12-03T00:00:00Z")
+    event = scored_event(status, 7, "f7", {"distance": 100}, 12.5)
+    parsed = prediction_from_dict(event)
+    assert parsed.model_version == "3" and parsed.context == {
+        "modelview.job": "nightly",
+        "modelview.row": 7,
+    }
+    assert parsed.event_id == event_id("delay", "nightly", "f7")
