@@ -39,8 +39,9 @@ from app.stack.services import Stack, listening
 MODEL = "arr_delay"  # the model and the dataset it learns from
 FIRST_DAY = date(2013, 1, 1)
 EVALUATION_DAYS = 5  # the summary's held-out later days
-# How far the champion's validated MAE may sit from its MAE on the later days' flights.
-VALIDATION_MARGIN = 0.15
+# How far the champion's validated MAE may sit from its MAE on the later days' flights: one
+# day's MAE alone varies by about 15% from the next (13.7, 13.9, 17.5 on 2013-01-12..14).
+VALIDATION_MARGIN = 0.2
 
 
 def demo_settings(settings: Settings) -> Settings:
@@ -86,8 +87,9 @@ def run_demo(settings: Settings, days: int, keep: bool) -> int:
         )
         return 2
     shutil.rmtree(settings.data_dir, ignore_errors=True)
+    broker = "Apache Kafka" if settings.broker == "kafka" else "Tansu"
     print(
-        f"starting the local stack (Tansu broker, SeaweedFS object store) in {settings.data_dir}..."
+        f"starting the local stack ({broker} broker, SeaweedFS object store) in {settings.data_dir}..."
     )
     stack.up()
     worker = _start_worker(settings)
