@@ -9,6 +9,9 @@
    next to raw `network.predict` on arrays built beforehand. Printed: events/s, ratio.
 3. Validation end to end on the stack: `validate` of a Keras version over N labeled events
    it never saw (log read, fold, score, report, store), next to raw predict. events/s, ratio.
+4. Batch scoring end to end: `modelview score`'s job over a Parquet file of N rows (read,
+   check, predict, capture each to Kafka, write the results to S3), next to raw predict on
+   the same rows' arrays. rows/s, ratio (the target is at least 0.5).
 """
 
 from __future__ import annotations
@@ -25,12 +28,15 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
 from aiokafka import AIOKafkaProducer
 
 from app.domain.datasets import DatasetSpec
 from app.learning.keras import KerasTrainer, columns
+from app.models.scoring import score as score_job
 from app.models.serving import Capture, Predictor
-from app.models.training import train
+from app.models.training import load_version, train
 from app.models.validation import score, validate
 from app.topic_admin import ensure_topics
 from app.topics import PREDICTIONS, TAGS
@@ -185,7 +191,7 @@ def scoring(model: Any, n: int) -> float:
     return raw
 
 
-async def end_to_end(settings: Any, n: int, raw: float) -> None:
+async def end_to_end(settings: Any, n: int, raw: float) -> str:
     features, labels = flights(n, seed=7)
     items = []
     for i, (row, label) in enumerate(zip(features, labels, strict=True)):
@@ -219,6 +225,24 @@ async def end_to_end(settings: Any, n: int, raw: float) -> None:
     rate = result.measured.n / (time.perf_counter() - started)
     print(f"validate end to end: {result.measured.n} events, {rate:,.0f} events/s")
     print(f"ratio (validate end to end / raw predict): {rate / raw:.3f}")
+    return record.version
+
+
+async def batch_scoring(settings: Any, n: int, version: str, root: Path) -> None:
+    features, _ = flights(n, seed=8)
+    file = root / "batch.parquet"
+    pq.write_table(pa.Table.from_pylist(features), file)
+    model = await load_version(settings, "bench", version)
+    x = columns(model.schema, features)  # type: ignore[attr-defined]
+    started = time.perf_counter()
+    model.network.predict(x, verbose=0, batch_size=1024)  # type: ignore[attr-defined]
+    raw = n / (time.perf_counter() - started)
+    started = time.perf_counter()
+    status, _ = await score_job(settings, "bench", version=int(version), parquet=file, job="bench")
+    rate = status.scored / (time.perf_counter() - started)
+    print(f"raw network.predict on the rows' arrays: {raw:,.0f} rows/s")
+    print(f"batch scoring end to end: {status.scored} rows, {rate:,.0f} rows/s")
+    print(f"ratio (batch scoring / raw predict): {rate / raw:.3f}")
 
 
 async def main(requests: int, rounds: int, events: int, profile: str | None = None) -> None:
@@ -231,7 +255,8 @@ async def main(requests: int, rounds: int, events: int, profile: str | None = No
         print(machine_line())
         await predict_latency(settings, model, requests, rounds, profile)
         raw = scoring(model, events)
-        await end_to_end(settings, events, raw)
+        version = await end_to_end(settings, events, raw)
+        await batch_scoring(settings, events, version, root)
     finally:
         stack.down()
         shutil.rmtree(root, ignore_errors=True)

@@ -137,6 +137,7 @@ async def _score_all(
     out: dict[str, list[Any]] = {"row": [], "key": [], "event_id": [], "prediction": []}
     publisher = KafkaPublisher(settings.bootstrap_servers, validate=False)
     await publisher.start()
+    sending: asyncio.Future[None] | None = None  # a batch's acks, awaited after the next's work
     try:
         for start in range(0, len(instances), BATCH):
             good: list[tuple[int, str, Mapping[str, Any], list[str]]] = []
@@ -173,11 +174,17 @@ async def _score_all(
                     strict=True,
                 ):
                     out[name].append(item)
-            await publisher.send_records(PREDICTIONS, records)
+            if sending is not None:
+                await sending
+            sending = asyncio.ensure_future(publisher.send_records(PREDICTIONS, records))
             status.scored += len(records)
             if progress:
                 progress(min(BATCH, len(instances) - start))
+        if sending is not None:
+            await sending
     finally:
+        if sending is not None and not sending.done():
+            sending.cancel()
         await publisher.stop()
     if not all(is_number(v) for v in out["prediction"]):  # classes: their JSON text
         out["prediction"] = [orjson.dumps(v).decode() for v in out["prediction"]]
