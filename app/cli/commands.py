@@ -91,8 +91,9 @@ def models_rebuild(settings: Settings, model: str, version: int) -> int:
         )
         return 1
     print(f"snapshot of {model} version {version} rebuilt from the log: hash {again} matches")
-    ok, how = asyncio.run(refit_matches(settings, model, version))
+    ok, how, weights = asyncio.run(refit_matches(settings, model, version))
     print(f"refit with the same seed: {how}" + ("" if ok else ": DIFFERS"))
+    print(weights)
     return 0 if ok else 1
 
 

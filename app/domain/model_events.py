@@ -64,6 +64,11 @@ class ModelTrained(_Located):
     # Rows that occurred at or after this were left out of the fit (validation's
     # out-of-time events); None: every row not held out was fitted on.
     fit_until: str | None = None
+    # Reproducibility (app/learning/fingerprint.py): the weights' and the artifact's sha256,
+    # and the environment it was fitted in (Python, packages, CPU flags).
+    weights_sha256: str | None = None
+    artifact_sha256: str | None = None
+    environment: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -133,6 +138,9 @@ def to_dict(event: ModelEvent) -> dict[str, Any]:
             )
             if event.fit_until is not None:
                 out["fit_until"] = event.fit_until
+            for name in ("weights_sha256", "artifact_sha256", "environment"):
+                if getattr(event, name) is not None:
+                    out[name] = getattr(event, name)
         case ModelValidated():
             out.update(
                 report=dict(event.report),
@@ -194,6 +202,9 @@ def from_dict(data: Any) -> ModelEvent:
                 warm_start=bool(_optional(data, "warm_start", bool)),
                 describe=_optional(data, "describe", dict) or {},
                 fit_until=_optional(data, "fit_until", str),
+                weights_sha256=_optional(data, "weights_sha256", str),
+                artifact_sha256=_optional(data, "artifact_sha256", str),
+                environment=_optional(data, "environment", dict),
             )
         if kind == "ModelValidated":
             report = _object(data, "report")

@@ -18,6 +18,7 @@ from app.domain.codec import format_time
 from app.domain.datasets import AsOf, DatasetSpec, content_hash, fit_cutoff, fitted_rows
 from app.domain.model_events import ModelTrained
 from app.extras import require
+from app.learning import fingerprint
 from app.learning.base import BaselineTrainer, Model, Trainer
 from app.learning.hyper import Hyper, HyperError, recorded
 from app.models import snapshots
@@ -127,6 +128,7 @@ async def _train(
     )
     version = (existing[-1] + 1) if existing else 1
     described = fitted.describe()
+    files = _saved(fitted)
     record = ModelTrained(
         model=name,
         version=str(version),
@@ -141,9 +143,12 @@ async def _train(
         warm_start=bool(described.get("warm_start", {}).get("reused")),
         describe=described,
         fit_until=fit_until,
+        weights_sha256=fingerprint.weights_digest(fitted),
+        artifact_sha256=fingerprint.files_digest(files),
+        environment=fingerprint.environment(),
     )
     try:
-        await adapters.models.save(record, _saved(fitted))
+        await adapters.models.save(record, files)
     except AlreadyStored as exc:
         raise TrainingError(str(exc)) from None
     await adapters.events.publish(record)
@@ -210,17 +215,40 @@ async def refit(settings: Settings, model: str, version: int) -> Any:
     )
 
 
-async def refit_matches(settings: Settings, model: str, version: int) -> tuple[bool, str]:
-    """Compare the stored model with a refit on the snapshot's rows: (within tolerance, how)."""
+async def refit_matches(settings: Settings, model: str, version: int) -> tuple[bool, str, str]:
+    """Compare the stored model with a refit on the snapshot's rows: (within tolerance, how
+    its predictions compare, how its weights compare and why they may differ)."""
     record = await version_manifest(settings, model, version)
     stored = await load_recorded(settings, record)
+    again_model = await refit(settings, model, version)
+    weights = _weights_compared(record, stored, again_model)
     manifest = record.snapshot
     rows = (await snapshots.materialize(settings, manifest.spec, manifest.as_of)).rows
     features = [r.features for r in rows]
-    again = (await refit(settings, model, version)).predict(features)
+    again = again_model.predict(features)
     before = stored.predict(features)
     if record.describe.get("task") == "classification":
         same = sum(a == b for a, b in zip(before, again, strict=True))
-        return same == len(rows), f"{same}/{len(rows)} predictions equal"
+        return same == len(rows), f"{same}/{len(rows)} predictions equal", weights
     worst = max((abs(float(a) - float(b)) for a, b in zip(before, again, strict=True)), default=0.0)
-    return worst <= REFIT_TOLERANCE, f"largest difference {worst:.3g} (tolerance {REFIT_TOLERANCE})"
+    how = f"largest difference {worst:.3g} (tolerance {REFIT_TOLERANCE})"
+    return worst <= REFIT_TOLERANCE, how, weights
+
+
+def _weights_compared(record: ModelTrained, stored: Model, again: Model) -> str:
+    if record.weights_sha256 is None:
+        return "weights: not recorded for this version (trained before digests were)"
+    if fingerprint.weights_digest(again) == record.weights_sha256:
+        return "weights: bit-identical (sha256 " + record.weights_sha256[:16] + "…)"
+    largest = fingerprint.largest_difference(
+        fingerprint.weights_of(stored), fingerprint.weights_of(again)
+    )
+    changed = fingerprint.differences(record.environment or {}, fingerprint.environment())
+    where = (
+        "; the environment differs: "
+        + ", ".join(f"{k} {v[0]} then, {v[1]} now" for k, v in changed.items())
+        if changed
+        else "; the environment is the same"
+    )
+    size = "other shapes" if largest is None else f"largest difference {largest:.3g}"
+    return f"weights: NOT bit-identical ({size}){where}"

@@ -117,6 +117,7 @@ async def test_train_snapshot_lineage_and_reproduction(
 
     rebuilt = run_cli(stack, "models", "rebuild", "delay", "2")
     assert rebuilt.returncode == 0 and "matches" in rebuilt.stdout, rebuilt.stdout + rebuilt.stderr
+    assert "weights: bit-identical" in rebuilt.stdout, rebuilt.stdout
 
     announced = await model_events(stack)
     assert [(e["type"], e["version"]) for e in announced] == [
@@ -218,6 +219,9 @@ async def test_keras_versions_warm_start_from_the_last_one(
         "matches" in rebuilt.stdout
         and "refit with the same seed: largest difference" in rebuilt.stdout
     )
+    # Same machine, same environment, deterministic ops: the very same weights.
+    assert "weights: bit-identical" in rebuilt.stdout, rebuilt.stdout
+    assert v2["environment"]["python"] and len(v2["weights_sha256"]) == 64
 
     # v3: the linear reference, with hyperparameters from the CLI, recorded; never warm.
     bad = run_cli(stack, "train", "flights-train", "--trainer", "linear", "--hyper", "epoch=3")

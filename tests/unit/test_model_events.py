@@ -22,7 +22,13 @@ from tests.unit.test_registry import trained
 
 EVENTS: list[ModelEvent] = [
     trained("3"),
-    replace(trained("5"), fit_until="2026-11-29T10:00:00Z"),
+    replace(
+        trained("5"),
+        fit_until="2026-11-29T10:00:00Z",
+        weights_sha256="ab" * 32,
+        artifact_sha256="cd" * 32,
+        environment={"python": "3.11.7", "cpu_flags": ["avx2"]},
+    ),
     ModelValidated(
         model="delay",
         version="3",
