@@ -334,7 +334,7 @@ class Demo:
             validation = version.get("validation") or {}
             decision = version.get("decision") or {}
             verdict = "rejected" if version["status"] == "rejected" else "PROMOTED"
-            reasons = "; ".join(decision.get("reasons", [])[1:3])  # the first: the set used
+            reasons = "; ".join(decision.get("reasons", [])[:2])  # the last: the set used
             later = ((validation.get("periods") or {}).get("out_of_time") or {}).get("n", 0)
             print(
                 f"      v{name} ({version.get('trainer')}, {version.get('train_rows')} rows) "

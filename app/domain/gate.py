@@ -420,7 +420,7 @@ def periods(
 
 def decide_in_time(whole: Measured, split: Periods, gate: Gate) -> tuple[str, Decision]:
     """Decide on the out-of-time events when there are `gate.min_samples` of them, else on
-    every unseen event; (the set used, the decision, whose first reason names it)."""
+    every unseen event; (the set used, the decision, whose last reason names it)."""
     later = split.out_of_time
     if later.n >= gate.min_samples:
         used, decision = "out_of_time", decide(later, gate)
@@ -434,4 +434,4 @@ def decide_in_time(whole: Measured, split: Periods, gate: Gate) -> tuple[str, De
             f"decided on all {whole.n} unseen events: only {later.n} occurred after the last "
             f"training row, fewer than {gate.min_samples}"
         )
-    return used, replace(decision, reasons=(why, *decision.reasons))
+    return used, replace(decision, reasons=(*decision.reasons, why))

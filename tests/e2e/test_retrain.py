@@ -61,7 +61,9 @@ async def test_enough_new_labels_train_a_new_version(
         assert completed()["failures"] == 0
         last = completed()["last"]
         assert last["validation"]["decision"]["promote"] is False
-        assert "too few events to judge" in last["validation"]["decision"]["reasons"][0]
+        reasons = last["validation"]["decision"]["reasons"]
+        assert "too few events to judge" in reasons[0]
+        assert reasons[-1].startswith("decided on all ")  # no event out of time: all unseen
 
         async def both_rejected() -> bool:
             statuses = {v["version"]: v["status"] for v in await versions()}
