@@ -82,6 +82,16 @@ def prediction_from_dict(data: Any) -> PredictionEvent:
     )
 
 
+def check_features(features: Any) -> None:
+    """What `prediction_from_dict` checks of `features`, alone: for a caller that builds many
+    events whose other fields it checked once (batch scoring)."""
+    _features(features)
+
+
+def check_value(value: Any, where: str = "prediction.value") -> None:
+    _value(value, where)
+
+
 def tag_from_dict(data: Any) -> TagEvent:
     obj = _object(data, "tag", TAG_FIELDS)
     label = obj.get("label")

@@ -21,7 +21,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from app.client import KafkaPublisher
-from app.domain.codec import InvalidEvent, format_time, prediction_from_dict
+from app.domain.codec import (
+    InvalidEvent,
+    check_features,
+    check_value,
+    format_time,
+    prediction_from_dict,
+)
 from app.domain.datasets import DatasetSpec
 from app.domain.events import is_number
 from app.domain.scores import JobStatus, scored_event, scores_prefix, status_key
@@ -138,6 +144,7 @@ async def _score_all(
     publisher = KafkaPublisher(settings.bootstrap_servers, validate=False)
     await publisher.start()
     sending: asyncio.Future[None] | None = None  # a batch's acks, awaited after the next's work
+    checked = False
     try:
         for start in range(0, len(instances), BATCH):
             good: list[tuple[int, str, Mapping[str, Any], list[str]]] = []
@@ -163,11 +170,22 @@ async def _score_all(
                 if missing:
                     event["context"][IMPUTED] = missing
                 try:
-                    prediction_from_dict(event)
+                    # The job's own fields are the same in every event: checked once.
+                    if not checked:
+                        prediction_from_dict(event)
+                        checked = True
+                    check_features(event["features"])
+                    check_value(value)
                 except InvalidEvent as exc:
                     status.refuse(row, key, str(exc))
                     continue
-                records.append((event["event_id"].encode(), orjson.dumps(event)))
+                raw = orjson.dumps(event)
+                if len(raw) > settings.max_event_bytes:
+                    status.refuse(
+                        row, key, f"event of {len(raw)} bytes exceeds {settings.max_event_bytes}"
+                    )
+                    continue
+                records.append((event["event_id"].encode(), raw))
                 for name, item in zip(
                     ("row", "key", "event_id", "prediction"),
                     (row, key, event["event_id"], value),
