@@ -316,6 +316,8 @@ class LinearTrainer(KerasTrainer):
         network.get_layer("output").set_weights(
             [kernel.reshape(-1, 1).astype("float32"), bias.astype("float32")]
         )
+        # No epoch ran: give the optimizer its state anyway, so the saved model loads as any.
+        network.optimizer.build(network.trainable_variables)
         fitted.update(epochs_run=0, solver="least squares")
         residual = design @ solution - target
         return float(np.mean(residual**2))
