@@ -17,6 +17,7 @@ import pytest
 
 from app.client import HttpClient
 from app.domain.codec import format_time, parse_time
+from app.domain.datasets import in_holdout
 from app.models.training import version_manifest
 from app.settings import Settings
 from app.topics import PREDICTIONS, TAGS
@@ -185,20 +186,34 @@ async def test_gate_rejects_worse_promotes_better_and_the_champion_serves_with_c
 async def test_validation_reports_the_future_apart_and_the_gate_decides_on_it(
     stack: Settings,
 ) -> None:
-    await publish(stack, served_events("future", 200, 500.0, seed=3))
+    past = served_events("future", 200, 500.0, seed=3)
+    await publish(stack, past)
     cli(stack, "train", "future", "--holdout", "0.5")
     # Labeled after the snapshot, and occurred after every row of it: out of time.
     await publish(stack, served_events("future", 120, 500.0, seed=4, days_ago=6))
     report = orjson.loads(cli(stack, "validate", "future", "1", "--gate", "--json"))
     split = report["periods"]
-    assert split["out_of_time"]["n"] == 120 and split["in_time"]["n"] == report["n"] - 120
-    assert 60 < split["in_time"]["n"] < 140  # the hash holdout: about half of 200
-    assert split["trained_until"] < split["out_of_time"]["first_event_at"]
+    # What the version was fitted on is known from the ids (the holdout is by their hash):
+    # its held-out rows later than its last fitted one are out of time too.
+    times = {
+        e["event_id"]: parse_time(e["occurred_at"])
+        for topic, _, raw in past
+        if topic == PREDICTIONS and (e := orjson.loads(raw))
+    }
+    fitted = [t for i, t in times.items() if not in_holdout(i, 0.5)]
+    held = [t for i, t in times.items() if in_holdout(i, 0.5)]
+    later_held = sum(1 for t in held if t > max(fitted))
+    assert split["trained_until"] == format_time(max(fitted))
+    assert split["out_of_time"]["n"] == 120 + later_held
+    assert split["in_time"]["n"] == len(held) - later_held == report["n"] - 120 - later_held
     assert split["in_time"]["last_event_at"] <= split["trained_until"]
+    assert split["trained_until"] < split["out_of_time"]["first_event_at"]
     assert report["decided_on"] == "out_of_time"
     decision = report["decision"]
     assert decision["promote"] is True
-    assert decision["reasons"][-1].startswith("decided on the 120 out-of-time events")
+    assert decision["reasons"][-1].startswith(
+        f"decided on the {120 + later_held} out-of-time events"
+    )
 
     # Leaving the last two days out of the fit makes them out-of-time events too.
     cli(stack, "train", "future", "--model", "recent", "--leave-recent-hours", "48")
