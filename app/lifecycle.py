@@ -18,6 +18,7 @@ from app.log.watchdog import EXIT_LOG_LOST, LogWatch
 from app.s3 import ensure_bucket
 from app.settings import Settings
 from app.sync import run_sync
+from app.topic_admin import ensure_changelogs
 from app.topics import COLD
 from app.views.queries import Queries
 from tables.views import TABLE_NAME
@@ -75,6 +76,11 @@ def guard_local_state(app: faust.App, settings: Settings) -> Callable[[], Awaita
             log.warning("discarding local table state in %s: %s", tables, reason)
             shutil.rmtree(tables)
         run_sync(epoch.begin(settings, replication), timeout=30)
+        changelogs = {
+            table.changelog_topic.get_topic_name(): table.partitions or app.conf.topic_partitions
+            for table in app.tables.values()
+        }
+        run_sync(ensure_changelogs(settings, changelogs, replication), timeout=60)
         marker.write_text("")
         segments.warm_up()
 

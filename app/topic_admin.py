@@ -61,6 +61,46 @@ async def ensure_topics(settings: Settings, replication: int = 1) -> None:
         await admin.close()
 
 
+async def ensure_changelogs(
+    settings: Settings, partitions: dict[str, int], replication: int = 1, within: float = 30.0
+) -> None:
+    """Create the tables' compacted changelogs, and wait until the broker's metadata lists them.
+
+    Faust creates them itself, but only as its consumer subscribes: Apache Kafka may then
+    answer the consumer's one metadata request without a topic it has just created, and the
+    consumer does not ask again for five minutes. Until then a table's source-partition check
+    reads 0 partitions for its changelog and crashes the agent with PartitionsMismatch at its
+    first event (seen in CI: the registry never folded). Created here, before Faust starts,
+    the topics are in the consumer's first metadata; Faust then finds them and leaves them.
+    """
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    await admin.start()
+    try:
+        deadline = asyncio.get_running_loop().time() + within
+        while True:
+            existing = set(await admin.list_topics())
+            new = [
+                NewTopic(name, n, replication, topic_configs={"cleanup.policy": "compact"})
+                for name, n in partitions.items()
+                if name not in existing
+            ]
+            # A topic still being deleted (`forget_views`) refuses a create for a moment.
+            with contextlib.suppress(TopicAlreadyExistsError):
+                if new:
+                    await admin.create_topics(new)
+            counts = await _partition_counts(admin, list(partitions), within=5.0)
+            if all(counts.values()) or asyncio.get_running_loop().time() > deadline:
+                break
+        wrong = {t: n for t, n in counts.items() if n != partitions[t]}
+        if wrong:
+            raise TopicLayoutError(
+                f"changelog topics {wrong} do not have the partitions their tables need "
+                f"({partitions}): a table's changelog must match its source topic"
+            )
+    finally:
+        await admin.close()
+
+
 async def _partition_counts(
     admin: AIOKafkaAdminClient, topics: list[str], within: float = 15.0
 ) -> dict[str, int]:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -24,9 +25,22 @@ def stack(tmp_path: Path) -> Iterator[Settings]:
         stack.down(grace=0)
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[Any]:
+    """A failed test's report carries its workers' logs: CI keeps the report, not tmp dirs."""
+    report = yield
+    if report.failed:
+        for process in getattr(item, "workers", []):
+            report.sections.append((f"log of {process.log_path.name}", process.log_digest()))
+    return report
+
+
 @pytest.fixture
-def worker(stack: Settings, tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
+def worker(
+    stack: Settings, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[Callable[..., WorkerProcess]]:
     started: list[WorkerProcess] = []
+    request.node.workers = started
 
     def start(settings: Settings | None = None, alone: bool = True) -> WorkerProcess:
         """A worker; `alone`: wait until it holds every partition (else see

@@ -172,6 +172,13 @@ class WorkerProcess:
             self.process.kill()
             self.process.wait(10)
 
+    def log_digest(self, most: int = 60, tail: int = 20) -> str:
+        """The log's warnings and errors (the first `most`), then its last `tail` lines."""
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        lines = text.splitlines()
+        marked = [line for line in lines if any(m in line for m in ("WARN", "ERROR", "CRIT"))]
+        return "\n".join([*marked[:most], "...", *lines[-tail:]])
+
     def log_tail(self, lines: int = 40) -> str:
         text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
         return "\n".join(text.splitlines()[-lines:])

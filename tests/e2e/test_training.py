@@ -177,9 +177,7 @@ async def test_train_snapshot_lineage_and_reproduction(
 async def test_keras_versions_warm_start_from_the_last_one(
     stack: Settings, worker: Callable[..., WorkerProcess]
 ) -> None:
-    # The worker runs from the start, as in production. (Started only after the CLI had
-    # logged model events, it once kept crashing its registry agent on Faust's partition
-    # check of a changelog just created: a start-up race noted in issue 18's stop note.)
+    # The worker runs from the start, as in production.
     process = worker()
     first_p, first_t = labeled(200, 0)
     await publish(stack, records(first_p, first_t))
