@@ -8,8 +8,10 @@ from typing import Any
 import faust
 
 from agents import ingest
+from agents import lineage as lineage_agent
 from agents import registry as registry_agent
-from app.domain.batch import DeadLetter, SourceRecord
+from agents.registry import Reject
+from app.domain.batch import DeadLetter, Kind, SourceRecord
 from app.domain.registry import RegistryEntry, training_marks
 from app.domain.registry import decode as decode_entry
 from app.extras import require
@@ -31,7 +33,7 @@ from app.views.ingestor import Ingestor, SendDeadLetter, log_backfill
 from app.views.queries import Queries
 from app.web import auth, metrics, routes
 from app.web.context import Web
-from tables import registry, views
+from tables import lineage, registry, views
 from tables.views import ChangelogWriter, TableStore
 
 
@@ -130,23 +132,23 @@ def create(
     mv = Modelview(settings, app, table, ingestor, flusher)
     stop_watch = watch_log(app, settings, flusher, mv.queries)
     registry_table = registry.define(app, settings)
+    lineage_table = lineage.define(app, settings)
 
-    async def reject_model_event(message: Any, reason: str) -> None:
-        record = SourceRecord(
-            "model_event",
-            message.topic,
-            message.partition,
-            message.offset,
-            message.key,
-            message.value,
-        )
-        await send_dead_letter(message.key, encode_dead_letter(DeadLetter(record, reason)))
+    def rejecting(kind: Kind) -> Reject:
+        async def reject(message: Any, reason: str) -> None:
+            record = SourceRecord(
+                kind, message.topic, message.partition, message.offset, message.key, message.value
+            )
+            await send_dead_letter(message.key, encode_dead_letter(DeadLetter(record, reason)))
+
+        return reject
 
     reads = _cluster_reads(app, settings, table, registry_table)
     predictor = _predictor(app, settings, registry_table, reads, kept)
     registry_agent.register(
-        app, registry_table, settings, reject_model_event, predictor.champion_changed
+        app, registry_table, settings, rejecting("model_event"), predictor.champion_changed
     )
+    lineage_agent.register(app, lineage_table, settings, rejecting("lineage"))
 
     async def cluster_marks() -> dict[str, int]:
         return training_marks(await reads.registry())
@@ -184,6 +186,7 @@ def create(
         app=app,
         settings=settings,
         table=table,
+        lineage=lineage_table,
         queries=mv.queries,
         reads=reads,
         predictor=predictor,

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+from app.domain.lineage import LineageRecord
 from app.domain.model_events import ModelEvent
 from app.domain.registry import RegistryEntry, apply
 from app.models.adapters import Adapters
@@ -46,9 +49,13 @@ class FoldedRegistry:
 
     def __init__(self) -> None:
         self.published: list[ModelEvent] = []
+        self.lineage: list[LineageRecord] = []
 
     async def publish(self, event: ModelEvent) -> None:
         self.published.append(event)
+
+    async def record_lineage(self, records: Sequence[LineageRecord]) -> None:
+        self.lineage.extend(records)
 
     async def close(self) -> None:
         return None

@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+import urllib.error
+import urllib.parse
+import urllib.request
 from datetime import timedelta
 from pathlib import Path
 
@@ -177,4 +180,42 @@ def score_command(settings: Settings, ns: argparse.Namespace) -> int:
     )
     for bad in status.bad_rows[:20]:
         print(f"  row {bad['row']} ({bad['key']}): {bad['reason']}")
+    return 0
+
+
+def lineage_command(settings: Settings, ns: argparse.Namespace) -> int:
+    """Asks a worker: the lineage table lives in the workers, one key per lookup."""
+    base = (ns.url or f"http://{settings.web_host}:{settings.web_port}").rstrip("/")
+    kind = "tags" if ns.tag else "predictions"
+    url = f"{base}/v1/{kind}/{urllib.parse.quote(ns.id, safe='')}/lineage"
+    headers = {"Authorization": f"Bearer {settings.api_token}"} if settings.api_token else {}
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers)) as response:
+            found = orjson.loads(response.read())
+    except urllib.error.HTTPError as refused:
+        print(f"modelview: {url} answered {refused.code}: {refused.read().decode()}")
+        return 1
+    except OSError as exc:
+        print(f"modelview: no worker answers at {base} ({exc}); start one or pass --url")
+        return 1
+    if ns.json:
+        print(orjson.dumps(found, option=orjson.OPT_INDENT_2).decode())
+        return 0
+    print(f"{'tag' if ns.tag else 'event'} {ns.id}:")
+    for s in found["snapshots"]:
+        held = ", held out" if s["holdout"] else ""
+        print(
+            f"  in snapshot {s['snapshot_id']} of {s['dataset']} ({s['created_at']}), "
+            f"label {s['label']}{held}"
+        )
+    for v in found["versions"]:
+        how = "fitted on it" if v["fitted"] else "not fitted on it (held out or left recent)"
+        print(f"  {v['model']} version {v['version']} ({v['status']}): {how}")
+    for v in found["validations"]:
+        print(
+            f"  validated {v['model']} version {v['version']} ({v['validated_at']}): "
+            f"predicted {v['prediction']}, label {v['label']}"
+        )
+    if not (found["snapshots"] or found["validations"]):
+        print("  no snapshot or validation has used it")
     return 0

@@ -26,6 +26,7 @@ OURS = {
     "validate": "replay past prediction events through a version and compare",
     "models": "rebuild a version, promote one by hand, or roll back the champion",
     "score": "score a dataset or a Parquet file in batch; each score is captured",
+    "lineage": "the snapshots, versions and validations that used an event (or a tag)",
 }
 
 
@@ -175,6 +176,13 @@ def _parser() -> argparse.ArgumentParser:
     score.add_argument(
         "--job", help="the job's name (default: dataset-NAME or file-STEM); a job done is kept"
     )
+    lineage = sub.add_parser("lineage", help=OURS["lineage"])
+    lineage.add_argument("id", help="an event_id (or, with --tag, a tag_id)")
+    lineage.add_argument("--tag", action="store_true", help="the id is a tag_id")
+    lineage.add_argument(
+        "--url", help="a worker to ask (default: http://MODELVIEW_WEB_HOST:MODELVIEW_WEB_PORT)"
+    )
+    lineage.add_argument("--json", action="store_true", help="print the whole answer")
     models = sub.add_parser("models", help=OURS["models"])
     models.add_argument("action", choices=["rebuild", "promote", "rollback"])
     models.add_argument("model")
@@ -190,9 +198,11 @@ def _ours(args: list[str]) -> int:
         unreachable = services_unreachable(settings)
         if unreachable:
             raise StackError(unreachable)
-    if ns.command in ("train", "models", "validate", "score"):
+    if ns.command in ("train", "models", "validate", "score", "lineage"):
         from app.cli import commands
 
+        if ns.command == "lineage":
+            return commands.lineage_command(settings, ns)
         if ns.command == "score":
             return commands.score_command(settings, ns)
         if ns.command == "train":

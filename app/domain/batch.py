@@ -21,7 +21,7 @@ from app.domain.events import PredictionEvent, TagEvent
 from app.domain.examples import Example, Outcome, apply_prediction, apply_tag
 from app.domain.stats import AggKey, Counts, delta, example_time, hour_of
 
-Kind = Literal["prediction", "tag", "model_event"]
+Kind = Literal["prediction", "tag", "model_event", "lineage"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -97,8 +97,12 @@ def fit_cutoff(rows: Iterable[Row], leave_recent: timedelta) -> str | None:
 
 def fitted_rows(rows: Iterable[Row], fit_until: str | None = None) -> list[Row]:
     """The rows a version is fitted on: not held out, and occurred before `fit_until`."""
-    cut = parse_time(fit_until) if fit_until else None
-    return [r for r in rows if not r.holdout and (cut is None or parse_time(r.occurred_at) < cut)]
+    return [r for r in rows if was_fitted(r.holdout, r.occurred_at, fit_until)]
+
+
+def was_fitted(holdout: bool, occurred_at: str, fit_until: str | None) -> bool:
+    """Whether a snapshot's row was among those its version was fitted on."""
+    return not holdout and (not fit_until or parse_time(occurred_at) < parse_time(fit_until))
 
 
 def select(example: Example, spec: DatasetSpec) -> Row | None:

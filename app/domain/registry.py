@@ -71,6 +71,7 @@ def lineage(trained: ModelTrained) -> dict[str, Any]:
         "parent_version": trained.parent_version,
         "train_rows": trained.train_rows,
         "holdout_rows": trained.holdout_rows,
+        "fit_until": trained.fit_until,
         "snapshot": {
             "snapshot_id": snapshot.snapshot_id,
             "dataset": snapshot.dataset,
@@ -177,7 +178,7 @@ def from_dict(data: Mapping[str, Any]) -> RegistryEntry:
 
 
 _LINEAGE = ("trainer", "trained_at", "parent_version", "train_rows", "holdout_rows", "snapshot")
-_LINEAGE_ALL = (*_LINEAGE, "describe", "artifacts")
+_LINEAGE_ALL = (*_LINEAGE, "describe", "artifacts", "fit_until")
 
 
 def _version_from_dict(data: Mapping[str, Any]) -> VersionEntry:

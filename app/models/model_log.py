@@ -3,21 +3,28 @@ events, and the registry read back by folding the log (cold segments, then Kafka
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Sequence
 from typing import Protocol
 
 from aiokafka import AIOKafkaProducer
 
-from app.domain import model_events, registry
+from app.domain import lineage, model_events, registry
+from app.domain.lineage import LineageRecord
 from app.domain.model_events import ModelEvent
 from app.domain.registry import RegistryEntry
 from app.log.replay import consumer_for, read_partition, stop_consumer
 from app.log.segment_store import segment_store
 from app.settings import Settings
-from app.topics import MODEL_EVENTS
+from app.topics import LINEAGE, MODEL_EVENTS
 
 
 class EventPublisher(Protocol):
     async def publish(self, event: ModelEvent) -> None: ...
+
+    async def record_lineage(self, records: Sequence[LineageRecord]) -> None:
+        """Log which snapshot or validation used each event; returns once all are logged."""
+        ...
 
     async def close(self) -> None: ...
 
@@ -37,15 +44,30 @@ class KafkaEventPublisher:
         self._producer: AIOKafkaProducer | None = None
 
     async def publish(self, event: ModelEvent) -> None:
+        producer = await self._started()
+        await producer.send_and_wait(
+            MODEL_EVENTS, key=event.model.encode(), value=model_events.encode(event)
+        )
+
+    async def record_lineage(self, records: Sequence[LineageRecord]) -> None:
+        producer = await self._started()
+        sent = [
+            await producer.send(LINEAGE, key=key, value=value)
+            for key, value in lineage.keyed(records)
+        ]
+        await asyncio.gather(*sent)
+
+    async def _started(self) -> AIOKafkaProducer:
         if self._producer is None:
             producer = AIOKafkaProducer(
-                bootstrap_servers=self.settings.bootstrap_servers, acks="all"
+                bootstrap_servers=self.settings.bootstrap_servers,
+                acks="all",
+                linger_ms=10,
+                max_batch_size=1024 * 1024,
             )
             await producer.start()
             self._producer = producer
-        await self._producer.send_and_wait(
-            MODEL_EVENTS, key=event.model.encode(), value=model_events.encode(event)
-        )
+        return self._producer
 
     async def close(self) -> None:
         if self._producer is not None:

@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from app.domain import lineage
 from app.domain.codec import format_time
 from app.domain.datasets import AsOf, DatasetSpec, content_hash, fit_cutoff, fitted_rows
 from app.domain.model_events import ModelTrained
@@ -117,6 +118,8 @@ async def _train(
     manifest, rows = await snapshots.take(
         settings, adapters.snapshots, spec, as_of, parent, progress
     )
+    # Before any version is fitted on it: a version's events can always be traced back.
+    await adapters.events.record_lineage(lineage.of_snapshot(manifest, rows))
     fit_until = fit_cutoff(rows, leave_recent) if leave_recent else None
     train_rows = fitted_rows(rows, fit_until)
     if not train_rows:

@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 import pyarrow as pa
 
-from app.domain import registry
+from app.domain import lineage, registry
 from app.domain.codec import format_time, parse_time
 from app.domain.datasets import Row, fitted_rows
 from app.domain.events import Value
@@ -150,6 +150,9 @@ async def _validate(
         decided_on=decided_on,
     )
     await _store(adapters, model, version, result, task, events)
+    await adapters.events.record_lineage(
+        lineage.of_validation(model, version, result.validated_at, judged, predictions)
+    )
     await adapters.events.publish(
         ModelValidated(
             model=model,

@@ -22,6 +22,7 @@ class Web:
     app: faust.App
     settings: Settings
     table: Any  # the views table: event reads are routed to its owner
+    lineage: Any  # the lineage table, keyed by event id and by tag id
     queries: Queries  # this worker's views
     reads: ClusterReads  # the whole cluster's views and registry
     predictor: Predictor

@@ -357,6 +357,30 @@ def document() -> dict[str, Any]:
                     },
                 }
             },
+            "/v1/predictions/{event_id}/lineage": {
+                "get": {
+                    "summary": "The snapshots, versions and validations that used an event",
+                    "parameters": [_path_param("event_id")],
+                    "responses": {
+                        "200": _json(
+                            ANY_OBJECT, "snapshots, versions (fitted or not), validations"
+                        ),
+                        **_errors(503, *READ),
+                    },
+                }
+            },
+            "/v1/tags/{tag_id}/lineage": {
+                "get": {
+                    "summary": "The snapshots, versions and validations that used a tag's label",
+                    "parameters": [_path_param("tag_id")],
+                    "responses": {
+                        "200": _json(
+                            ANY_OBJECT, "snapshots, versions (fitted or not), validations"
+                        ),
+                        **_errors(503, *READ),
+                    },
+                }
+            },
             "/v1/models/{model}/scores/{job}": {
                 "get": {
                     "summary": "A batch scoring job: its state, counts, bad rows and results",
