@@ -12,6 +12,7 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any, NamedTuple
 
+from app.domain import drift
 from app.domain.events import PredictionEvent, Value, class_name, is_number
 from app.domain.examples import Example
 
@@ -25,7 +26,7 @@ class AggKey(NamedTuple):
     hash is native (measured: 20 hashes per event, 6% of the in-memory fold as a dataclass).
     """
 
-    kind: str  # "dataset" | "model" | "model_hour"
+    kind: str  # "dataset" | "model" | "model_hour" | "inputs_hour" | "labels_hour"
     name: str
     version: str = ""
     hour: str = ""
@@ -40,16 +41,23 @@ def hour_of(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H")
 
 
-def contribution(example: Example | None) -> dict[AggKey, Counts]:
+def contribution(example: Example | None, inputs: bool = True) -> dict[AggKey, Counts]:
+    """What `example` adds to each aggregate. `inputs=False` leaves out its inputs' counters
+    (`app.domain.drift`), which only its prediction decides: unchanged when a tag arrives."""
     if example is None or example.prediction is None:
         return {}
     pred = example.prediction
     tag = example.tag
     metrics = _metric_counts(pred, tag.label if tag is not None else None)
+    hour = hour_of(pred.occurred_at)
     out = {
         AggKey("model", pred.model, pred.model_version): metrics,
-        AggKey("model_hour", pred.model, pred.model_version, hour_of(pred.occurred_at)): metrics,
+        AggKey("model_hour", pred.model, pred.model_version, hour): metrics,
     }
+    if inputs:
+        out[AggKey("inputs_hour", pred.model, pred.model_version, hour)] = drift.of_inputs(pred)
+    if tag is not None and tag.label is not None:
+        out[AggKey("labels_hour", pred.model, pred.model_version, hour)] = drift.of_label(tag.label)
     if tag is not None:
         counts = _dataset_counts(tag.label)
         for name in tag.datasets:
@@ -58,7 +66,9 @@ def contribution(example: Example | None) -> dict[AggKey, Counts]:
 
 
 def delta(old: Example | None, new: Example) -> dict[AggKey, Counts]:
-    before, after = contribution(old), contribution(new)
+    # A prediction, once there, never changes (a different one is a conflict, refused).
+    inputs = old is None or old.prediction is not new.prediction
+    before, after = contribution(old, inputs), contribution(new, inputs)
     if not before:  # a new example: its whole contribution (each `after` is a fresh dict)
         return {key: counts for key, counts in after.items() if counts}
     out: dict[AggKey, Counts] = {}

@@ -5,7 +5,7 @@ Layout, part of what other tools may read:
   models/{model}/{version}/manifest.json         the version's ModelTrained event
   models/{model}/{version}/artifact/...          its trainer's files
   models/{model}/{version}/validation/report.json, events.parquet
-  snapshots/{dataset}/{snapshot_id}/manifest.json, data.parquet, state.parquet
+  snapshots/{dataset}/{snapshot_id}/manifest.json, data.parquet, state.parquet, stats.json
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import orjson
 
-from app.domain import model_events
+from app.domain import drift, model_events
 from app.domain.datasets import Manifest, Row
 from app.domain.gate import ValidationReport
 from app.domain.model_events import MODELS, ModelTrained
@@ -110,6 +110,8 @@ class SnapshotStore:
     ) -> None:
         prefix = self.prefix(manifest.dataset, manifest.snapshot_id)
         await self.objects.put(prefix + "data.parquet", snapshot_format.encode_rows(rows))
+        # Its rows' feature, prediction and label statistics: what drift compares live with.
+        await self.objects.put(prefix + "stats.json", orjson.dumps(drift.of_rows(rows)))
         if state is not None:
             # The fold as of these offsets: the next snapshot reads only what came after.
             await self.objects.put(prefix + "state.parquet", snapshot_format.encode_state(state))
@@ -127,6 +129,16 @@ class SnapshotStore:
         if manifest is None or data is None:
             raise NotStored(f"dataset {dataset!r} has no snapshot {snapshot_id}")
         return Manifest.from_dict(orjson.loads(manifest)), snapshot_format.decode_rows(data)
+
+    async def stats(self, dataset: str, snapshot_id: str) -> drift.Counts:
+        """The snapshot's statistics (`app.domain.drift`); made from its rows for a snapshot
+        stored before they were kept."""
+        data = await self.objects.get(self.prefix(dataset, snapshot_id) + "stats.json")
+        if data is not None:
+            counts: drift.Counts = orjson.loads(data)
+            return counts
+        _, rows = await self.load(dataset, snapshot_id)
+        return drift.of_rows(rows)
 
     async def state(self, dataset: str, snapshot_id: str) -> snapshot_format.FoldState | None:
         data = await self.objects.get(self.prefix(dataset, snapshot_id) + "state.parquet")

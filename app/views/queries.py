@@ -115,6 +115,25 @@ class ViewsRead:
             }
         return out
 
+    def model_inputs(
+        self, model: str, hours: Iterable[str], version: str | None = None
+    ) -> tuple[Counts, Counts]:
+        """The inputs' and the labels' counters (`app.domain.drift`) of the model's events in
+        `hours`, over its versions (or one)."""
+        inputs: list[Counts] = []
+        labels: list[Counts] = []
+        wanted = list(hours)
+        for v, (first, last) in sorted(self.model_versions(model).items()):
+            if version is not None and v != version:
+                continue
+            for hour in wanted:
+                if first <= hour <= last:
+                    for kind, into in (("inputs_hour", inputs), ("labels_hour", labels)):
+                        found = self.aggregate(AggKey(kind, model, v, hour))
+                        if found is not None:
+                            into.append(found[0])
+        return total(inputs), total(labels)
+
 
 def example_json(example: Example) -> dict[str, Any]:
     pred, tag = example.prediction, example.tag

@@ -8,6 +8,7 @@ from faust.web import View
 from app.web import (
     dashboard,
     datasets,
+    drift,
     events,
     health,
     internal,
@@ -31,6 +32,7 @@ ROUTES: list[tuple[str, type[View]]] = [
     ("/v1/models", models.Models),
     ("/v1/models/{model}", models.ModelDetail),
     ("/v1/models/{model}/metrics", models.ModelMetrics),
+    ("/v1/models/{model}/drift", drift.ModelDrift),
     ("/v1/models/{model}/predict", predict.Predict),
     ("/v1/models/{model}/versions/{version}/validation", predict.Validation),
     ("/v1/models/{model}/scores/{job}", scores.ScoreJob),

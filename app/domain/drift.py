@@ -1,0 +1,258 @@
+"""Feature, prediction and label statistics as counters that add up, and drift (PSI) between
+two of them.
+
+The live views keep, per model version and hour, one counter set of the inputs (each feature
+and the prediction, counted once when the prediction arrives) and one of the labels (moved as
+tags correct them): the same sums-of-contributions as every other aggregate, so they are
+exact, order-free and add up over partitions and hours. A training snapshot's rows give the
+same counters (`of_rows`), stored with it, which is what live traffic is compared with.
+
+Per field: numbers count `sum`, `sumsq` and a log-bucketed sketch (each bucket covers
+values within 10% of each other, so quantiles are known to that much and the buckets of any
+two counter sets line up); strings and booleans count each category; `null` counts missing
+values, and a list (an embedding) is counted, not profiled.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from functools import lru_cache
+from typing import Any
+
+import orjson
+
+from app.domain.events import Feature, PredictionEvent, Value, class_name
+
+Counts = dict[str, float]
+
+GAMMA = 1.1
+_LOG_GAMMA = math.log(GAMMA)
+TINY = 1e-9  # |x| below this is bucket 0
+BINS = 10  # PSI bins: the reference's deciles
+PSI_EPSILON = 1e-4  # a bin empty on one side counts as this share, as is usual for PSI
+DRIFTED = 0.2  # PSI above this: the usual reading is "significant shift"
+TOP_K = 10
+
+PREDICTION = "@prediction"
+LABEL = "@label"
+
+
+@lru_cache(maxsize=65536)
+def counter(stat: str, field: str, extra: str | int | None = None) -> str:
+    """A counter's name: unambiguous JSON, since feature names and categories are free text."""
+    return orjson.dumps([stat, field] if extra is None else [stat, field, extra]).decode()
+
+
+def bucket(x: float) -> int:
+    """The sketch bucket of `x`: signed, log-spaced by GAMMA; 0 around zero."""
+    magnitude = abs(x)
+    if magnitude < TINY:
+        return 0
+    index = 1 + math.floor(math.log(magnitude / TINY) / _LOG_GAMMA)
+    return index if x > 0 else -index
+
+
+def bucket_value(index: int) -> float:
+    """A representative value of a bucket (its geometric middle)."""
+    if index == 0:
+        return 0.0
+    magnitude = float(TINY * GAMMA ** (abs(index) - 0.5))
+    return magnitude if index > 0 else -magnitude
+
+
+@lru_cache(maxsize=16384)
+def _moments(field: str) -> tuple[str, str]:
+    return counter("sum", field), counter("sumsq", field)
+
+
+def _profile(field: str, value: Feature | Value, into: Counts) -> None:
+    """Add one value's counters. Run for every prediction the views fold, so it is lean:
+    three counters a number (its count is its sketch's total)."""
+    if value is None:
+        key = counter("null", field)
+        into[key] = into.get(key, 0) + 1
+    elif isinstance(value, float | int) and not isinstance(value, bool):
+        v = float(value)
+        first, second = _moments(field)
+        into[first] = into.get(first, 0) + v
+        into[second] = into.get(second, 0) + v * v
+        key = counter("b", field, bucket(v))
+        into[key] = into.get(key, 0) + 1
+    elif isinstance(value, str | bool):
+        key = counter("c", field, class_name(value))
+        into[key] = into.get(key, 0) + 1
+    else:
+        key = counter("vec", field)
+        into[key] = into.get(key, 0) + 1
+
+
+def of_inputs(event: PredictionEvent) -> Counts:
+    counts: Counts = {counter("events", ""): 1}
+    for name, value in event.features.items():
+        _profile(name, value, counts)
+    _profile(PREDICTION, event.prediction.value, counts)
+    return counts
+
+
+def of_label(label: Value) -> Counts:
+    counts: Counts = {}
+    _profile(LABEL, label, counts)
+    return counts
+
+
+def of_rows(rows: Iterable[Any]) -> Counts:
+    """The counters of a snapshot's rows (`Row`: features, prediction, label)."""
+    counts: Counts = {}
+    events = counter("events", "")
+    for row in rows:
+        counts[events] = counts.get(events, 0) + 1
+        for name, value in row.features.items():
+            _profile(name, value, counts)
+        _profile(PREDICTION, row.prediction, counts)
+        _profile(LABEL, row.label, counts)
+    return counts
+
+
+def fields(counts: Mapping[str, float]) -> dict[str, dict[str, Any]]:
+    """Counter set -> per field: numbers' moments and sketch, categories, nulls."""
+    out: dict[str, dict[str, Any]] = {}
+    for name, amount in counts.items():
+        stat, field, *extra = orjson.loads(name)
+        if stat == "events":
+            continue
+        f = out.setdefault(field, {})
+        if stat in ("b", "c"):
+            f.setdefault(stat, {})[extra[0]] = f.get(stat, {}).get(extra[0], 0) + amount
+        else:
+            f[stat] = amount
+    for f in out.values():
+        if f.get("b"):
+            f["n"] = sum(f["b"].values())
+    return out
+
+
+def events(counts: Mapping[str, float]) -> int:
+    return int(counts.get(counter("events", ""), 0))
+
+
+def summary(f: Mapping[str, Any], events: int) -> dict[str, Any]:
+    """A field's public statistics: count, missing, mean/std and quantiles, or top-k."""
+    out: dict[str, Any] = {"missing": int(f.get("null", 0))}
+    n = f.get("n", 0)
+    if n:
+        mean = f.get("sum", 0.0) / n
+        std = max(f.get("sumsq", 0.0) / n - mean * mean, 0.0) ** 0.5
+        sketch = f.get("b", {})
+        out |= {
+            "kind": "numeric",
+            "count": int(n),
+            "mean": mean,
+            "std": std,
+            "quantiles": {f"p{int(q * 100)}": quantile(sketch, q) for q in (0.05, 0.5, 0.95)},
+        }
+    elif f.get("c"):
+        categories = f["c"]
+        top = sorted(categories.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_K]
+        out |= {
+            "kind": "categorical",
+            "count": int(sum(categories.values())),
+            "categories": len(categories),
+            "top": [{"value": k, "count": int(v)} for k, v in top],
+        }
+    else:
+        out |= {"kind": "vector" if f.get("vec") else "empty", "count": int(f.get("vec", 0))}
+    # Absent from an event is missing too: events that did not carry the field at all.
+    if events:
+        out["missing"] = max(events - out["count"], 0)
+    return out
+
+
+def quantile(sketch: Mapping[int, float], q: float) -> float | None:
+    total = sum(sketch.values())
+    if not total:
+        return None
+    seen = 0.0
+    for index in sorted(sketch):
+        seen += sketch[index]
+        if seen >= q * total:
+            return bucket_value(index)
+    return bucket_value(max(sketch))
+
+
+def psi(reference: Mapping[Any, float], live: Mapping[Any, float], numeric: bool) -> float | None:
+    """Population stability index of `live` against `reference`.
+
+    Numbers: the reference's deciles (whole sketch buckets) are the bins, so a shift of the
+    whole distribution lands in the outer bins. Categories: each reference category is a bin,
+    and every category the reference never saw shares one more.
+    """
+    ref_total, live_total = sum(reference.values()), sum(live.values())
+    if not ref_total or not live_total:
+        return None
+    if numeric:
+        edges = _decile_edges(reference)  # upper bucket of each bin but the last
+        ref_bins, live_bins = _binned(reference, edges), _binned(live, edges)
+    else:
+        known = sorted(reference, key=str)
+        ref_bins = [reference[k] for k in known] + [0.0]
+        live_bins = [live.get(k, 0.0) for k in known]
+        live_bins.append(sum(v for k, v in live.items() if k not in reference))
+    value = 0.0
+    for r, a in zip(ref_bins, live_bins, strict=True):
+        expected = max(r / ref_total, PSI_EPSILON)
+        actual = max(a / live_total, PSI_EPSILON)
+        value += (actual - expected) * math.log(actual / expected)
+    return value
+
+
+def _decile_edges(sketch: Mapping[Any, float]) -> list[int]:
+    total, seen = sum(sketch.values()), 0.0
+    edges: list[int] = []
+    indices = sorted(int(i) for i in sketch)
+    for index in indices[:-1]:
+        seen += sketch[index]
+        if seen >= (len(edges) + 1) * total / BINS:
+            edges.append(index)
+    return edges
+
+
+def _binned(sketch: Mapping[Any, float], edges: list[int]) -> list[float]:
+    bins = [0.0] * (len(edges) + 1)
+    for index, amount in sketch.items():
+        i = 0
+        while i < len(edges) and int(index) > edges[i]:
+            i += 1
+        bins[i] += amount
+    return bins
+
+
+def compare(reference: Mapping[str, float], live: Mapping[str, float]) -> dict[str, Any]:
+    """Per field of the reference: its PSI and both sides' statistics; the fields drifted."""
+    ref_fields, live_fields = fields(reference), fields(live)
+    ref_events, live_events = events(reference), events(live)
+    out: dict[str, Any] = {}
+    for name in sorted(ref_fields):
+        ref, now = ref_fields[name], live_fields.get(name, {})
+        numeric = bool(ref.get("n"))
+        side = "b" if numeric else "c"
+        live_n = live_events if name != LABEL else sum(now.get(side, {}).values())
+        value = psi(_with_missing(ref, side, ref_events), _with_missing(now, side, live_n), numeric)
+        out[name] = {
+            "psi": value,
+            "drifted": value is not None and value > DRIFTED,
+            "reference": summary(ref, ref_events if name != LABEL else 0),
+            "live": summary(now, live_events if name != LABEL else 0),
+        }
+    return out
+
+
+def _with_missing(f: Mapping[str, Any], side: str, events: int) -> dict[Any, float]:
+    """The distribution PSI compares, with missing values as one more bin: a feature that
+    stops arriving drifts too."""
+    dist: dict[Any, float] = dict(f.get(side, {}))
+    present = sum(dist.values()) + f.get("vec", 0)
+    missing = max(events - present, f.get("null", 0), 0) if events else f.get("null", 0)
+    if missing:
+        dist["\x00missing" if side == "c" else -(10**9)] = missing
+    return dist
