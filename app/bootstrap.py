@@ -6,11 +6,13 @@ from functools import cache, partial
 from typing import Any
 
 import faust
+from botocore.exceptions import BotoCoreError, ClientError
 
 from agents import ingest
 from agents import lineage as lineage_agent
 from agents import registry as registry_agent
 from agents.registry import Reject
+from app.domain import drift
 from app.domain.batch import DeadLetter, Kind, SourceRecord
 from app.domain.registry import RegistryEntry, training_marks
 from app.domain.registry import decode as decode_entry
@@ -18,8 +20,11 @@ from app.extras import require
 from app.lifecycle import guard_local_state, stop_in_order, watch_log
 from app.log.flusher import Flusher
 from app.models.adapters import Adapters
+from app.models.drift import DriftError, model_drift
+from app.models.drift import gauges as drift_gauges
 from app.models.retrain import Retrainer
 from app.models.serving import Capture, Champions, Predictor, ServingError
+from app.models.stores import NotStored
 from app.models.training import load_version
 from app.settings import Settings
 from app.stack.profiles import PROFILES
@@ -166,6 +171,8 @@ def create(
         retrainer.abandon()
 
     app.on_partitions_revoked.connect(abandon_trainings)  # type: ignore[arg-type]
+    drift_cache: dict[str, drift.Counts] = {}
+    psi_gauges = _measure_drift(app, settings, reads, kept, drift_cache)
 
     def status() -> dict[str, Any]:
         return {
@@ -181,6 +188,7 @@ def create(
         lambda: retrainer.completed,
         predictor.status,
         reads.held_here,
+        lambda: psi_gauges,
     )
     web = Web(
         app=app,
@@ -194,6 +202,7 @@ def create(
         topics={name: raw_topic(app, name) for name in (PREDICTIONS, TAGS)},
         status=status,
         metrics=metrics.collected(collector),
+        drift_cache=drift_cache,
     )
     routes.register(app, web)
     stop_in_order(
@@ -221,6 +230,45 @@ def create(
     )
     mv.predictor = predictor
     return mv
+
+
+def _measure_drift(
+    app: faust.App,
+    settings: Settings,
+    reads: ClusterReads,
+    adapters: Adapters,
+    cache: dict[str, drift.Counts],
+) -> dict[tuple[str, str], float]:
+    """(model, field) -> PSI of each champion, measured by the leader alone: the gauges
+    answer for the cluster, once (a worker that stops leading forgets them)."""
+    gauges: dict[tuple[str, str], float] = {}
+    if settings.drift_seconds <= 0:
+        return gauges
+
+    @app.timer(settings.drift_seconds, on_leader=True)  # type: ignore[untyped-decorator]
+    async def measure_drift() -> None:
+        found: dict[tuple[str, str], float] = {}
+        try:
+            entries = await reads.registry()
+        except Incomplete:
+            return  # mid-rebalance: the next round
+        for entry in entries:
+            if entry.champion is None:
+                continue
+            try:
+                report = await model_drift(reads, adapters.snapshots, entry.model, {}, cache)
+            except (DriftError, Incomplete, NotStored, BotoCoreError, ClientError, OSError):
+                continue  # nothing to compare yet, or not now: its gauges are left out
+            found |= {(entry.model, name): psi for name, psi in drift_gauges(report).items()}
+        gauges.clear()
+        gauges.update(found)
+
+    def forget(sender: Any, *args: Any, **kwargs: Any) -> None:
+        if not app.is_leader():
+            gauges.clear()
+
+    app.on_partitions_assigned.connect(forget)  # type: ignore[arg-type]
+    return gauges
 
 
 def _cluster_reads(

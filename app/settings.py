@@ -56,6 +56,9 @@ class Settings:
     # (0: never), or once some did and this many seconds passed (0: no time trigger).
     retrain_min_labels: int = 0
     retrain_seconds: float = 0.0
+    # How often the leader measures each champion's drift for the Prometheus gauges
+    # (`modelview_drift_psi`); 0: never (GET /v1/models/{model}/drift still answers).
+    drift_seconds: float = 60.0
     retrain_trainer: str = "baseline"  # baseline, keras or linear
     # The Keras and linear trainers' hyperparameters, NAME=VALUE,... (app/learning/hyper.py):
     # "epochs=80,hidden=64". Empty: their defaults.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import faust
@@ -30,6 +30,8 @@ class Web:
     topics: Mapping[str, Any]  # the topics the API publishes to, by name
     status: Callable[[], dict[str, Any]]  # ingest, flush, training and serving, for /healthz
     metrics: CollectorRegistry  # this worker's Prometheus metrics
+    # Snapshot statistics by "dataset/snapshot_id": immutable, so read once.
+    drift_cache: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 def web_of(view: View) -> Web:

@@ -36,9 +36,11 @@ class StatusCollector(Collector):
         trainings: Callable[[], list[dict[str, Any]]],
         serving: Status,
         held_here: Callable[[], ViewsRead],
+        drift: Callable[[], Mapping[tuple[str, str], float]] = dict,
     ) -> None:
         self.ingest, self.flush, self.trainings, self.serving = ingest, flush, trainings, serving
         self.held_here = held_here
+        self.drift = drift
 
     def collect(self) -> Iterator[Metric]:
         events = CounterMetricFamily(
@@ -118,6 +120,16 @@ class StatusCollector(Collector):
                 labeled.add_metric([model, version], metrics.get("labeled", 0))
         yield logged
         yield labeled
+
+        psi = GaugeMetricFamily(
+            "modelview_drift_psi",
+            "PSI of the last 24 hours seen against the champion's training snapshot, per field "
+            "(@prediction, @label too); from the leader, every MODELVIEW_DRIFT_SECONDS",
+            labels=["model", "field"],
+        )
+        for (model, name), value in sorted(self.drift().items()):
+            psi.add_metric([model, name], value)
+        yield psi
 
 
 def collected(collector: StatusCollector) -> CollectorRegistry:

@@ -381,6 +381,22 @@ def document() -> dict[str, Any]:
                     },
                 }
             },
+            "/v1/models/{model}/drift": {
+                "get": {
+                    "summary": "Live traffic against the champion's training snapshot, as PSI",
+                    "parameters": [
+                        _path_param("model"),
+                        *(
+                            {"name": name, "in": "query", "schema": {"type": "string"}}
+                            for name in ("from", "to", "version", "against", "bucket")
+                        ),
+                    ],
+                    "responses": {
+                        "200": _json(ANY_OBJECT, "per field: psi, drifted, statistics"),
+                        **_errors(400, 404, 409, 503, *READ),
+                    },
+                }
+            },
             "/v1/models/{model}/scores/{job}": {
                 "get": {
                     "summary": "A batch scoring job: its state, counts, bad rows and results",

@@ -32,7 +32,14 @@ def test_every_family_reads_the_live_status() -> None:
     ingest = {"applied": 100, "dead_letters": 2}
     registry = CollectorRegistry(auto_describe=False)
     registry.register(
-        StatusCollector(ingest, lambda: flush, lambda: trainings, lambda: serving, Views)  # type: ignore[arg-type]
+        StatusCollector(  # type: ignore[arg-type]
+            ingest,
+            lambda: flush,
+            lambda: trainings,
+            lambda: serving,
+            Views,
+            lambda: {("delay", "distance"): 0.31, ("delay", "@label"): 0.02},
+        )
     )
     text = generate_latest(registry).decode()
     for line in (
@@ -47,6 +54,8 @@ def test_every_family_reads_the_live_status() -> None:
         "modelview_capture_refused_total 5.0",
         'modelview_model_predictions{model="delay",version="1"} 10.0',
         'modelview_model_labeled{model="delay",version="1"} 4.0',
+        'modelview_drift_psi{field="distance",model="delay"} 0.31',
+        'modelview_drift_psi{field="@label",model="delay"} 0.02',
     ):
         assert line in text, line
     ingest["applied"] = 150  # scraped again: the live value, nothing cached

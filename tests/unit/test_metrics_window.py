@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.web.models import MAX_WINDOW_DAYS, MAX_WINDOW_HOURS, window
+from app.domain.windows import MAX_WINDOW_DAYS, MAX_WINDOW_HOURS, window
 
 
 def test_default_is_the_24_hours_up_to_the_last_seen() -> None:
