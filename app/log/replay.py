@@ -19,11 +19,17 @@ from app.topics import LOGGED
 from app.views.compat import all_metadata
 
 
-async def kafka_bounds(consumer: AIOKafkaConsumer, tp: TopicPartition) -> tuple[int, int]:
+class BrokerUnanswered(RuntimeError):
+    """The broker answered no fetch of a partition in time: said, instead of waiting for ever."""
+
+
+async def kafka_bounds(
+    consumer: AIOKafkaConsumer, tp: TopicPartition, within: float = 60.0
+) -> tuple[int, int]:
     """The broker's log start and high-water mark for `tp` (0, 0 if it has no such partition).
 
     The high-water mark comes from a fetch: the local broker's ListOffsets(latest) is wrong
-    after batched writes.
+    after batched writes. A fetch that never answers raises `BrokerUnanswered` after `within`.
     """
     # The consumer's own metadata covers only the topics it was assigned: ask for all of it.
     cluster = await all_metadata(consumer)
@@ -38,7 +44,14 @@ async def kafka_bounds(consumer: AIOKafkaConsumer, tp: TopicPartition) -> tuple[
     if lower <= start:
         return start, start
     consumer.seek(tp, start)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
     while consumer.highwater(tp) is None:
+        if loop.time() >= deadline:
+            raise BrokerUnanswered(
+                f"{tp.topic}[{tp.partition}]: no fetch answered within {within:g}s "
+                f"(offsets {start}..{lower} listed)"
+            )
         await consumer.getmany(tp, timeout_ms=200, max_records=1)
     highwater: int = consumer.highwater(tp)
     return start, max(highwater, lower)
