@@ -16,6 +16,7 @@ values, and a list (an embedding) is counted, not profiled.
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from typing import Any
@@ -29,6 +30,11 @@ Counts = dict[str, float]
 GAMMA = 1.1
 _LOG_GAMMA = math.log(GAMMA)
 TINY = 1e-9  # |x| below this is bucket 0
+_LOG_TINY = math.log(TINY)
+_LOG_MAX = math.log(sys.float_info.max)
+# Moments of values beyond this would overflow (a square past 1.8e308 is inf, which JSON
+# cannot hold): they are summed clipped; the sketch still places them exactly.
+MOMENT_LIMIT = 1e150
 BINS = 10  # PSI bins: the reference's deciles
 PSI_EPSILON = 1e-4  # a bin empty on one side counts as this share, as is usual for PSI
 DRIFTED = 0.2  # PSI above this: the usual reading is "significant shift"
@@ -44,12 +50,18 @@ def counter(stat: str, field: str, extra: str | int | None = None) -> str:
     return orjson.dumps([stat, field] if extra is None else [stat, field, extra]).decode()
 
 
+def clip(x: float) -> float:
+    """`x` within ±MOMENT_LIMIT: what moments (sums, squares) are summed of."""
+    return x if -MOMENT_LIMIT <= x <= MOMENT_LIMIT else math.copysign(MOMENT_LIMIT, x)
+
+
 def bucket(x: float) -> int:
     """The sketch bucket of `x`: signed, log-spaced by GAMMA; 0 around zero."""
     magnitude = abs(x)
     if magnitude < TINY:
         return 0
-    index = 1 + math.floor(math.log(magnitude / TINY) / _LOG_GAMMA)
+    # log(x) - log(TINY), not log(x / TINY): the quotient of a finite 1e308 overflows.
+    index = 1 + math.floor((math.log(magnitude) - _LOG_TINY) / _LOG_GAMMA)
     return index if x > 0 else -index
 
 
@@ -57,7 +69,8 @@ def bucket_value(index: int) -> float:
     """A representative value of a bucket (its geometric middle)."""
     if index == 0:
         return 0.0
-    magnitude = float(TINY * GAMMA ** (abs(index) - 0.5))
+    exponent = _LOG_TINY + (abs(index) - 0.5) * _LOG_GAMMA
+    magnitude = math.exp(exponent) if exponent < _LOG_MAX else sys.float_info.max
     return magnitude if index > 0 else -magnitude
 
 
@@ -74,10 +87,11 @@ def _profile(field: str, value: Feature | Value, into: Counts) -> None:
         into[key] = into.get(key, 0) + 1
     elif isinstance(value, float | int) and not isinstance(value, bool):
         v = float(value)
+        key = counter("b", field, bucket(v))
+        v = clip(v)
         first, second = _moments(field)
         into[first] = into.get(first, 0) + v
         into[second] = into.get(second, 0) + v * v
-        key = counter("b", field, bucket(v))
         into[key] = into.get(key, 0) + 1
     elif isinstance(value, str | bool):
         key = counter("c", field, class_name(value))

@@ -100,6 +100,7 @@ async def test_the_compose_topology_runs_natively(
         "modelview.tags": "604800000",
         "modelview.model-events": "-1",
         "modelview.dead-letters": "2592000000",
+        "modelview.lineage": "-1",
     }
     # Each compose worker's environment, with the addresses of the services run here.
     ports = free_block(3)

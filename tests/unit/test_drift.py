@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
 from typing import Any
@@ -13,6 +14,7 @@ from app.domain import drift
 from app.domain.batch import SourceRecord, agg_key, fold_batch
 from app.domain.codec import decode_prediction
 from app.domain.stats import AggKey, total
+from app.views import viewcodec
 from tests import factories
 
 
@@ -125,3 +127,36 @@ def test_the_fold_counts_inputs_once_and_moves_labels_with_corrections() -> None
     labels = result.writes[agg_key(0, AggKey("labels_hour", event["model"], "3", hour))]
     assert drift.events(inputs.counts) == 1
     assert drift.fields(labels.counts)[drift.LABEL]["sum"] == 20.0  # the correction, alone
+
+
+def test_extreme_values_give_finite_counters_that_survive_json() -> None:
+    # Found by the fuzz test: 1e308 / 1e-9 overflowed, and the fold retried for ever.
+    values = [1e308, -1e308, 5e-324, -2.5e-300, 1.7976931348623157e308]
+    event = factories.prediction(features={f"x{i}": v for i, v in enumerate(values)})
+    counts = drift.of_inputs(decode_prediction(_dumps(event)))
+    assert all(math.isfinite(v) for v in counts.values())
+    assert orjson.loads(orjson.dumps(counts)) == counts
+    sketch = drift.fields(counts)["x0"]["b"]
+    assert drift.bucket_value(next(iter(sketch))) == pytest.approx(1e308, rel=0.1)
+
+
+def test_extreme_predictions_and_labels_never_poison_a_view() -> None:
+    # Before: pred_sumsq of 1e200 was inf, stored as JSON null, and the next event's sum
+    # raised in the fold, which then retried the batch for ever.
+    store: dict[str, bytes] = {}
+    records = []
+    for offset in range(3):
+        event = factories.prediction(prediction={"value": 1e200 if offset else -1e308})
+        key = event["event_id"].encode()
+        tag = factories.tag(event["event_id"], label=1e308)
+        records += [
+            SourceRecord("prediction", "modelview.predictions", 0, offset, key, _dumps(event)),
+            SourceRecord("tag", "modelview.tags", 0, offset, key, _dumps(tag)),
+        ]
+    for record in records:  # a batch each: every value goes through its JSON encoding
+        result = fold_batch(lambda k: viewcodec.decode(k, store.get(k)), 0, {}, [record], 1 << 20)
+        store.update({k: viewcodec.encode(k, v) for k, v in result.writes.items()})
+    for key, raw in store.items():
+        if key.startswith("agg/"):
+            counts = orjson.loads(raw)["counts"]
+            assert all(isinstance(v, int | float) and math.isfinite(v) for v in counts.values())
