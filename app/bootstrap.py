@@ -304,12 +304,7 @@ def _predictor(
         return decode_entry(raw) if raw is not None else None
 
     async def from_cluster() -> dict[str, RegistryEntry]:
-        """The registry's owners answer in one round; the model-events log is folded only
-        when they cannot (mid-rebalance)."""
-        try:
-            return {entry.model: entry for entry in await reads.registry()}
-        except Incomplete:
-            return await adapters.registry.entries()
+        return await reads.registry_or(adapters.registry.entries)
 
     async def load(model: str, version: str) -> Any:
         return await load_version(settings, model, version, adapters)

@@ -8,17 +8,15 @@ from typing import Any
 import faust
 
 from app.settings import Settings
+from tables.keyed import bytes_table
 
 TABLE_NAME = "lineage"
 
 
 def define(app: faust.App, settings: Settings) -> Any:
-    table = app.Table(
+    return bytes_table(
+        app,
         TABLE_NAME,
-        default=None,
-        key_type=bytes,
-        value_type=bytes,
-        partitions=settings.partitions,
+        settings,
         help="snapshots and validations that used each event, by event id and by tag id",
     )
-    return table

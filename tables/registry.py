@@ -7,17 +7,10 @@ from typing import Any
 import faust
 
 from app.settings import Settings
+from tables.keyed import bytes_table
 
 TABLE_NAME = "registry"
 
 
 def define(app: faust.App, settings: Settings) -> Any:
-    table = app.Table(
-        TABLE_NAME,
-        default=None,
-        key_type=bytes,
-        value_type=bytes,
-        partitions=settings.partitions,
-        help="model versions, lineage, champion",
-    )
-    return table
+    return bytes_table(app, TABLE_NAME, settings, help="model versions, lineage, champion")

@@ -5,15 +5,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-import urllib.error
 import urllib.parse
-import urllib.request
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 import orjson
 from tqdm import tqdm
 
+from app.client import HttpClient
 from app.domain.codec import parse_time
 from app.domain.datasets import DatasetSpec, records_before
 from app.domain.model_events import ModelTrained
@@ -187,16 +188,19 @@ def lineage_command(settings: Settings, ns: argparse.Namespace) -> int:
     """Asks a worker: the lineage table lives in the workers, one key per lookup."""
     base = (ns.url or f"http://{settings.web_host}:{settings.web_port}").rstrip("/")
     kind = "tags" if ns.tag else "predictions"
-    url = f"{base}/v1/{kind}/{urllib.parse.quote(ns.id, safe='')}/lineage"
-    headers = {"Authorization": f"Bearer {settings.api_token}"} if settings.api_token else {}
+    path = f"/v1/{kind}/{urllib.parse.quote(ns.id, safe='')}/lineage"
+
+    async def ask() -> tuple[int, Any]:
+        async with HttpClient(base, settings.api_token) as http:
+            return await http.get(path)
+
     try:
-        with urllib.request.urlopen(urllib.request.Request(url, headers=headers)) as response:
-            found = orjson.loads(response.read())
-    except urllib.error.HTTPError as refused:
-        print(f"modelview: {url} answered {refused.code}: {refused.read().decode()}")
-        return 1
-    except OSError as exc:
+        status, found = asyncio.run(ask())
+    except (aiohttp.ClientError, OSError) as exc:
         print(f"modelview: no worker answers at {base} ({exc}); start one or pass --url")
+        return 1
+    if status != 200:
+        print(f"modelview: {base}{path} answered {status}: {orjson.dumps(found).decode()}")
         return 1
     if ns.json:
         print(orjson.dumps(found, option=orjson.OPT_INDENT_2).decode())

@@ -101,11 +101,18 @@ def _profile(field: str, value: Feature | Value, into: Counts) -> None:
         into[key] = into.get(key, 0) + 1
 
 
+def _add_inputs(features: Mapping[str, Feature], prediction: Value, into: Counts) -> None:
+    """One event's inputs: its count, each feature, and the prediction."""
+    events = counter("events", "")
+    into[events] = into.get(events, 0) + 1
+    for name, value in features.items():
+        _profile(name, value, into)
+    _profile(PREDICTION, prediction, into)
+
+
 def of_inputs(event: PredictionEvent) -> Counts:
-    counts: Counts = {counter("events", ""): 1}
-    for name, value in event.features.items():
-        _profile(name, value, counts)
-    _profile(PREDICTION, event.prediction.value, counts)
+    counts: Counts = {}
+    _add_inputs(event.features, event.prediction.value, counts)
     return counts
 
 
@@ -118,12 +125,8 @@ def of_label(label: Value) -> Counts:
 def of_rows(rows: Iterable[Any]) -> Counts:
     """The counters of a snapshot's rows (`Row`: features, prediction, label)."""
     counts: Counts = {}
-    events = counter("events", "")
     for row in rows:
-        counts[events] = counts.get(events, 0) + 1
-        for name, value in row.features.items():
-            _profile(name, value, counts)
-        _profile(PREDICTION, row.prediction, counts)
+        _add_inputs(row.features, row.prediction, counts)
         _profile(LABEL, row.label, counts)
     return counts
 

@@ -15,7 +15,7 @@ until it misses nothing (two or three rounds: indexes, then aggregates).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator, Mapping, MutableMapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping, MutableMapping
 from typing import Any, TypeVar
 from urllib.parse import quote
 
@@ -171,6 +171,16 @@ class ClusterReads:
             entry = registry.decode(value)
             by_model[entry.model] = entry
         return [by_model[m] for m in sorted(by_model)]
+
+    async def registry_or(
+        self, fold_log: Callable[[], Awaitable[dict[str, RegistryEntry]]]
+    ) -> dict[str, RegistryEntry]:
+        """Entries by model: the registry's owners answer in one round; `fold_log` (the
+        model-events log folded) only when they cannot, mid-rebalance."""
+        try:
+            return {entry.model: entry for entry in await self.registry()}
+        except Incomplete:
+            return await fold_log()
 
     async def _ask_registry(self, url: str) -> tuple[list[bytes], set[int]]:
         try:

@@ -10,7 +10,6 @@ from __future__ import annotations
 from faust.web import Request, Response, View
 
 from app.domain import lineage
-from app.views.cluster import Incomplete
 from app.web.context import web_of
 from app.web.errors import error
 
@@ -44,9 +43,6 @@ async def _routed(view: View, request: Request, by: str, key: str) -> Response:
 async def _answer(view: View, by: str, key: str) -> Response:
     web = web_of(view)
     records = lineage.entries(web.lineage.get(key.encode()))
-    try:
-        entries = await web.reads.registry()
-    except Incomplete:
-        entries = list((await web.adapters.registry.entries()).values())
-    found = lineage.answer(records, entries, **{by: key})
+    entries = await web.reads.registry_or(web.adapters.registry.entries)
+    found = lineage.answer(records, entries.values(), **{by: key})
     return view.json({by: key, **found})
