@@ -4,6 +4,8 @@ The state is a key-value map holding, per source partition `p`:
   ex/{event_id}           Example
   agg/{p}/{kind}/...      Agg: counters of a dataset, a model version, or a model version-hour
   idx/{p}                 Index: which datasets and model versions partition p has seen
+  ent/{p}/{entity_id}     the entity's predictions in partition p: event_id -> offset
+  xent/{p}/{entity_id}    the entity's erasures: [erasure_id, erase below this offset]...
 Aggregates are kept per source partition so that every write of a batch lands in the
 partition's own changelog, in order; readers add the partitions up.
 """
@@ -17,11 +19,12 @@ from functools import lru_cache
 from typing import Any, Literal
 
 from app.domain.codec import InvalidEvent, decode_prediction, decode_tag
+from app.domain.erasure import ErasureApplied, ErasureOrder, InvalidErasure, decode_order
 from app.domain.events import PredictionEvent, TagEvent
-from app.domain.examples import Example, Outcome, apply_prediction, apply_tag
-from app.domain.stats import AggKey, Counts, delta, example_time, hour_of
+from app.domain.examples import Example, Outcome, apply_prediction, apply_tag, redacted
+from app.domain.stats import AggKey, Counts, delta, example_time, hour_of, settle
 
-Kind = Literal["prediction", "tag", "model_event", "lineage"]
+Kind = Literal["prediction", "tag", "erasure", "model_event", "lineage"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +62,7 @@ class DeadLetter:
 class BatchResult:
     writes: dict[str, Any] = field(default_factory=dict)
     dead_letters: list[DeadLetter] = field(default_factory=list)
+    erasures: list[ErasureApplied] = field(default_factory=list)
     cursor: dict[str, int] = field(default_factory=dict)
     applied: int = 0
     duplicates: int = 0
@@ -76,6 +80,14 @@ def agg_key(partition: int, key: AggKey) -> str:
 
 def index_key(partition: int) -> str:
     return f"idx/{partition}"
+
+
+def entity_key(partition: int, entity_id: str) -> str:
+    return f"ent/{partition}/{entity_id}"
+
+
+def erased_entity_key(partition: int, entity_id: str) -> str:
+    return f"xent/{partition}/{entity_id}"
 
 
 def fold_batch(
@@ -97,12 +109,19 @@ def fold_batch(
         return writes[key] if key in writes else read(key)
 
     aggregates = _Aggregates(read, partition)
+    erasing = _Erasing(get, writes, aggregates, partition)
 
     for record in records:
         if record.offset <= result.cursor.get(record.topic, -1):
             result.skipped += 1
             continue
         result.cursor[record.topic] = record.offset
+        if record.kind == "erasure":
+            try:
+                erasing.order(decode_order(record.value), record)
+            except InvalidErasure as exc:
+                result.dead_letters.append(DeadLetter(record, str(exc)))
+            continue
         try:
             event = decode_record(record, max_event_bytes)
         except InvalidEvent as exc:
@@ -111,6 +130,9 @@ def fold_batch(
         key = example_key(event.event_id)
         old = get(key)
         if isinstance(event, PredictionEvent):
+            erasure = erasing.erasure_of(event, record.offset)
+            if erasure is not None:
+                old = erasing.erase(event.event_id, erasure, order=False)
             new, outcome = apply_prediction(old, event)
         else:
             new, outcome = apply_tag(old, event)
@@ -128,7 +150,10 @@ def fold_batch(
         writes[key] = new
         applied_tag = event if isinstance(event, TagEvent) and new.tag is event else None
         aggregates.apply(old, new, applied_tag)
+        if isinstance(event, PredictionEvent) and not new.erased:
+            erasing.index(new, record.offset)
     aggregates.write(writes)
+    result.erasures = erasing.applied()
     return result
 
 
@@ -149,6 +174,97 @@ def decode_record(record: SourceRecord, max_event_bytes: int) -> PredictionEvent
             f"message key {shown!r} must be the prediction's event_id {event.event_id!r}"
         )
     return event
+
+
+class _Erasing:
+    """A batch's erasures: orders carried out, late events of erased entities redacted.
+
+    Every path ends in the same state whatever the interleaving of an order with the
+    records it names, as a rebuild (which reads one topic after another) needs: an erased
+    example keeps the redacted skeletons of its facts (`examples.redacted`), an entity's
+    index lists its unerased predictions, and an order names the offset below which an
+    entity's predictions are erased, so an event that comes after its order is judged by
+    the same rule as one that came before.
+    """
+
+    def __init__(
+        self,
+        get: Callable[[str], Any],
+        writes: dict[str, Any],
+        aggregates: _Aggregates,
+        partition: int,
+    ) -> None:
+        self.get, self.writes, self.aggregates, self.partition = get, writes, aggregates, partition
+        self.done: dict[tuple[str, bool], tuple[list[str], list[str]]] = {}
+
+    def order(self, order: ErasureOrder, record: SourceRecord) -> None:
+        if order.partition != self.partition:
+            raise InvalidErasure(
+                f"an order for partition {order.partition} was found in partition {self.partition}"
+            )
+        self.done.setdefault((order.erasure_id, True), ([], []))
+        for event_id in order.events:
+            self.erase(event_id, order.erasure_id, order=True)
+        for entity, until in order.entities.items():
+            key = erased_entity_key(self.partition, entity)
+            past: list[list[Any]] = self.get(key) or []
+            if any(e == order.erasure_id for e, _ in past):
+                continue  # the same order again
+            self.writes[key] = [*past, [order.erasure_id, until]]
+            events: dict[str, int] = self.get(entity_key(self.partition, entity)) or {}
+            for event_id, offset in sorted(events.items(), key=lambda item: item[1]):
+                if offset < until:
+                    self.erase(event_id, order.erasure_id, order=True)
+
+    def erasure_of(self, event: PredictionEvent, offset: int) -> str | None:
+        """The first erasure that covers this prediction of an entity, if any."""
+        if event.entity_id is None or event.erased:
+            return None
+        for erasure_id, until in self.get(erased_entity_key(self.partition, event.entity_id)) or []:
+            if offset < until:
+                return str(erasure_id)
+        return None
+
+    def erase(self, event_id: str, erasure_id: str, order: bool) -> Example:
+        """Redact the example in place, moving every aggregate by what it took away."""
+        key = example_key(event_id)
+        old: Example | None = self.get(key)
+        erased, absent = self.done.setdefault((erasure_id, order), ([], []))
+        if old is not None and old.erased:
+            return old
+        new = redacted(old, event_id)
+        self.writes[key] = new
+        self.aggregates.apply(old, new, None)
+        if old is not None and old.prediction is not None:
+            self._unindex(old.prediction)
+        # An order's event not seen yet is absent; a late event (no order) is arriving now.
+        seen = not order or (old is not None and old.prediction is not None)
+        (erased if seen else absent).append(event_id)
+        return new
+
+    def index(self, example: Example, offset: int) -> None:
+        pred = example.prediction
+        if pred is None or pred.entity_id is None:
+            return
+        key = entity_key(self.partition, pred.entity_id)
+        events: dict[str, int] = self.get(key) or {}
+        if events.get(pred.event_id) != offset:
+            self.writes[key] = {**events, pred.event_id: offset}
+
+    def _unindex(self, pred: PredictionEvent) -> None:
+        if pred.entity_id is None:
+            return
+        key = entity_key(self.partition, pred.entity_id)
+        events: dict[str, int] = self.get(key) or {}
+        if pred.event_id in events:
+            rest = {e: o for e, o in events.items() if e != pred.event_id}
+            self.writes[key] = rest or None
+
+    def applied(self) -> list[ErasureApplied]:
+        return [
+            ErasureApplied(erasure_id, self.partition, tuple(erased), tuple(absent), order)
+            for (erasure_id, order), (erased, absent) in self.done.items()
+        ]
 
 
 class _Aggregates:
@@ -173,6 +289,7 @@ class _Aggregates:
         self.index_key = index_key(partition)
         self.index_before: Index = get(self.index_key) or Index()
         self.index = self.index_before
+        self.subtracted: set[str] = set()
 
     def apply(self, old: Example | None, new: Example, tag: TagEvent | None) -> None:
         """Move the aggregates by `new - old`, and their `updated_at`."""
@@ -187,6 +304,8 @@ class _Aggregates:
                 self._touch(AggKey("dataset", name), tag.tagged_at)
         for agg, change in delta(old, new).items():
             counts = self._touch(agg, None)
+            if any(value < 0 for value in change.values()):
+                self.subtracted.add(agg_key(self.partition, agg))
             for name, value in change.items():
                 total = counts.get(name, 0) + value
                 if total == 0:
@@ -213,6 +332,13 @@ class _Aggregates:
     def write(self, writes: dict[str, Any]) -> None:
         for key, counts in self.counts.items():
             current, updated = self.before[key], self.updated[key]
+            if key in self.subtracted:
+                settle(counts)
+                if not counts and updated is None:
+                    # Nothing left, and never a moment: a fold without its members has no key.
+                    if current is not None:
+                        writes[key] = None
+                    continue
             if current is None or counts != current.counts or updated != current.updated_at:
                 writes[key] = Agg(counts, updated)
         if self.index is not self.index_before:

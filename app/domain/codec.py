@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 
 from app.domain.events import (
+    REDACTED,
     SCHEMA_VERSION,
     Feature,
     Prediction,
@@ -19,6 +20,7 @@ from app.domain.events import (
     TagEvent,
     Value,
     is_number,
+    redacted_prediction,
 )
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
@@ -41,6 +43,7 @@ PREDICTION_FIELDS = {
     "prediction",
     "entity_id",
     "context",
+    "erased",
 }
 TAG_FIELDS = {"schema_version", "tag_id", "event_id", "label", "datasets", "source", "tagged_at"}
 
@@ -62,6 +65,22 @@ def decode_tag(raw: bytes | str) -> TagEvent:
 
 def prediction_from_dict(data: Any) -> PredictionEvent:
     obj = _object(data, "event", PREDICTION_FIELDS)
+    erased = obj.get("erased", False)
+    if erased is not False:
+        if erased is not True:
+            raise InvalidEvent("erased: must be true or absent")
+        # A redacted record (cold segments rewritten by an erasure): only its skeleton counts.
+        return redacted_prediction(
+            PredictionEvent(
+                schema_version=_schema_version(obj),
+                event_id=_uuid(obj, "event_id"),
+                model=_name(obj, "model"),
+                model_version=_name(obj, "model_version"),
+                occurred_at=_timestamp(obj, "occurred_at"),
+                features={},
+                prediction=REDACTED,
+            )
+        )
     context = obj.get("context", {})
     if not isinstance(context, dict):
         raise InvalidEvent("context: must be an object")
@@ -135,6 +154,8 @@ def prediction_to_dict(event: PredictionEvent) -> dict[str, Any]:
     }
     if event.entity_id is not None:
         out["entity_id"] = event.entity_id
+    if event.erased:
+        out["erased"] = True
     return out
 
 
@@ -164,6 +185,7 @@ def prediction_from_trusted(data: Mapping[str, Any]) -> PredictionEvent:
         prediction=Prediction(prediction["value"], prediction.get("scores")),
         entity_id=data.get("entity_id"),
         context=data["context"],
+        erased=data.get("erased", False),
     )
 
 

@@ -79,6 +79,24 @@ def _moments(field: str) -> tuple[str, str]:
     return counter("sum", field), counter("sumsq", field)
 
 
+def settle(counts: Counts) -> None:
+    """Drop the moments of fields with no value left (their sketch is empty), in place.
+
+    Subtraction leaves a float sum at rounding noise, not at zero, when its last value is
+    taken away (a label corrected, an event erased); a fold that never added them has no sum.
+    """
+    fields = set()
+    moments = []
+    for name in counts:
+        if name.startswith('["b",'):
+            fields.add(orjson.loads(name)[1])
+        elif name.startswith(('["sum",', '["sumsq",')):
+            moments.append(name)
+    for name in moments:
+        if orjson.loads(name)[1] not in fields:
+            del counts[name]
+
+
 def _profile(field: str, value: Feature | Value, into: Counts) -> None:
     """Add one value's counters. Run for every prediction the views fold, so it is lean:
     three counters a number (its count is its sketch's total)."""

@@ -34,6 +34,8 @@ class PredictionEvent:
     entity_id: str | None = None
     context: Mapping[str, Any] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
+    # Set on a redacted copy only (`redacted`): what is left of an erased prediction.
+    erased: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +49,40 @@ class TagEvent:
     datasets: tuple[str, ...] = ()
     source: str = ""
     schema_version: int = SCHEMA_VERSION
+
+
+# What an erased prediction's value becomes: a placeholder, since the field is required.
+REDACTED = Prediction("")
+
+
+def redacted_prediction(event: PredictionEvent) -> PredictionEvent:
+    """An erased prediction's skeleton: its identity, model and time, none of its data.
+
+    The skeleton still places the event in the log (the hour it falls in, the model it
+    belongs to), which is not data about anyone, so a fold of the redacted log touches the
+    same aggregates as a fold of the original did before the erasure.
+    """
+    return PredictionEvent(
+        event_id=event.event_id,
+        model=event.model,
+        model_version=event.model_version,
+        occurred_at=event.occurred_at,
+        features={},
+        prediction=REDACTED,
+        schema_version=event.schema_version,
+        erased=True,
+    )
+
+
+def redacted_tag(tag: TagEvent) -> TagEvent:
+    """An erased prediction's tag: its identity, time and datasets, without label or source."""
+    return TagEvent(
+        tag_id=tag.tag_id,
+        event_id=tag.event_id,
+        tagged_at=tag.tagged_at,
+        datasets=tag.datasets,
+        schema_version=tag.schema_version,
+    )
 
 
 def is_number(value: object) -> bool:

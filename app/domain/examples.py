@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from enum import Enum
 
-from app.domain.events import PredictionEvent, TagEvent
+from app.domain.events import PredictionEvent, TagEvent, redacted_prediction, redacted_tag
 
 
 class Outcome(Enum):
@@ -17,19 +17,47 @@ class Outcome(Enum):
 
 @dataclass(frozen=True, slots=True)
 class Example:
-    """What is known about one prediction; a tag that came first waits here for its prediction."""
+    """What is known about one prediction; a tag that came first waits here for its prediction.
+
+    An erased example keeps only the skeletons of its facts (`redacted`): it counts in no
+    aggregate, and whatever of it arrives later is redacted on the way in.
+    """
 
     event_id: str
     prediction: PredictionEvent | None = None
     tag: TagEvent | None = None
     tag_ids: frozenset[str] = frozenset()
+    erased: bool = False
 
     @property
     def joined(self) -> bool:
-        return self.prediction is not None and self.tag is not None
+        return self.prediction is not None and self.tag is not None and not self.erased
+
+
+def redacted(example: Example | None, event_id: str) -> Example:
+    """`example` erased: what a fold of its redacted records gives, whatever came first."""
+    if example is None:
+        return Example(event_id, erased=True)
+    return Example(
+        event_id,
+        prediction=redacted_prediction(example.prediction) if example.prediction else None,
+        tag=redacted_tag(example.tag) if example.tag else None,
+        tag_ids=example.tag_ids,
+        erased=True,
+    )
 
 
 def apply_prediction(example: Example | None, event: PredictionEvent) -> tuple[Example, Outcome]:
+    if event.erased and (example is None or not example.erased):
+        # A redacted record: its erasure is older than this view, which must forget it too.
+        erased = redacted(example, event.event_id)
+        if erased.prediction is None:
+            return replace(erased, prediction=event), Outcome.APPLIED
+        if erased.prediction == event:
+            return erased, Outcome.APPLIED
+        return example or erased, Outcome.CONFLICT
+    if example is not None and example.erased:
+        event = redacted_prediction(event)
     if example is None:
         return Example(event.event_id, prediction=event), Outcome.APPLIED
     if example.prediction is None:
@@ -41,6 +69,8 @@ def apply_prediction(example: Example | None, event: PredictionEvent) -> tuple[E
 
 def apply_tag(example: Example | None, tag: TagEvent) -> tuple[Example, Outcome]:
     current = example or Example(tag.event_id)
+    if current.erased:
+        tag = redacted_tag(tag)
     if tag.tag_id in current.tag_ids:
         return current, Outcome.DUPLICATE
     seen = current.tag_ids | {tag.tag_id}

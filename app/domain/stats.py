@@ -44,7 +44,7 @@ def hour_of(moment: datetime) -> str:
 def contribution(example: Example | None, inputs: bool = True) -> dict[AggKey, Counts]:
     """What `example` adds to each aggregate. `inputs=False` leaves out its inputs' counters
     (`app.domain.drift`), which only its prediction decides: unchanged when a tag arrives."""
-    if example is None or example.prediction is None:
+    if example is None or example.prediction is None or example.erased:
         return {}
     pred = example.prediction
     tag = example.tag
@@ -77,6 +77,26 @@ def delta(old: Example | None, new: Example) -> dict[AggKey, Counts]:
         if diff:
             out[key] = diff
     return out
+
+
+# Float sums and the count that says whether they have any member left.
+_MOMENTS = {
+    "pred_sum": "pred_n",
+    "pred_sumsq": "pred_n",
+    "abs_err_sum": "n_err",
+    "sq_err_sum": "n_err",
+    "label_sum": "label_n",
+    "label_sumsq": "label_n",
+}
+
+
+def settle(counts: Counts) -> None:
+    """Drop float sums whose last member was subtracted, in place: rounding leaves them near
+    zero, not at it, and a fold that never added that member has no such counter."""
+    for name, count in _MOMENTS.items():
+        if name in counts and not counts.get(count):
+            del counts[name]
+    drift.settle(counts)
 
 
 def add(into: Mapping[str, float], more: Mapping[str, float], sign: int = 1) -> Counts:

@@ -18,8 +18,9 @@ from app.domain.codec import (
 from app.domain.examples import Example
 
 
-def encode(key: str, value: Any) -> bytes:
-    return orjson.dumps(to_json(key, value))
+def encode(key: str, value: Any) -> bytes | None:
+    """None stays None: a delete."""
+    return None if value is None else orjson.dumps(to_json(key, value))
 
 
 def decode(key: str, raw: bytes | None) -> Any:
@@ -35,13 +36,15 @@ def to_json(key: str, value: Any) -> Any:
             "prediction": prediction_to_dict(value.prediction) if value.prediction else None,
             "tag": tag_to_dict(value.tag) if value.tag else None,
             "tag_ids": sorted(value.tag_ids),
-        }
+        } | ({"erased": True} if value.erased else {})
     if isinstance(value, Agg):
         updated = format_time(value.updated_at) if value.updated_at else None
         return {"counts": value.counts, "updated_at": updated}
     if isinstance(value, Index):
         models = {m: {v: list(span) for v, span in vs.items()} for m, vs in value.models.items()}
         return {"datasets": sorted(value.datasets), "models": models}
+    if key.startswith(("ent/", "xent/")):
+        return value  # plain JSON: event_id -> offset, or [[erasure_id, until], ...]
     raise TypeError(f"no view codec for {type(value).__name__} at {key!r}")
 
 
@@ -52,6 +55,7 @@ def from_json(key: str, data: Any) -> Any:
             prediction=prediction_from_trusted(data["prediction"]) if data["prediction"] else None,
             tag=tag_from_trusted(data["tag"]) if data["tag"] else None,
             tag_ids=frozenset(data["tag_ids"]),
+            erased=data.get("erased", False),
         )
     if key.startswith("agg/"):
         updated = parse_time(data["updated_at"]) if data["updated_at"] else None
@@ -59,4 +63,6 @@ def from_json(key: str, data: Any) -> Any:
     if key.startswith("idx/"):
         models = {m: {v: (s[0], s[1]) for v, s in vs.items()} for m, vs in data["models"].items()}
         return Index(frozenset(data["datasets"]), models)
+    if key.startswith(("ent/", "xent/")):
+        return data
     raise KeyError(f"no view codec for key {key!r}")

@@ -18,7 +18,7 @@ from app.web.requests import read_json
 
 class Predictions(View):
     async def post(self, request: Request) -> Response:
-        return await publish(self, request, PREDICTIONS, prediction_from_dict)
+        return await publish(self, request, PREDICTIONS, client_prediction)
 
 
 class Tags(View):
@@ -49,6 +49,13 @@ async def _prediction(view: View, request: Request, event_id: str) -> Response:
         details = {"event_id": event_id, "tag_waiting": example is not None}
         return error(view, 404, "no prediction with this event_id", details)
     return view.json(example_json(example))
+
+
+def client_prediction(item: Any) -> Any:
+    """A prediction from a client: `erased` marks what an erasure redacted, and only it may."""
+    if isinstance(item, dict) and "erased" in item:
+        raise InvalidEvent("erased: set only by modelview's erasures (POST /v1/erasures)")
+    return prediction_from_dict(item)
 
 
 async def publish(

@@ -64,6 +64,11 @@ SCHEMAS: dict[str, Any] = {
                 },
             },
             "entity_id": {"type": "string", "nullable": True},
+            "erased": {
+                "type": "boolean",
+                "description": "Set by an erasure on the redacted records it leaves in the "
+                "log; refused from clients.",
+            },
             "context": ANY_OBJECT,
         },
     },

@@ -19,7 +19,8 @@ from app.web.openapi import document
 from tests.factories import prediction, tag
 
 EVENTS: list[tuple[str, set[str], dict[str, Any], Callable[[dict[str, Any]], object]]] = [
-    ("PredictionEvent", PREDICTION_FIELDS, prediction(), prediction_from_dict),
+    # `erased: false` is what every unredacted record means; the example names it too.
+    ("PredictionEvent", PREDICTION_FIELDS, prediction() | {"erased": False}, prediction_from_dict),
     ("TagEvent", TAG_FIELDS, tag("9b2f6c1e-4d3a-4f7e-9a51-2c8d0e6f7a10"), tag_from_dict),
 ]
 
