@@ -1,4 +1,4 @@
-"""The ingest agent: predictions and tags, co-partitioned by event_id, folded into the views.
+"""The ingest agent: predictions, tags and erasure orders, co-partitioned, folded into the views.
 
 The worker's consumer hands over each fetch of these topics whole (`deliver`), as one event
 on the agent's channel, rather than one Faust event per record: Faust's per-record path
@@ -19,7 +19,7 @@ from faust.types import TP
 
 from app.settings import Settings
 from app.topic_admin import raw_topic
-from app.topics import PREDICTIONS, TAGS
+from app.topics import ERASURE_ORDERS, PREDICTIONS, TAGS
 from app.views.compat import DeliverFetch, fetch_event
 from app.views.ingestor import Ingestor, source_record
 
@@ -52,7 +52,9 @@ async def offer(channel: Any, event: Any) -> bool:
 def register(app: faust.App, ingestor: Ingestor, settings: Settings) -> tuple[Any, DeliverFetch]:
     """The agent, and the `deliver` the worker's consumer hands each fetch to."""
     # Subscribed (so partitions are assigned and fetched), but read through `deliver`.
-    app.topics.add(raw_topic(app, PREDICTIONS, TAGS, partitions=settings.partitions))
+    app.topics.add(
+        raw_topic(app, PREDICTIONS, TAGS, ERASURE_ORDERS, partitions=settings.partitions)
+    )
     fetched = app.channel(maxsize=FETCHES_QUEUED)
 
     async def deliver(records: Mapping[TP, Sequence[ConsumerRecord]]) -> None:

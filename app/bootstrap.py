@@ -8,6 +8,7 @@ from typing import Any
 import faust
 from botocore.exceptions import BotoCoreError, ClientError
 
+from agents import erasure as erasure_agent
 from agents import ingest
 from agents import lineage as lineage_agent
 from agents import registry as registry_agent
@@ -29,7 +30,15 @@ from app.models.training import load_version
 from app.settings import Settings
 from app.stack.profiles import PROFILES
 from app.topic_admin import raw_topic
-from app.topics import COLD, DEAD_LETTERS, MODEL_EVENTS, PREDICTIONS, TAGS
+from app.topics import (
+    COLD,
+    DEAD_LETTERS,
+    ERASURE_ORDERS,
+    ERASURES,
+    MODEL_EVENTS,
+    PREDICTIONS,
+    TAGS,
+)
 from app.views.changelog import BatchWriter, changelog_topic
 from app.views.cluster import ClusterReads, Incomplete, Owners, ready_partitions
 from app.views.compat import CommittingConsumer, check_versions
@@ -38,7 +47,7 @@ from app.views.ingestor import Ingestor, SendDeadLetter, log_backfill
 from app.views.queries import Queries
 from app.web import auth, metrics, routes
 from app.web.context import Web
-from tables import lineage, registry, views
+from tables import erasures, lineage, registry, views
 from tables.views import ChangelogWriter, TableStore
 
 
@@ -111,6 +120,10 @@ def create(
         await (await dead_letter_topic.send(key=key, value=value))
 
     send_dead_letter = dead_letters or to_dead_letter_topic
+    erasures_topic = raw_topic(app, ERASURES)
+
+    async def to_erasures_topic(key: bytes, value: bytes) -> None:
+        await (await erasures_topic.send(key=key, value=value))
 
     ingestor = Ingestor(
         TableStore(table),
@@ -118,6 +131,7 @@ def create(
         settings.max_event_bytes,
         table.wait_changelog,
         backfill=log_backfill(settings),
+        send_erasure=to_erasures_topic,
     )
     # The group commits what the views hold durably, and only that (the Ingestor's
     # docstring). Set before Faust makes its consumer, at start: the transport calls this.
@@ -125,7 +139,7 @@ def create(
     app.transport.Consumer = partial(  # type: ignore[misc,assignment]
         CommittingConsumer,
         committable=ingestor.durable.committable,
-        topics=(PREDICTIONS, TAGS),
+        topics=(PREDICTIONS, TAGS, ERASURE_ORDERS),
         deliver=deliver,
     )
     flusher = Flusher(
@@ -154,6 +168,15 @@ def create(
         app, registry_table, settings, rejecting("model_event"), predictor.champion_changed
     )
     lineage_agent.register(app, lineage_table, settings, rejecting("lineage"))
+    erasures_table = erasures.define(app, settings)
+    erasure_agent.register(
+        app,
+        erasures_table,
+        settings,
+        rejecting("erasure"),
+        kept,
+        lambda: reads.registry_or(kept.registry.entries),
+    )
 
     async def cluster_marks() -> dict[str, int]:
         return training_marks(await reads.registry())
@@ -199,10 +222,11 @@ def create(
         reads=reads,
         predictor=predictor,
         adapters=kept,
-        topics={name: raw_topic(app, name) for name in (PREDICTIONS, TAGS)},
+        topics={name: raw_topic(app, name) for name in (PREDICTIONS, TAGS, ERASURES)},
         status=status,
         metrics=metrics.collected(collector),
         drift_cache=drift_cache,
+        erasures=erasures_table,
     )
     routes.register(app, web)
     stop_in_order(

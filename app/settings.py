@@ -59,6 +59,9 @@ class Settings:
     # How often the leader measures each champion's drift for the Prometheus gauges
     # (`modelview_drift_psi`); 0: never (GET /v1/models/{model}/drift still answers).
     drift_seconds: float = 60.0
+    # How often each worker advances the erasures it owns past the views (cold segments,
+    # snapshots, validation files, registry flags); 0: never.
+    erasure_seconds: float = 5.0
     retrain_trainer: str = "baseline"  # baseline, keras or linear
     # The Keras and linear trainers' hyperparameters, NAME=VALUE,... (app/learning/hyper.py):
     # "epochs=80,hidden=64". Empty: their defaults.

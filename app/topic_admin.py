@@ -15,11 +15,12 @@ from typing import Any
 import faust
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.partitioner import murmur2
 
 from app.settings import Settings
-from app.topics import CONTRACT, PREDICTIONS, TAGS
+from app.topics import CONTRACT, ERASURE_ORDERS, PREDICTIONS, TAGS
 
-CO_PARTITIONED = (PREDICTIONS, TAGS)
+CO_PARTITIONED = (PREDICTIONS, TAGS, ERASURE_ORDERS)
 
 
 def raw_topic(app: faust.App, *names: str, partitions: int | None = None) -> Any:
@@ -32,6 +33,11 @@ def raw_topic(app: faust.App, *names: str, partitions: int | None = None) -> Any
         value_serializer="raw",
         partitions=partitions,
     )
+
+
+def key_partition(key: bytes, partitions: int) -> int:
+    """The partition a keyed record goes to: the producers' default partitioner (murmur2)."""
+    return int(murmur2(key) & 0x7FFFFFFF) % partitions
 
 
 class TopicLayoutError(RuntimeError):

@@ -101,6 +101,61 @@ def models_rebuild(settings: Settings, model: str, version: int) -> int:
     return 0 if ok else 1
 
 
+def models_retrain_without(settings: Settings, model: str, version: int) -> int:
+    from app.models.training import retrain_without
+    from app.models.validation import gate_of, validate
+
+    record = asyncio.run(retrain_without(settings, model, version))
+    gone = record.snapshot.rows
+    print(
+        f"trained {model} version {record.version} as version {version} was, without erased "
+        f"events: {record.train_rows} rows fitted of {gone} in snapshot "
+        f"{record.snapshot.snapshot_id}, from fresh weights"
+    )
+    result = asyncio.run(validate(settings, model, record.version, gate_of(settings)))
+    decision = result.decision
+    verdict = "promoted" if decision and decision.promote else "not promoted"
+    reasons = "; ".join(decision.reasons) if decision else ""
+    print(f"validated on {result.measured.n} past events: {verdict} ({reasons})")
+    return 0
+
+
+def forget_command(settings: Settings, ns: argparse.Namespace) -> int:
+    """Asks a worker to erase; with --wait, follows the erasure until every stage is done."""
+    base = (ns.url or f"http://{settings.web_host}:{settings.web_port}").rstrip("/")
+    body = {"events": ns.event, "entities": ns.entity, "reason": ns.reason}
+    if ns.by:
+        body["requested_by"] = ns.by
+
+    async def run() -> tuple[int, Any]:
+        async with HttpClient(base, settings.api_token) as http:
+            status, answer = await http.request("POST", "/v1/erasures", body)
+            if status != 202 or not ns.wait:
+                return status, answer
+            deadline = asyncio.get_running_loop().time() + ns.wait
+            while True:
+                code, state = await http.get(answer["status"])
+                if code == 200 and state["done"]:
+                    return 200, state
+                if asyncio.get_running_loop().time() > deadline:
+                    return 504, {"error": "not done within --wait seconds", "details": state}
+                await asyncio.sleep(1.0)
+
+    try:
+        status, found = asyncio.run(run())
+    except (aiohttp.ClientError, OSError) as exc:
+        print(f"modelview: no worker answers at {base} ({exc}); start one or pass --url")
+        return 1
+    if status not in (200, 202):
+        print(f"modelview: {base}/v1/erasures answered {status}: {orjson.dumps(found).decode()}")
+        return 1
+    if ns.json or status == 200:
+        print(orjson.dumps(found, option=orjson.OPT_INDENT_2).decode())
+    else:
+        print(f"erasure {found['erasure_id']} requested; follow it at {base}{found['status']}")
+    return 0
+
+
 def validate_command(settings: Settings, ns: argparse.Namespace) -> int:
     from app.models.validation import gate_of, validate
 

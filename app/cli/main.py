@@ -24,9 +24,10 @@ OURS = {
     "rebuild": "fold the whole log again (cold segments, then Kafka) and compare",
     "train": "snapshot a dataset from the log and train a version",
     "validate": "replay past prediction events through a version and compare",
-    "models": "rebuild a version, promote one by hand, or roll back the champion",
+    "models": "rebuild a version, promote one by hand, roll back, or retrain without erased data",
     "score": "score a dataset or a Parquet file in batch; each score is captured",
     "lineage": "the snapshots, versions and validations that used an event (or a tag)",
+    "forget": "erase an entity's or events' data from views, S3 and snapshots; flag models",
 }
 
 
@@ -183,8 +184,24 @@ def _parser() -> argparse.ArgumentParser:
         "--url", help="a worker to ask (default: http://MODELVIEW_WEB_HOST:MODELVIEW_WEB_PORT)"
     )
     lineage.add_argument("--json", action="store_true", help="print the whole answer")
+    forget = sub.add_parser("forget", help=OURS["forget"])
+    forget.add_argument(
+        "--entity", action="append", default=[], help="an entity_id to forget (repeatable)"
+    )
+    forget.add_argument(
+        "--event", action="append", default=[], help="an event_id to forget (repeatable)"
+    )
+    forget.add_argument("--reason", default="", help="why, kept with the request in the log")
+    forget.add_argument("--by", help="who asks (default: the API's caller name, 'api')")
+    forget.add_argument(
+        "--wait", type=float, default=0.0, help="seconds to wait for every stage to be done"
+    )
+    forget.add_argument(
+        "--url", help="a worker to ask (default: http://MODELVIEW_WEB_HOST:MODELVIEW_WEB_PORT)"
+    )
+    forget.add_argument("--json", action="store_true", help="print the whole answer")
     models = sub.add_parser("models", help=OURS["models"])
-    models.add_argument("action", choices=["rebuild", "promote", "rollback"])
+    models.add_argument("action", choices=["rebuild", "promote", "rollback", "retrain-without"])
     models.add_argument("model")
     models.add_argument("version", type=int, nargs="?")
     return parser
@@ -198,11 +215,15 @@ def _ours(args: list[str]) -> int:
         unreachable = services_unreachable(settings)
         if unreachable:
             raise StackError(unreachable)
-    if ns.command in ("train", "models", "validate", "score", "lineage"):
+    if ns.command in ("train", "models", "validate", "score", "lineage", "forget"):
         from app.cli import commands
 
         if ns.command == "lineage":
             return commands.lineage_command(settings, ns)
+        if ns.command == "forget":
+            if not (ns.entity or ns.event):
+                parser.error("forget needs --entity ID or --event ID")
+            return commands.forget_command(settings, ns)
         if ns.command == "score":
             return commands.score_command(settings, ns)
         if ns.command == "train":
@@ -213,6 +234,8 @@ def _ours(args: list[str]) -> int:
             parser.error(f"models {ns.action} needs a version")
         if ns.action == "rebuild":
             return commands.models_rebuild(settings, ns.model, ns.version)
+        if ns.action == "retrain-without":
+            return commands.models_retrain_without(settings, ns.model, ns.version)
         return commands.models_promote(settings, ns.model, ns.version)
     if ns.command == "rebuild":
         from app.log.rebuild import run

@@ -107,7 +107,9 @@ def was_fitted(holdout: bool, occurred_at: str, fit_until: str | None) -> bool:
 
 def select(example: Example, spec: DatasetSpec) -> Row | None:
     pred, tag = example.prediction, example.tag
-    if pred is None or tag is None or tag.label is None or spec.dataset not in tag.datasets:
+    if example.erased or pred is None or tag is None or tag.label is None:
+        return None
+    if spec.dataset not in tag.datasets:
         return None
     if spec.model is not None and pred.model != spec.model:
         return None
@@ -190,6 +192,10 @@ class Manifest:
     delta: Delta = field(default_factory=Delta)
     read_records: int = 0  # log records read to make it: only those after the parent's
     incremental: bool = False
+    # erasure id -> the rows it took out after the snapshot was taken, as [holdout,
+    # occurred_at] (no data: enough to tell whether a version was fitted on them). `rows` is
+    # what is left; `content_hash` (and so the id) stays that of the rows as taken.
+    erased: Mapping[str, list[list[Any]]] = field(default_factory=dict)
 
     @property
     def snapshot_id(self) -> str:
@@ -208,7 +214,7 @@ class Manifest:
             "delta": asdict(self.delta),
             "read_records": self.read_records,
             "incremental": self.incremental,
-        }
+        } | ({"erased": dict(self.erased)} if self.erased else {})
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Manifest:
@@ -224,4 +230,5 @@ class Manifest:
             delta=Delta(*(tuple(d.get(k, ())) for k in ("added", "relabeled", "removed"))),
             read_records=int(data.get("read_records", 0)),
             incremental=bool(data.get("incremental", False)),
+            erased={str(e): list(rows) for e, rows in (data.get("erased") or {}).items()},
         )

@@ -222,6 +222,34 @@ def status_json(
     }
 
 
+def encode_status(status: ErasureStatus) -> bytes:
+    """The erasures table's value."""
+    return orjson.dumps(
+        {
+            "request": to_dict(status.request) if status.request else None,
+            "applied": sorted(status.applied),
+            "erased": {str(p): list(ids) for p, ids in sorted(status.erased.items())},
+            "absent": {str(p): list(ids) for p, ids in sorted(status.absent.items())},
+            "stages": dict(status.stages),
+        }
+    )
+
+
+def decode_status(raw: bytes | None) -> ErasureStatus | None:
+    if raw is None:
+        return None
+    data = orjson.loads(raw)
+    request = decode(orjson.dumps(data["request"])) if data["request"] else None
+    assert request is None or isinstance(request, ErasureRequested)
+    return ErasureStatus(
+        request=request,
+        applied=frozenset(data["applied"]),
+        erased={int(p): tuple(ids) for p, ids in data["erased"].items()},
+        absent={int(p): tuple(ids) for p, ids in data["absent"].items()},
+        stages=data["stages"],
+    )
+
+
 # ---- wire format ----
 
 

@@ -108,9 +108,28 @@ class ModelRejected(_Located):
     artifacts: str = ""
 
 
-ModelEvent = ModelTrained | ModelValidated | ModelPromoted | ModelRejected
+@dataclass(frozen=True)
+class ModelDataErased(_Located):
+    """An erasure took rows out of the snapshot this version was fitted on.
+
+    `rows`: the snapshot's rows it took away; `fitted`: how many of them the fit used. The
+    weights still carry what they learned from them until the version is retrained without
+    (`modelview models retrain-without`).
+    """
+
+    model: str
+    version: str
+    erasure_id: str
+    rows: int
+    fitted: int
+    erased_at: str | None = None
+    artifacts: str = ""
+
+
+ModelEvent = ModelTrained | ModelValidated | ModelPromoted | ModelRejected | ModelDataErased
 KINDS = {
-    kind.__name__: kind for kind in (ModelTrained, ModelValidated, ModelPromoted, ModelRejected)
+    kind.__name__: kind
+    for kind in (ModelTrained, ModelValidated, ModelPromoted, ModelRejected, ModelDataErased)
 }
 
 
@@ -159,6 +178,13 @@ def to_dict(event: ModelEvent) -> dict[str, Any]:
                 rejected_at=event.rejected_at,
                 reasons=list(event.reasons),
                 improvement=event.improvement,
+            )
+        case ModelDataErased():
+            out.update(
+                erasure_id=event.erasure_id,
+                rows=event.rows,
+                fitted=event.fitted,
+                erased_at=event.erased_at,
             )
     return out
 
@@ -222,6 +248,14 @@ def from_dict(data: Any) -> ModelEvent:
                 by=_optional(data, "by", str) or "manual",
                 reasons=_reasons(data),
                 improvement=_number(data, "improvement"),
+            )
+        if kind == "ModelDataErased":
+            return ModelDataErased(
+                **head,
+                erasure_id=_string(data, "erasure_id"),
+                rows=_optional(data, "rows", int) or 0,
+                fitted=_optional(data, "fitted", int) or 0,
+                erased_at=_optional(data, "erased_at", str),
             )
         return ModelRejected(
             **head,

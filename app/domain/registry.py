@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 
 from app.domain.model_events import (
+    ModelDataErased,
     ModelEvent,
     ModelPromoted,
     ModelRejected,
@@ -42,6 +43,8 @@ class VersionEntry:
     promoted_at: str | None = None
     promotion: Promotion | None = None
     reasons: tuple[str, ...] | None = None  # why the gate rejected it
+    # erasure id -> (snapshot rows it took away, of which fitted): the version learned from them
+    erased: Mapping[str, tuple[int, int]] = field(default_factory=dict)
 
     @property
     def trained_at(self) -> str | None:
@@ -124,6 +127,9 @@ def apply(state: RegistryEntry | None, event: ModelEvent) -> RegistryEntry:
                 champions.append(event.version)
         case ModelRejected():
             version = replace(version, status="rejected", reasons=tuple(event.reasons))
+        case ModelDataErased():
+            erased = {**version.erased, event.erasure_id: (event.rows, event.fitted)}
+            version = replace(version, erased=erased)
     versions[event.version] = version
     return RegistryEntry(entry.model, versions, champion, tuple(champions))
 
@@ -150,6 +156,14 @@ def version_to_dict(version: VersionEntry) -> dict[str, Any]:
         )
     if version.reasons is not None:
         out["reasons"] = list(version.reasons)
+    if version.erased:
+        out["erased"] = {
+            "rows": sum(rows for rows, _ in version.erased.values()),
+            "fitted": sum(fitted for _, fitted in version.erased.values()),
+            "erasures": {
+                e: {"rows": r, "fitted": f} for e, (r, f) in sorted(version.erased.items())
+            },
+        }
     return out
 
 
@@ -190,6 +204,10 @@ def _version_from_dict(data: Mapping[str, Any]) -> VersionEntry:
         lineage={k: data.get(k) for k in _LINEAGE_ALL}
         if any(k in data for k in _LINEAGE)
         else None,
+        erased={
+            e: (int(v["rows"]), int(v["fitted"]))
+            for e, v in (data.get("erased") or {}).get("erasures", {}).items()
+        },
         validated="validation" in data or "decision" in data,
         validation=data.get("validation"),
         decision=data.get("decision"),

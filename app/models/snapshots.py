@@ -19,7 +19,7 @@ from app.log.segment_store import segment_store
 from app.models.snapshot_format import FoldState
 from app.models.stores import SnapshotStore
 from app.settings import Settings
-from app.topics import LOGGED
+from app.topics import ERASURE_ORDERS, LOGGED
 from app.views import viewcodec
 from app.views.refold import fold_partition
 from app.views.wal import read_cursor
@@ -53,7 +53,10 @@ async def materialize(
     try:
         async with segment_store(settings) as cold:
             for p in range(settings.partitions):
-                stops = {t: as_of.get(t, {}).get(p, 0) for t in LOGGED}
+                stops: dict[str, int | None] = {t: as_of.get(t, {}).get(p, 0) for t in LOGGED}
+                # Every erasure applies, whatever point in the past the snapshot is taken at:
+                # no time travel brings erased data back (`app.domain.erasure`).
+                stops[ERASURE_ORDERS] = None
                 start = dict(base[p]) if base is not None and p in base else None
                 if start is not None and not _before(start, p, stops):
                     start, incremental = None, False
@@ -71,9 +74,9 @@ async def materialize(
     return Materialized(sorted(rows, key=lambda r: r.event_id), state, read, incremental)
 
 
-def _before(store: dict[str, bytes], partition: int, stops: dict[str, int]) -> bool:
+def _before(store: dict[str, bytes], partition: int, stops: dict[str, int | None]) -> bool:
     cursor = read_cursor(store, partition)
-    return all(cursor.get(t, -1) < stop for t, stop in stops.items())
+    return all(stop is None or cursor.get(t, -1) < stop for t, stop in stops.items())
 
 
 async def take(

@@ -81,14 +81,28 @@ async def train(
     progress: Callable[[int], None] | None = None,
     adapters: Adapters | None = None,
     leave_recent: timedelta | None = None,
+    cold_start: bool = False,
+    fit_until: str | None = None,
 ) -> ModelTrained:
     """Snapshot, fit, store, announce; returns the version's manifest (also the event).
 
     With `leave_recent`, the snapshot's last stretch of that length is not fitted on: it is
-    left for validation to judge the version on events after all it learned from."""
+    left for validation to judge the version on events after all it learned from; with
+    `fit_until`, rows from then on. `cold_start` fits from fresh weights, not the last
+    version's (which may hold what an erasure took away)."""
     async with opened(settings, adapters) as kept:
         return await _train(
-            settings, kept, spec, model, trainer, as_of, seed, progress, leave_recent
+            settings,
+            kept,
+            spec,
+            model,
+            trainer,
+            as_of,
+            seed,
+            progress,
+            leave_recent,
+            cold_start,
+            fit_until,
         )
 
 
@@ -102,6 +116,8 @@ async def _train(
     seed: int,
     progress: Callable[[int], None] | None,
     leave_recent: timedelta | None = None,
+    cold_start: bool = False,
+    fit_until: str | None = None,
 ) -> ModelTrained:
     name = model or spec.dataset
     fitter = trainer or BaselineTrainer()
@@ -111,7 +127,7 @@ async def _train(
         last = await adapters.models.manifest(name, existing[-1])
         parent = await adapters.snapshots.load(spec.dataset, last.snapshot.snapshot_id)
     warm = None
-    if existing and last.trainer == fitter.kind and fitter.warm_starts:
+    if existing and last.trainer == fitter.kind and fitter.warm_starts and not cold_start:
         # Warm start: go on from the last version's weights (the trainer decides if it can).
         with tempfile.TemporaryDirectory() as tmp:
             warm = fitter.load(await adapters.models.artifact(last, Path(tmp)))
@@ -120,7 +136,8 @@ async def _train(
     )
     # Before any version is fitted on it: a version's events can always be traced back.
     await adapters.events.record_lineage(lineage.of_snapshot(manifest, rows))
-    fit_until = fit_cutoff(rows, leave_recent) if leave_recent else None
+    if fit_until is None and leave_recent:
+        fit_until = fit_cutoff(rows, leave_recent)
     train_rows = fitted_rows(rows, fit_until)
     if not train_rows:
         raise TrainingError(
@@ -187,6 +204,22 @@ async def load_recorded(
         with tempfile.TemporaryDirectory() as tmp:
             directory = await kept.models.artifact(record, Path(tmp))
             return await asyncio.to_thread(fitter.load, directory)
+
+
+async def retrain_without(settings: Settings, model: str, version: int) -> ModelTrained:
+    """A new version fitted as `version` was (same dataset spec, offsets, trainer, seed and
+    fit cut-off), from fresh weights, on the log as it is now: every erasure since applied."""
+    record = await version_manifest(settings, model, version)
+    return await train(
+        settings,
+        record.snapshot.spec,
+        model=model,
+        trainer=recorded_trainer(record),
+        as_of=record.snapshot.as_of,
+        seed=record.seed,
+        cold_start=True,
+        fit_until=record.fit_until,
+    )
 
 
 async def rebuild_snapshot(settings: Settings, model: str, version: int) -> tuple[bool, str, str]:

@@ -8,22 +8,25 @@ from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+from app.domain import erasure
 from app.domain.batch import Kind, SourceRecord, fold_batch
 from app.log.replay import consumer_for, read_partition, stop_consumer
 from app.log.segment_store import segment_store
 from app.settings import Settings
-from app.topics import PREDICTIONS, TAGS
+from app.topics import ERASURE_ORDERS, PREDICTIONS, TAGS
 from app.views import viewcodec
 from app.views.compat import writing_for
 from app.views.deadletters import encode_dead_letter
 from app.views.wal import PartitionTxn, Store
 
-KINDS: dict[str, Kind] = {PREDICTIONS: "prediction", TAGS: "tag"}
+KINDS: dict[str, Kind] = {PREDICTIONS: "prediction", TAGS: "tag", ERASURE_ORDERS: "erasure"}
 GAP_CHUNK = 5_000
 log = logging.getLogger(__name__)
 
 # Sends one dead letter and waits until the broker has it.
 SendDeadLetter = Callable[[bytes | None, bytes], Awaitable[None]]
+# Sends one record to the erasures topic (key, value) and waits until the broker has it.
+SendErasure = Callable[[bytes, bytes], Awaitable[None]]
 # Waits until every table write so far is in the changelog.
 ChangelogAcks = Callable[[], Awaitable[None]]
 # Reads a topic-partition's records with start <= offset < stop from the log (S3, then Kafka).
@@ -83,8 +86,10 @@ class Ingestor:
         max_event_bytes: int,
         changelog_acks: ChangelogAcks = _no_changelog,
         backfill: Backfill | None = None,
+        send_erasure: SendErasure | None = None,
     ) -> None:
         self.store = store
+        self.send_erasure = send_erasure
         self.changelog_acks = changelog_acks
         self.backfill = backfill
         self.durable = DurableCursor()
@@ -221,12 +226,17 @@ class Ingestor:
         # Dead letters are durable before the cursor passes their records.
         for letter in result.dead_letters:
             await self.send_dead_letter(letter.record.key, encode_dead_letter(letter))
+        # So are the reports of what an erasure took away: its status is their fold.
+        if self.send_erasure is not None:
+            for applied in result.erasures:
+                await self.send_erasure(applied.erasure_id.encode(), erasure.encode(applied))
         writes = {k: viewcodec.encode(k, v) for k, v in result.writes.items()}
         self.txn.commit(partition, writes, result.cursor, self.before)
         self.counts.update(
             applied=result.applied,
             duplicates=result.duplicates,
             dead_letters=len(result.dead_letters),
+            erased=sum(len(a.erased) for a in result.erasures),
             replayed=result.skipped,
         )
         return result.cursor
@@ -250,7 +260,7 @@ def _log_order(record: SourceRecord) -> tuple[str, int]:
 
 
 def source_record(record: Any) -> SourceRecord:
-    """A record of the predictions or tags topic as the fold takes it."""
+    """A record of the predictions, tags or erasure orders topic as the fold takes it."""
     return SourceRecord(
         KINDS[record.topic], record.topic, record.partition, record.offset, record.key, record.value
     )

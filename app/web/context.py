@@ -32,6 +32,7 @@ class Web:
     metrics: CollectorRegistry  # this worker's Prometheus metrics
     # Snapshot statistics by "dataset/snapshot_id": immutable, so read once.
     drift_cache: dict[str, dict[str, float]] = field(default_factory=dict)
+    erasures: Any = None  # the erasures table, keyed by erasure id
 
 
 def web_of(view: View) -> Web:

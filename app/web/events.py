@@ -45,6 +45,8 @@ class PredictionDetail(View):
 
 async def _prediction(view: View, request: Request, event_id: str) -> Response:
     example = web_of(view).queries.read().example(event_id)
+    if example is not None and example.erased:
+        return error(view, 410, "this event was erased", {"event_id": event_id})
     if example is None or example.prediction is None:
         details = {"event_id": event_id, "tag_waiting": example is not None}
         return error(view, 404, "no prediction with this event_id", details)

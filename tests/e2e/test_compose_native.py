@@ -101,6 +101,8 @@ async def test_the_compose_topology_runs_natively(
         "modelview.model-events": "-1",
         "modelview.dead-letters": "2592000000",
         "modelview.lineage": "-1",
+        "modelview.erasures": "-1",
+        "modelview.erasure-orders": "-1",
     }
     # Each compose worker's environment, with the addresses of the services run here.
     ports = free_block(3)

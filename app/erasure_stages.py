@@ -1,0 +1,190 @@
+"""The stages of an erasure after the views: where else the erased data lives, made unreadable.
+
+Each stage is idempotent (a second run finds nothing left to change) and returns what it
+did, which the erasure agent logs as an `ErasureStage` record.
+
+- **Cold segments are rewritten**, each record of an erased event replaced by its redacted
+  skeleton at the same offset (`erasure.redact`). Rewriting was chosen over tombstones, which
+  would leave the bytes readable, and over crypto-shredding, which would need a key per
+  entity from the first capture on and make every cold read decrypt: a segment is small,
+  immutable otherwise, and named by its offsets, so the same key is simply written again.
+  Keeping the offset keeps the log without holes, which replay and hole filling rely on.
+- **Snapshots** lose the erased rows (`data.parquet`, `stats.json`); their fold state
+  (`state.parquet`) loses the partitions that held them, so the next incremental snapshot
+  folds those partitions again from the (redacted) log. The manifest counts what went.
+- **Validation files** (`events.parquet`) lose the erased events' rows.
+- **The registry** flags each version fitted on a snapshot that lost rows
+  (`ModelDataErased`), with how many and how many of them it was fitted on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from app.domain import drift, erasure
+from app.domain.codec import InvalidEvent, format_time
+from app.domain.datasets import was_fitted
+from app.domain.log_layout import next_offset
+from app.domain.model_events import MODELS, ModelDataErased
+from app.domain.registry import RegistryEntry
+from app.log.segment_store import SegmentStore
+from app.log.segments import from_parquet, to_parquet
+from app.models import snapshot_format
+from app.models.adapters import Adapters
+from app.models.stores import SNAPSHOTS
+from app.topics import PREDICTIONS, TAGS
+
+
+class NotYet(RuntimeError):
+    """A stage cannot run yet (the flusher has not reached the erased records); try later."""
+
+
+async def redact_cold(
+    cold: SegmentStore, erased: Mapping[int, set[str]], log_end: Mapping[int, int]
+) -> dict[str, int]:
+    """Rewrite every segment of the erased events' partitions that holds one of them.
+
+    It waits (NotYet) until the flusher has written the predictions the request covers,
+    so none of them reaches S3 unredacted after this stage.
+    """
+    for p, ids in erased.items():
+        if ids and next_offset(await cold.segments(PREDICTIONS, p)) < log_end.get(p, 0):
+            raise NotYet(f"{PREDICTIONS}[{p}] is not in S3 up to offset {log_end.get(p, 0)} yet")
+    rewritten = records = 0
+    for p, ids in sorted(erased.items()):
+        if not ids:
+            continue
+        for topic, kind in ((PREDICTIONS, "prediction"), (TAGS, "tag")):
+            for segment in await cold.segments(topic, p):
+                table = from_parquet(await cold.get(segment))
+                values = table.column("value").to_pylist()
+                changed = 0
+                for i, key in enumerate(table.column("key").to_pylist()):
+                    if key is None or key.decode("utf-8", "replace") not in ids:
+                        continue
+                    value = _redacted(kind, values[i])
+                    if value != values[i]:
+                        values[i], changed = value, changed + 1
+                if changed:
+                    column = table.schema.get_field_index("value")
+                    table = table.set_column(
+                        column, table.schema.field(column), pa.array(values, pa.binary())
+                    )
+                    await cold.put(segment, to_parquet(table))
+                    rewritten, records = rewritten + 1, records + changed
+    return {"segments_rewritten": rewritten, "records_redacted": records}
+
+
+def _redacted(kind: str, value: bytes | None) -> bytes | None:
+    if value is None:
+        return None
+    try:
+        return erasure.redact(kind, value)
+    except InvalidEvent:
+        return None  # not readable as an event, but it was this event's: its bytes go too
+
+
+async def redact_snapshots(
+    adapters: Adapters, erased: Mapping[int, set[str]], erasure_id: str
+) -> dict[str, int]:
+    """Take the erased rows out of every snapshot that holds them."""
+    ids = {e for found in erased.values() for e in found}
+    objects, store = adapters.objects, adapters.snapshots
+    snapshots = rows_removed = 0
+    for dataset, snapshot_id in await _snapshots(adapters):
+        manifest, rows = await store.load(dataset, snapshot_id)
+        gone = [r for r in rows if r.event_id in ids]
+        if gone:
+            kept = [r for r in rows if r.event_id not in ids]
+            prefix = store.prefix(dataset, snapshot_id)
+            await objects.put(prefix + "data.parquet", snapshot_format.encode_rows(kept))
+            await objects.put(prefix + "stats.json", orjson.dumps(drift.of_rows(kept)))
+            state = await store.state(dataset, snapshot_id)
+            if state is not None:
+                # A partition that held an erased example is folded again next time.
+                state = {p: s for p, s in state.items() if not erased.get(p)}
+                await objects.put(prefix + "state.parquet", snapshot_format.encode_state(state))
+            removed = [[r.holdout, r.occurred_at] for r in gone]
+            updated = replace(
+                manifest,
+                rows=len(kept),
+                erased={
+                    **manifest.erased,
+                    erasure_id: [*manifest.erased.get(erasure_id, []), *removed],
+                },
+            )
+            body = orjson.dumps(updated.to_dict(), option=orjson.OPT_INDENT_2)
+            # The manifest last: a stage cut short finds the rows again and finishes.
+            await objects.put(prefix + "manifest.json", body)
+            snapshots, rows_removed = snapshots + 1, rows_removed + len(gone)
+    return {"snapshots_rewritten": snapshots, "rows_removed": rows_removed}
+
+
+async def _snapshots(adapters: Adapters) -> list[tuple[str, str]]:
+    objects = adapters.objects
+    return [
+        (dataset, snapshot_id)
+        for dataset in await objects.folders(f"{SNAPSHOTS}/")
+        for snapshot_id in await objects.folders(f"{SNAPSHOTS}/{dataset}/")
+    ]
+
+
+async def redact_validations(adapters: Adapters, erased: Mapping[int, set[str]]) -> dict[str, int]:
+    """Take the erased events out of every validation's `events.parquet`."""
+    ids = pa.array(sorted({e for found in erased.values() for e in found}), pa.string())
+    objects = adapters.objects
+    files = rows = 0
+    for model in await objects.folders(f"{MODELS}/"):
+        for version in await objects.folders(f"{MODELS}/{model}/"):
+            key = f"{MODELS}/{model}/{version}/validation/events.parquet"
+            data = await objects.get(key)
+            if data is None:
+                continue
+            table = from_parquet(data)
+            hit = pc.is_in(table.column("event_id"), value_set=ids)
+            count = pc.sum(hit).as_py() or 0
+            if count:
+                await objects.put(key, to_parquet(table.filter(pc.invert(hit))))
+                files, rows = files + 1, rows + count
+    return {"files_rewritten": files, "rows_removed": rows}
+
+
+async def flag_versions(
+    adapters: Adapters, registry: Mapping[str, RegistryEntry], erasure_id: str
+) -> dict[str, int]:
+    """A `ModelDataErased` for each version fitted on a snapshot that lost rows to it, as
+    the snapshots' manifests say (so a run cut short and run again finds the same)."""
+    removed: dict[tuple[str, str], list[list[Any]]] = {}
+    for dataset, snapshot_id in await _snapshots(adapters):
+        manifest, _ = await adapters.snapshots.load(dataset, snapshot_id)
+        if erasure_id in manifest.erased:
+            removed[(dataset, snapshot_id)] = manifest.erased[erasure_id]
+    flagged = 0
+    now = format_time(datetime.now(UTC))
+    for entry in registry.values():
+        for version in entry.versions.values():
+            snapshot = version.snapshot
+            gone = removed.get((snapshot.get("dataset", ""), snapshot.get("snapshot_id", "")))
+            if not gone or erasure_id in version.erased:
+                continue
+            fit_until = (version.lineage or {}).get("fit_until")
+            fitted = sum(was_fitted(holdout, occurred, fit_until) for holdout, occurred in gone)
+            await adapters.events.publish(
+                ModelDataErased(
+                    model=entry.model,
+                    version=version.version,
+                    erasure_id=erasure_id,
+                    rows=len(gone),
+                    fitted=fitted,
+                    erased_at=now,
+                )
+            )
+            flagged += 1
+    return {"versions_flagged": flagged}
