@@ -17,6 +17,7 @@ from app.domain import drift
 from app.domain.batch import DeadLetter, Kind, SourceRecord
 from app.domain.registry import RegistryEntry, training_marks
 from app.domain.registry import decode as decode_entry
+from app.erasure_stages import erased_in_views
 from app.extras import require
 from app.lifecycle import guard_local_state, stop_in_order, watch_log
 from app.log.flusher import Flusher
@@ -40,7 +41,7 @@ from app.topics import (
     TAGS,
 )
 from app.views.changelog import BatchWriter, changelog_topic
-from app.views.cluster import ClusterReads, Incomplete, Owners, ready_partitions
+from app.views.cluster import ClusterReads, Erased, Incomplete, Owners, ready_partitions
 from app.views.compat import CommittingConsumer, check_versions
 from app.views.deadletters import encode_dead_letter
 from app.views.ingestor import Ingestor, SendDeadLetter, log_backfill
@@ -146,6 +147,7 @@ def create(
         settings,
         owned=lambda: ((tp.topic, tp.partition) for tp in app.assignor.assigned_actives()),
         topics=COLD,
+        redact=erased_in_views(TableStore(table)),
     )
     app.task(flusher.run)
     mv = Modelview(settings, app, table, ingestor, flusher)
@@ -339,6 +341,10 @@ def _predictor(
         except Incomplete as exc:
             raise ServingError(
                 503, "cannot tell now whether this event_id was predicted before; retry", str(exc)
+            ) from None
+        except Erased:
+            raise ServingError(
+                410, "this event_id was erased: send the request with a new one", event_id
             ) from None
 
     capture = Capture(send, settings.capture_buffer)

@@ -19,7 +19,7 @@ did, which the erasure agent logs as an `ErasureStage` record.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -35,11 +35,13 @@ from app.domain.log_layout import next_offset
 from app.domain.model_events import MODELS, ModelDataErased
 from app.domain.registry import RegistryEntry
 from app.log.segment_store import SegmentStore
-from app.log.segments import from_parquet, to_parquet
+from app.log.segments import Records, from_parquet, to_parquet
 from app.models import snapshot_format
 from app.models.adapters import Adapters
 from app.models.stores import SNAPSHOTS
-from app.topics import PREDICTIONS, TAGS
+from app.topics import ERASURE_ORDERS, PREDICTIONS, TAGS
+from app.views import viewcodec
+from app.views.wal import Store, read_cursor
 
 
 class NotYet(RuntimeError):
@@ -80,6 +82,32 @@ async def redact_cold(
                     await cold.put(segment, to_parquet(table))
                     rewritten, records = rewritten + 1, records + changed
     return {"segments_rewritten": rewritten, "records_redacted": records}
+
+
+def redact_records(records: Records, erased: Callable[[bytes], bool]) -> Records:
+    """A batch the flusher is about to write, with the records of erased events redacted.
+
+    The cold stage rewrites what was in S3 when it ran; this covers what comes later (a tag
+    of an erased event, an event erased by id before it arrived), for every record the
+    views have folded by the time it is flushed.
+    """
+    kind = {PREDICTIONS: "prediction", TAGS: "tag"}.get(records.topic)
+    if kind is None:
+        return records
+    hits = [i for i, key in enumerate(records.keys) if key is not None and erased(key)]
+    if not hits:
+        return records
+    values = list(records.values)
+    for i in hits:
+        values[i] = _redacted(kind, values[i])
+    return Records(
+        records.topic,
+        records.partition,
+        list(records.offsets),
+        list(records.timestamps),
+        list(records.keys),
+        values,
+    )
 
 
 def _redacted(kind: str, value: bytes | None) -> bytes | None:
@@ -188,3 +216,22 @@ async def flag_versions(
             )
             flagged += 1
     return {"versions_flagged": flagged}
+
+
+def erased_in_views(store: Store) -> Callable[[Records], Records]:
+    """The flusher's redaction: a record whose example this worker's views have erased.
+
+    Only partitions whose views folded an erasure order are looked at, so the flush of a
+    log without erasures reads nothing more."""
+
+    def redact(records: Records) -> Records:
+        if read_cursor(store, records.partition).get(ERASURE_ORDERS, -1) < 0:
+            return records
+
+        def erased(key: bytes) -> bool:
+            example = viewcodec.decode("ex/", store.get(f"ex/{key.decode(errors='replace')}"))
+            return example is not None and bool(example.erased)
+
+        return redact_records(records, erased)
+
+    return redact

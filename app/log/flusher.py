@@ -71,8 +71,15 @@ class FlushStats:
 
 
 class Flusher:
-    def __init__(self, settings: Settings, owned: Owned, topics: Iterable[str]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        owned: Owned,
+        topics: Iterable[str],
+        redact: Callable[[segments.Records], segments.Records] | None = None,
+    ) -> None:
         self.settings = settings
+        self.redact = redact  # what erasures took away, taken out before the write
         self.owned = owned
         self.topics = frozenset(topics)
         self.parts: dict[TP, _Partition] = {}
@@ -234,7 +241,8 @@ class Flusher:
                     return True
             records = part.buffer[:limit]
             segment = Segment(records.offsets[0], records.offsets[-1], part.topic, part.partition)
-            data = await asyncio.to_thread(segments.encode, records)
+            written = self.redact(records) if self.redact is not None else records
+            data = await asyncio.to_thread(segments.encode, written)
             await cold.put(segment, data)
         except Exception as exc:
             self._failed(part, now, exc, "writing a segment")

@@ -41,10 +41,14 @@ class Incomplete(RuntimeError):
         self.why = why
 
 
+class Erased(LookupError):
+    """The event was erased: neither it nor what was predicted for it can be answered."""
+
+
 def partition_of(key: str) -> int | None:
     """The source partition a views key belongs to; None for keys routed by their own key."""
     kind, _, rest = key.partition("/")
-    if kind in ("agg", "idx", "wal"):
+    if kind in ("agg", "idx", "wal", "ent", "xent"):
         return int(rest.split("/", 1)[0])
     return None
 
@@ -202,6 +206,8 @@ class ClusterReads:
             async with self.session().get(url, headers=self.headers) as response:
                 if response.status == 404:
                     return None
+                if response.status == 410:
+                    raise Erased(event_id)
                 body = orjson.loads(await response.read())
                 if response.status != 200:
                     raise Incomplete(set(), f"{url} answered {response.status}: {body}")

@@ -8,7 +8,7 @@ import faust
 from faust.types import TP
 from faust.web import Request, Response, View
 
-from app.topics import PREDICTIONS, TAGS
+from app.topics import LOGGED, PREDICTIONS
 from app.views.cluster import is_ready
 from app.views.queries import ViewsRead
 from app.web.context import web_of
@@ -33,8 +33,7 @@ class Health(View):
         body["lag"] = lag(app, views, active)
         # Per topic and partition held here: the next log offset the views will fold.
         body["positions"] = {
-            topic: {str(p): views.cursor(p).get(topic, -1) + 1 for p in active}
-            for topic in (PREDICTIONS, TAGS)
+            topic: {str(p): views.cursor(p).get(topic, -1) + 1 for p in active} for topic in LOGGED
         }
         body.update(web.status())
         # 503 until ready, so a load balancer or a script waiting for readiness can trust
@@ -53,7 +52,7 @@ def lag(app: faust.App, views: ViewsRead, partitions: list[int]) -> int | None:
     total = 0
     for partition in partitions:
         cursor = views.cursor(partition)
-        for topic in (PREDICTIONS, TAGS):
+        for topic in LOGGED:
             # The fetch high-water mark, not ListOffsets: the local broker answers that wrongly.
             highwater = app.consumer.highwater(TP(topic, partition))
             if highwater is None:

@@ -72,6 +72,25 @@ SCHEMAS: dict[str, Any] = {
             "context": ANY_OBJECT,
         },
     },
+    "ErasureRequest": {
+        "type": "object",
+        "additionalProperties": False,
+        "description": "At least one of entities or events.",
+        "properties": {
+            "entities": {
+                "type": "array",
+                "maxItems": 10000,
+                "items": {"type": "string", "minLength": 1, "maxLength": 256},
+            },
+            "events": {
+                "type": "array",
+                "maxItems": 10000,
+                "items": {"type": "string", "format": "uuid"},
+            },
+            "reason": {"type": "string", "maxLength": 1000},
+            "requested_by": {"type": "string", "minLength": 1, "maxLength": 256},
+        },
+    },
     "TagEvent": {
         "type": "object",
         "additionalProperties": False,
@@ -161,6 +180,7 @@ def _errors(*statuses: int) -> dict[str, Any]:
         403: "the bearer token is not valid",
         404: "not found",
         409: "the model has no champion yet, or the event_id names a prediction of other features",
+        410: "the event was erased (a prediction naming it must use a new event_id)",
         413: "body or event too large",
         422: "the model produced a value that cannot be served",
         503: "not available now (capture buffer full, object store down, or partitions "
@@ -230,7 +250,7 @@ def document() -> dict[str, Any]:
                     "parameters": [_path_param("event_id")],
                     "responses": {
                         "200": _json(ANY_OBJECT, "the event"),
-                        **_errors(404, *READ),
+                        **_errors(404, 410, *READ),
                     },
                 }
             },
@@ -344,7 +364,7 @@ def document() -> dict[str, Any]:
                             },
                             "one answer per request, in order",
                         ),
-                        **_errors(*WRITE, 409, 422, 503),
+                        **_errors(*WRITE, 409, 410, 422, 503),
                     },
                 }
             },
@@ -359,6 +379,39 @@ def document() -> dict[str, Any]:
                     "responses": {
                         "200": _json(ANY_OBJECT, "the report"),
                         **_errors(400, 404, 503, *READ),
+                    },
+                }
+            },
+            "/v1/erasures": {
+                "post": {
+                    "summary": "Forget entities or events: views, S3, snapshots; flag models",
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": _ref("ErasureRequest")}},
+                    },
+                    "responses": {
+                        "202": _json(
+                            {
+                                "type": "object",
+                                "required": ["erasure_id", "status"],
+                                "properties": {
+                                    "erasure_id": {"type": "string", "format": "uuid"},
+                                    "status": {"type": "string"},
+                                },
+                            },
+                            "the request is in the log; follow it at `status`",
+                        ),
+                        **_errors(*WRITE),
+                    },
+                }
+            },
+            "/v1/erasures/{erasure_id}": {
+                "get": {
+                    "summary": "An erasure's request and how far each stage has gone",
+                    "parameters": [_path_param("erasure_id")],
+                    "responses": {
+                        "200": _json(ANY_OBJECT, "who, when, what, why, done, and stages"),
+                        **_errors(404, 503, *READ),
                     },
                 }
             },

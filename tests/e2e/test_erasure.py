@@ -22,11 +22,12 @@ from app.log.segments import decode
 from app.models.adapters import Adapters
 from app.models.training import version_manifest
 from app.settings import Settings
+from app.stack.services import Stack
 from app.topics import PREDICTIONS, TAGS
 from tests import factories
-from tests.coldlog import publish
+from tests.coldlog import kafka_records, publish
 from tests.e2e.test_serving import cli
-from tests.services import WorkerProcess, member_settings, wait_cluster_ready
+from tests.services import WorkerProcess, member_settings, run_cli, wait_cluster_ready
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
@@ -35,7 +36,8 @@ SECRET = 7_777.0  # a feature value only the erased events have
 
 
 def _events(rng: random.Random) -> tuple[list[tuple[str, bytes, bytes]], dict[str, list[str]]]:
-    """60 labeled events; "alice" has 3 fitted and 2 held-out ones, "bob" 3 of any kind."""
+    """60 labeled events; "alice" has 3 fitted and 2 held-out ones, "bob" 3 of any kind;
+    only alice's and bob's first have the distance SECRET."""
     start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(days=3)
     owners: dict[str, list[str]] = {"alice": [], "bob": [], "others": []}
     want = {"alice": {False: 3, True: 2}}
@@ -50,7 +52,8 @@ def _events(rng: random.Random) -> tuple[list[tuple[str, bytes, bytes]], dict[st
             entity = "bob"
         else:
             entity = f"e{i}"
-        secret = entity in ("alice", "bob")
+        # What is to be erased: alice's events and bob's first.
+        secret = entity == "alice" or (entity == "bob" and not owners["bob"])
         event = factories.prediction(
             event_id=event_id,
             model="delay",
@@ -200,3 +203,21 @@ async def test_forgetting_reaches_views_cold_segments_snapshots_validations_and_
     assert third.snapshot.as_of == second.snapshot.as_of
     assert third.train_rows == trained.train_rows - fitted_gone
     assert not third.warm_start
+
+    # ...nor does a broker that lost its log and got it back from S3.
+    for member in members:
+        assert member.stop() == 0  # a clean stop flushes everything
+    assert run_cli(stack, "stack", "down").returncode == 0
+    Stack(stack).forget_broker_log()
+    up = run_cli(stack, "stack", "up")
+    assert up.returncode == 0 and "restored" in up.stdout, up.stderr
+    logged = await kafka_records(stack, [PREDICTIONS, TAGS])
+    assert len(logged) == 120
+    assert not [v for _, v, _ in logged.values() if b"alice" in v or str(SECRET).encode() in v]
+    assert sum(b'"erased":true' in v for _, v, _ in logged.values()) == 6
+    again = worker(fast)
+    again.wait_caught_up()
+    assert (await get(f"/v1/predictions/{alice[0]}", again.url))[0] == 410
+    assert (await get("/v1/datasets/flights", again.url))[1]["size"] == 54
+    assert (await get(f"/v1/erasures/{answer['erasure_id']}", again.url))[1] == answer
+    assert "views equal" in cli(stack, "rebuild")

@@ -14,8 +14,11 @@ from app.domain import erasure
 from app.domain.batch import SourceRecord, fold_batch
 from app.domain.codec import InvalidEvent
 from app.domain.erasure import ErasureApplied, ErasureOrder, ErasureStage, InvalidErasure
+from app.erasure_stages import erased_in_views
 from app.log.rebuild import differences
+from app.log.segments import Records
 from app.views import viewcodec
+from app.views.wal import PartitionTxn
 from app.web.events import client_prediction
 from tests import factories
 
@@ -197,6 +200,7 @@ def test_status_is_an_idempotent_fold_of_the_records() -> None:
         ErasureApplied(req.erasure_id, 0, erased=("e1",)),
         ErasureApplied(req.erasure_id, 1, absent=("e2",)),
         ErasureApplied(req.erasure_id, 1, erased=("e3",), order=False),
+        ErasureApplied(req.erasure_id, 1, absent=("e1",)),  # refolded: seen before
         *(ErasureStage(req.erasure_id, s, {"n": 1}) for s in erasure.STAGES),
     ]
     status = None
@@ -216,3 +220,38 @@ def test_status_is_an_idempotent_fold_of_the_records() -> None:
     partial = erasure.fold(None, req)
     assert erasure.status_json(partial, 2, lambda e: 0)["done"] is False
     assert partial.next_stage() == "cold"
+
+
+def test_the_flusher_redacts_what_the_views_erased_and_reads_nothing_otherwise() -> None:
+    predictions, tags, kept, gone = _examples()
+    order = _order(0, ErasureOrder(ERASURE, 0, events=(gone["event_id"],)))
+    store: dict[str, bytes] = {}
+    txn = PartitionTxn(store)
+    for record in [*predictions, *tags]:
+        result = fold_batch(
+            lambda k: viewcodec.decode(k, store.get(k)), 0, txn.cursor(0), [record], LIMIT
+        )
+        txn.commit(0, {k: viewcodec.encode(k, v) for k, v in result.writes.items()}, result.cursor)
+    batch = Records(P, 0)
+    for record in predictions:
+        batch.append(record.offset, 0, record.key, record.value)
+    redact = erased_in_views(store)
+    assert redact(batch) is batch  # no order folded in this partition: not looked at
+    result = fold_batch(
+        lambda k: viewcodec.decode(k, store.get(k)), 0, txn.cursor(0), [order], LIMIT
+    )
+    txn.commit(0, {k: viewcodec.encode(k, v) for k, v in result.writes.items()}, result.cursor)
+    written = redact(batch)
+    assert written.values[0] == batch.values[0]
+    assert orjson.loads(written.values[1] or b"") == {
+        "schema_version": 1,
+        "event_id": gone["event_id"],
+        "model": "flight-delay",
+        "model_version": "3",
+        "occurred_at": "2026-11-27T10:00:00Z",
+        "features": {},
+        "prediction": {"value": ""},
+        "context": {},
+        "erased": True,
+    }
+    assert kept["event_id"].encode() == written.keys[0]
