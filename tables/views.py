@@ -13,6 +13,7 @@ import faust
 from faust.types import TP
 
 from app.settings import Settings
+from app.views.compat import prefix_keys
 
 TABLE_NAME = "views"
 
@@ -130,6 +131,10 @@ class TableStore(MutableMapping[str, bytes]):
 
     def __iter__(self) -> Iterator[str]:
         return (k.decode() if isinstance(k, bytes) else k for k in self.table.data)
+
+    def keys_under(self, prefix: str, partition: int) -> Iterator[str]:
+        """One partition's keys under `prefix`, by a seek (`app.views.wal.keys_under`)."""
+        return (k.decode() for k in prefix_keys(self.table, partition, prefix.encode()))
 
     def __len__(self) -> int:
         return len(self.table.data)

@@ -4,7 +4,8 @@ The state is a key-value map holding, per source partition `p`:
   ex/{event_id}           Example
   agg/{p}/{kind}/...      Agg: counters of a dataset, a model version, or a model version-hour
   idx/{p}                 Index: which datasets and model versions partition p has seen
-  ent/{p}/{entity_id}     the entity's predictions in partition p: event_id -> offset
+  ent/{p}/{entity}/{id}   an entity's prediction in partition p (entity as a JSON string,
+                          so a prefix names one entity): its offset
   xent/{p}/{entity_id}    the entity's erasures: [erasure_id, erase below this offset]...
 Aggregates are kept per source partition so that every write of a batch lands in the
 partition's own changelog, in order; readers add the partitions up.
@@ -12,11 +13,13 @@ partition's own changelog, in order; readers add the partitions up.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import lru_cache
 from typing import Any, Literal
+
+import orjson
 
 from app.domain.codec import InvalidEvent, decode_prediction, decode_tag
 from app.domain.erasure import ErasureApplied, ErasureOrder, InvalidErasure, decode_order
@@ -82,8 +85,10 @@ def index_key(partition: int) -> str:
     return f"idx/{partition}"
 
 
-def entity_key(partition: int, entity_id: str) -> str:
-    return f"ent/{partition}/{entity_id}"
+def entity_prefix(partition: int, entity_id: str) -> str:
+    """The keys of an entity's predictions in a partition: one key each, so an index entry
+    is one write, never a read-modify-write of a list that grows with the entity."""
+    return f"ent/{partition}/{orjson.dumps(entity_id).decode()}/"
 
 
 def erased_entity_key(partition: int, entity_id: str) -> str:
@@ -96,11 +101,13 @@ def fold_batch(
     cursor: Mapping[str, int],
     records: Sequence[SourceRecord],
     max_event_bytes: int,
+    scan: Callable[[str], Iterable[str]] | None = None,
 ) -> BatchResult:
     """Apply `records` (all from `partition`) on top of the state `read` sees.
 
     Records at or below `cursor[topic]` were applied before a restart and are skipped; the
-    result holds every key to write, the dead letters, and the advanced cursor.
+    result holds every key to write, the dead letters, and the advanced cursor. `scan` lists
+    the state's keys under a prefix: an entity's erasure order needs it (and nothing else).
     """
     result = BatchResult(cursor=dict(cursor))
     writes = result.writes
@@ -109,7 +116,7 @@ def fold_batch(
         return writes[key] if key in writes else read(key)
 
     aggregates = _Aggregates(read, partition)
-    erasing = _Erasing(get, writes, aggregates, partition)
+    erasing = _Erasing(get, writes, aggregates, partition, scan)
 
     for record in records:
         if record.offset <= result.cursor.get(record.topic, -1):
@@ -193,8 +200,10 @@ class _Erasing:
         writes: dict[str, Any],
         aggregates: _Aggregates,
         partition: int,
+        scan: Callable[[str], Iterable[str]] | None,
     ) -> None:
         self.get, self.writes, self.aggregates, self.partition = get, writes, aggregates, partition
+        self.scan = scan
         self.done: dict[tuple[str, bool], tuple[list[str], list[str]]] = {}
 
     def order(self, order: ErasureOrder, record: SourceRecord) -> None:
@@ -211,8 +220,7 @@ class _Erasing:
             if any(e == order.erasure_id for e, _ in past):
                 continue  # the same order again
             self.writes[key] = [*past, [order.erasure_id, until]]
-            events: dict[str, int] = self.get(entity_key(self.partition, entity)) or {}
-            for event_id, offset in sorted(events.items(), key=lambda item: item[1]):
+            for event_id, offset in self._indexed(entity_prefix(self.partition, entity)):
                 if offset < until:
                     self.erase(event_id, order.erasure_id, order=True)
 
@@ -244,21 +252,27 @@ class _Erasing:
 
     def index(self, example: Example, offset: int) -> None:
         pred = example.prediction
-        if pred is None or pred.entity_id is None:
-            return
-        key = entity_key(self.partition, pred.entity_id)
-        events: dict[str, int] = self.get(key) or {}
-        if events.get(pred.event_id) != offset:
-            self.writes[key] = {**events, pred.event_id: offset}
+        if pred is not None and pred.entity_id is not None:
+            self.writes[entity_prefix(self.partition, pred.entity_id) + pred.event_id] = offset
 
     def _unindex(self, pred: PredictionEvent) -> None:
         if pred.entity_id is None:
             return
-        key = entity_key(self.partition, pred.entity_id)
-        events: dict[str, int] = self.get(key) or {}
-        if pred.event_id in events:
-            rest = {e: o for e, o in events.items() if e != pred.event_id}
-            self.writes[key] = rest or None
+        key = entity_prefix(self.partition, pred.entity_id) + pred.event_id
+        if self.get(key) is not None:
+            self.writes[key] = None
+
+    def _indexed(self, prefix: str) -> list[tuple[str, int]]:
+        """(event_id, offset) of the entity's indexed predictions, this batch's writes included."""
+        if self.scan is None:
+            raise RuntimeError("an entity's erasure needs the fold to be given `scan`")
+        keys = {*self.scan(prefix), *(k for k in self.writes if k.startswith(prefix))}
+        found = []
+        for key in keys:
+            offset = self.writes[key] if key in self.writes else self.get(key)
+            if offset is not None:
+                found.append((key[len(prefix) :], int(offset)))
+        return sorted(found, key=lambda item: (item[1], item[0]))
 
     def applied(self) -> list[ErasureApplied]:
         return [

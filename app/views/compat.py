@@ -193,3 +193,21 @@ def next_offset(acked: list[int], index: set[int], gaps: Any, committed: int | N
     acked[:] = [o for o in ordered if o > end]
     index.difference_update(range(ordered[0], end + 1))
     return end + 1
+
+
+def prefix_keys(table: Any, partition: int, prefix: bytes) -> Iterator[bytes]:
+    """A table's keys in one partition's store that start with `prefix`, by a seek in its
+    RocksDB database (Faust's `_db_for_partition`); a store without one is scanned whole."""
+    data = table.data
+    open_db = getattr(data, "_db_for_partition", None)
+    if open_db is None:
+        yield from (key for key in data if bytes(key).startswith(prefix))
+        return
+    cursor = open_db(partition).iter()
+    cursor.seek(prefix)
+    while cursor.valid():
+        key = cursor.key()
+        if not key.startswith(prefix):
+            break
+        yield key
+        cursor.next()

@@ -17,7 +17,7 @@ from app.topics import ERASURE_ORDERS, PREDICTIONS, TAGS
 from app.views import viewcodec
 from app.views.compat import writing_for
 from app.views.deadletters import encode_dead_letter
-from app.views.wal import PartitionTxn, Store
+from app.views.wal import PartitionTxn, Store, keys_under
 
 KINDS: dict[str, Kind] = {PREDICTIONS: "prediction", TAGS: "tag", ERASURE_ORDERS: "erasure"}
 GAP_CHUNK = 5_000
@@ -222,7 +222,14 @@ class Ingestor:
         self, partition: int, cursor: dict[str, int], records: Sequence[SourceRecord]
     ) -> dict[str, int]:
         self.before = {}
-        result = fold_batch(self.read, partition, cursor, records, self.max_event_bytes)
+        result = fold_batch(
+            self.read,
+            partition,
+            cursor,
+            records,
+            self.max_event_bytes,
+            scan=lambda prefix: keys_under(self.store, prefix, partition),
+        )
         # Dead letters are durable before the cursor passes their records.
         for letter in result.dead_letters:
             await self.send_dead_letter(letter.record.key, encode_dead_letter(letter))

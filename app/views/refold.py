@@ -15,7 +15,7 @@ from app.settings import Settings
 from app.topics import LOGGED
 from app.views import viewcodec
 from app.views.ingestor import source_record
-from app.views.wal import PartitionTxn, read_cursor
+from app.views.wal import PartitionTxn, keys_under, read_cursor
 
 
 def fold_records(
@@ -29,7 +29,14 @@ def fold_records(
 
     cursor = txn.cursor(partition)
     source = [source_record(r) for r in records]
-    result = fold_batch(read, partition, cursor, source, max_event_bytes)
+    result = fold_batch(
+        read,
+        partition,
+        cursor,
+        source,
+        max_event_bytes,
+        scan=lambda prefix: keys_under(store, prefix, partition),
+    )
     writes = {k: viewcodec.encode(k, v) for k, v in result.writes.items()}
     txn.commit(partition, writes, result.cursor)
 

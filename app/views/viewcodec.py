@@ -44,7 +44,7 @@ def to_json(key: str, value: Any) -> Any:
         models = {m: {v: list(span) for v, span in vs.items()} for m, vs in value.models.items()}
         return {"datasets": sorted(value.datasets), "models": models}
     if key.startswith(("ent/", "xent/")):
-        return value  # plain JSON: event_id -> offset, or [[erasure_id, until], ...]
+        return value  # plain JSON: an offset, or [[erasure_id, until], ...]
     raise TypeError(f"no view codec for {type(value).__name__} at {key!r}")
 
 

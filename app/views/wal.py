@@ -16,6 +16,15 @@ import orjson
 Store = MutableMapping[str, bytes]
 
 
+def keys_under(store: Store, prefix: str, partition: int) -> list[str]:
+    """The keys of `partition` that start with `prefix`: a seek in the table's own store when
+    it has one (`tables.views.TableStore`), else a pass over a plain mapping."""
+    seek = getattr(store, "keys_under", None)
+    if seek is not None:
+        return list(seek(prefix, partition))
+    return [key for key in store if key.startswith(prefix)]
+
+
 def wal_key(partition: int) -> str:
     return f"wal/{partition}"
 
