@@ -84,6 +84,29 @@ async def redact_cold(
     return {"segments_rewritten": rewritten, "records_redacted": records}
 
 
+def _warm_from(
+    registry: Mapping[str, RegistryEntry], flagged: Mapping[tuple[str, str], Any]
+) -> list[tuple[tuple[str, str], str]]:
+    """Versions that started from the weights of a flagged version, however many warm starts
+    away: they carry what it learned. Each with the parent it started from."""
+    tainted = set(flagged)
+    out = []
+    changed = True
+    while changed:
+        changed = False
+        for entry in registry.values():
+            for version in entry.versions.values():
+                key = (entry.model, version.version)
+                lineage = version.lineage or {}
+                parent = lineage.get("parent_version")
+                reused = ((lineage.get("describe") or {}).get("warm_start") or {}).get("reused")
+                if key not in tainted and parent and reused and (entry.model, parent) in tainted:
+                    tainted.add(key)
+                    out.append((key, str(parent)))
+                    changed = True
+    return out
+
+
 def redact_records(records: Records, erased: Callable[[bytes], bool]) -> Records:
     """A batch the flusher is about to write, with the records of erased events redacted.
 
@@ -194,27 +217,36 @@ async def flag_versions(
         manifest, _ = await adapters.snapshots.load(dataset, snapshot_id)
         if erasure_id in manifest.erased:
             removed[(dataset, snapshot_id)] = manifest.erased[erasure_id]
-    flagged = 0
-    now = format_time(datetime.now(UTC))
+    direct: dict[tuple[str, str], tuple[int, int]] = {}
     for entry in registry.values():
         for version in entry.versions.values():
             snapshot = version.snapshot
             gone = removed.get((snapshot.get("dataset", ""), snapshot.get("snapshot_id", "")))
-            if not gone or erasure_id in version.erased:
-                continue
-            fit_until = (version.lineage or {}).get("fit_until")
-            fitted = sum(was_fitted(holdout, occurred, fit_until) for holdout, occurred in gone)
-            await adapters.events.publish(
-                ModelDataErased(
-                    model=entry.model,
-                    version=version.version,
-                    erasure_id=erasure_id,
-                    rows=len(gone),
-                    fitted=fitted,
-                    erased_at=now,
-                )
+            if gone:
+                fit_until = (version.lineage or {}).get("fit_until")
+                fitted = sum(was_fitted(holdout, at, fit_until) for holdout, at in gone)
+                direct[(entry.model, version.version)] = (len(gone), fitted)
+    flags: list[tuple[str, str, int, int, str | None]] = [
+        (model, v, rows, fitted, None) for (model, v), (rows, fitted) in direct.items()
+    ]
+    flags += [(model, v, 0, 0, parent) for (model, v), parent in _warm_from(registry, direct)]
+    now = format_time(datetime.now(UTC))
+    flagged = 0
+    for model, v, rows, fitted, through in sorted(flags, key=lambda f: (f[0], int(f[1]))):
+        if erasure_id in registry[model].versions[v].erased:
+            continue  # flagged by an earlier run of this stage
+        await adapters.events.publish(
+            ModelDataErased(
+                model=model,
+                version=v,
+                erasure_id=erasure_id,
+                rows=rows,
+                fitted=fitted,
+                erased_at=now,
+                through=through,
             )
-            flagged += 1
+        )
+        flagged += 1
     return {"versions_flagged": flagged}
 
 

@@ -114,7 +114,8 @@ class ModelDataErased(_Located):
 
     `rows`: the snapshot's rows it took away; `fitted`: how many of them the fit used. The
     weights still carry what they learned from them until the version is retrained without
-    (`modelview models retrain-without`).
+    (`modelview models retrain-without`). `through`: the version whose weights this one
+    started from (a warm start), when it learned them from there rather than its snapshot.
     """
 
     model: str
@@ -124,6 +125,7 @@ class ModelDataErased(_Located):
     fitted: int
     erased_at: str | None = None
     artifacts: str = ""
+    through: str | None = None
 
 
 ModelEvent = ModelTrained | ModelValidated | ModelPromoted | ModelRejected | ModelDataErased
@@ -185,6 +187,7 @@ def to_dict(event: ModelEvent) -> dict[str, Any]:
                 rows=event.rows,
                 fitted=event.fitted,
                 erased_at=event.erased_at,
+                through=event.through,
             )
     return out
 
@@ -256,6 +259,7 @@ def from_dict(data: Any) -> ModelEvent:
                 rows=_optional(data, "rows", int) or 0,
                 fitted=_optional(data, "fitted", int) or 0,
                 erased_at=_optional(data, "erased_at", str),
+                through=_optional(data, "through", str),
             )
         return ModelRejected(
             **head,

@@ -43,8 +43,9 @@ class VersionEntry:
     promoted_at: str | None = None
     promotion: Promotion | None = None
     reasons: tuple[str, ...] | None = None  # why the gate rejected it
-    # erasure id -> (snapshot rows it took away, of which fitted): the version learned from them
-    erased: Mapping[str, tuple[int, int]] = field(default_factory=dict)
+    # erasure id -> (snapshot rows it took away, of which fitted, the warm-start parent it
+    # learned them through or None): the version learned from erased data
+    erased: Mapping[str, tuple[int, int, str | None]] = field(default_factory=dict)
 
     @property
     def trained_at(self) -> str | None:
@@ -128,7 +129,7 @@ def apply(state: RegistryEntry | None, event: ModelEvent) -> RegistryEntry:
         case ModelRejected():
             version = replace(version, status="rejected", reasons=tuple(event.reasons))
         case ModelDataErased():
-            erased = {**version.erased, event.erasure_id: (event.rows, event.fitted)}
+            erased = {**version.erased, event.erasure_id: (event.rows, event.fitted, event.through)}
             version = replace(version, erased=erased)
     versions[event.version] = version
     return RegistryEntry(entry.model, versions, champion, tuple(champions))
@@ -158,10 +159,11 @@ def version_to_dict(version: VersionEntry) -> dict[str, Any]:
         out["reasons"] = list(version.reasons)
     if version.erased:
         out["erased"] = {
-            "rows": sum(rows for rows, _ in version.erased.values()),
-            "fitted": sum(fitted for _, fitted in version.erased.values()),
+            "rows": sum(rows for rows, _, _ in version.erased.values()),
+            "fitted": sum(fitted for _, fitted, _ in version.erased.values()),
             "erasures": {
-                e: {"rows": r, "fitted": f} for e, (r, f) in sorted(version.erased.items())
+                e: {"rows": r, "fitted": f} | ({"through": t} if t else {})
+                for e, (r, f, t) in sorted(version.erased.items())
             },
         }
     return out
@@ -205,7 +207,7 @@ def _version_from_dict(data: Mapping[str, Any]) -> VersionEntry:
         if any(k in data for k in _LINEAGE)
         else None,
         erased={
-            e: (int(v["rows"]), int(v["fitted"]))
+            e: (int(v["rows"]), int(v["fitted"]), v.get("through"))
             for e, v in (data.get("erased") or {}).get("erasures", {}).items()
         },
         validated="validation" in data or "decision" in data,

@@ -127,10 +127,13 @@ async def _train(
         last = await adapters.models.manifest(name, existing[-1])
         parent = await adapters.snapshots.load(spec.dataset, last.snapshot.snapshot_id)
     warm = None
+    refused = None
     if existing and last.trainer == fitter.kind and fitter.warm_starts and not cold_start:
-        # Warm start: go on from the last version's weights (the trainer decides if it can).
-        with tempfile.TemporaryDirectory() as tmp:
-            warm = fitter.load(await adapters.models.artifact(last, Path(tmp)))
+        refused = await _learned_erased(adapters, name, last.version)
+        if refused is None:
+            # Warm start: go on from the last version's weights (the trainer decides if it can).
+            with tempfile.TemporaryDirectory() as tmp:
+                warm = fitter.load(await adapters.models.artifact(last, Path(tmp)))
     manifest, rows = await snapshots.take(
         settings, adapters.snapshots, spec, as_of, parent, progress
     )
@@ -148,6 +151,8 @@ async def _train(
     )
     version = (existing[-1] + 1) if existing else 1
     described = fitted.describe()
+    if refused is not None:
+        described["warm_start"] = {**described.get("warm_start", {}), "refused": refused}
     files = _saved(fitted)
     record = ModelTrained(
         model=name,
@@ -173,6 +178,15 @@ async def _train(
         raise TrainingError(str(exc)) from None
     await adapters.events.publish(record)
     return record
+
+
+async def _learned_erased(adapters: Adapters, model: str, version: str) -> str | None:
+    """Why not to start from `version`'s weights: it learned from data since erased."""
+    entry = (await adapters.registry.entries(model)).get(model)
+    found = entry.versions.get(version) if entry is not None else None
+    if found is None or not found.erased:
+        return None
+    return f"version {version} learned from erased data ({', '.join(sorted(found.erased))})"
 
 
 def _saved(fitted: Any) -> list[tuple[str, bytes]]:

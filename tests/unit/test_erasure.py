@@ -10,11 +10,13 @@ from typing import Any
 import orjson
 import pytest
 
-from app.domain import erasure
+from app.domain import erasure, registry
 from app.domain.batch import SourceRecord, fold_batch
 from app.domain.codec import InvalidEvent
 from app.domain.erasure import ErasureApplied, ErasureOrder, ErasureStage, InvalidErasure
-from app.erasure_stages import erased_in_views
+from app.domain.model_events import ModelDataErased
+from app.domain.registry import RegistryEntry, VersionEntry
+from app.erasure_stages import _warm_from, erased_in_views
 from app.log.rebuild import differences
 from app.log.segments import Records
 from app.views import viewcodec
@@ -278,3 +280,35 @@ def test_an_entity_index_entry_is_one_write_whatever_the_entity_has_already() ->
         f'ent/0/"often"/{last["event_id"]}'
     ]
     assert result.writes[f'ent/0/"often"/{last["event_id"]}'] == 50
+
+
+def test_versions_started_from_a_flagged_versions_weights_are_flagged_through_it() -> None:
+    def version(v: str, parent: str | None, reused: bool) -> VersionEntry:
+        describe = {"warm_start": {"reused": reused}}
+        return VersionEntry(v, lineage={"parent_version": parent, "describe": describe})
+
+    entry = RegistryEntry(
+        "delay",
+        {
+            "1": version("1", None, False),
+            "2": version("2", "1", True),  # from 1's weights
+            "3": version("3", "2", False),  # a cold start: learned nothing from 2
+            "4": version("4", "2", True),  # from 2's, so from 1's
+        },
+    )
+    assert _warm_from({"delay": entry}, {("delay", "1"): (5, 3)}) == [
+        (("delay", "2"), "1"),
+        (("delay", "4"), "2"),
+    ]
+    flagged = registry.apply(
+        entry,
+        ModelDataErased("delay", "4", ERASURE, rows=0, fitted=0, through="2"),
+    )
+    shown = registry.version_to_dict(flagged.versions["4"])["erased"]
+    assert shown == {
+        "rows": 0,
+        "fitted": 0,
+        "erasures": {ERASURE: {"rows": 0, "fitted": 0, "through": "2"}},
+    }
+    again = registry.from_dict(registry.to_dict(flagged))
+    assert again.versions["4"].erased == {ERASURE: (0, 0, "2")}
