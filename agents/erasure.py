@@ -23,14 +23,16 @@ from app.erasure_stages import (
     NotYet,
     flag_versions,
     redact_cold,
+    redact_lineage,
     redact_snapshots,
     redact_validations,
 )
+from app.log.replay import kafka_end
 from app.log.segment_store import segment_store
 from app.models.adapters import Adapters
 from app.settings import Settings
 from app.topic_admin import key_partition, raw_topic
-from app.topics import ERASURE_ORDERS, ERASURES
+from app.topics import ERASURE_ORDERS, ERASURES, LINEAGE
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +86,10 @@ def register(
             return await redact_snapshots(adapters, erased, erasure_id)
         if name == "validations":
             return await redact_validations(adapters, erased)
+        if name == "lineage":
+            ends = await kafka_end(settings, LINEAGE)
+            async with segment_store(settings) as cold:
+                return await redact_lineage(adapters, cold, erased, ends)
         return await flag_versions(adapters, await registry(), erasure_id)
 
     async def advance() -> None:

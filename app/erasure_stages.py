@@ -28,7 +28,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from app.domain import drift, erasure
+from app.domain import drift, erasure, lineage
 from app.domain.codec import InvalidEvent, format_time
 from app.domain.datasets import was_fitted
 from app.domain.log_layout import next_offset
@@ -39,7 +39,7 @@ from app.log.segments import Records, from_parquet, to_parquet
 from app.models import snapshot_format
 from app.models.adapters import Adapters
 from app.models.stores import SNAPSHOTS
-from app.topics import ERASURE_ORDERS, PREDICTIONS, TAGS
+from app.topics import ERASURE_ORDERS, LINEAGE, PREDICTIONS, TAGS
 from app.views import viewcodec
 from app.views.wal import Store, read_cursor
 
@@ -205,6 +205,58 @@ async def redact_validations(adapters: Adapters, erased: Mapping[int, set[str]])
                 await objects.put(key, to_parquet(table.filter(pc.invert(hit))))
                 files, rows = files + 1, rows + count
     return {"files_rewritten": files, "rows_removed": rows}
+
+
+async def redact_lineage(
+    adapters: Adapters,
+    cold: SegmentStore,
+    erased: Mapping[int, set[str]],
+    kafka_end: Mapping[int, int],
+) -> dict[str, int]:
+    """Lineage keeps which snapshots and validations used an erased event, not its label or
+    prediction: an `erased` marker per event for the lineage table (its agent passes it on
+    to the tags' keys), and the lineage topic's cold segments rewritten.
+
+    Lineage records are keyed by event and by tag, so any partition may hold one of an
+    erased event's: every segment of the topic is read (each record names its event). It
+    waits (NotYet) until the flusher has written what Kafka held of the topic
+    (`kafka_end`, read before the markers are sent, so they are not waited for)."""
+    for p, end in kafka_end.items():
+        if next_offset(await cold.segments(LINEAGE, p)) < end:
+            raise NotYet(f"{LINEAGE}[{p}] is not in S3 up to offset {end} yet")
+    ids = {e for found in erased.values() for e in found}
+    now = format_time(datetime.now(UTC))
+    await adapters.events.record_lineage([lineage.erased(e, now) for e in sorted(ids)])
+    rewritten = records = 0
+    for p in await cold.partitions(LINEAGE):
+        for segment in await cold.segments(LINEAGE, p):
+            table = from_parquet(await cold.get(segment))
+            values = table.column("value").to_pylist()
+            changed = 0
+            for i, value in enumerate(values):
+                new = _redacted_lineage(value, ids)
+                if new != value:
+                    values[i], changed = new, changed + 1
+            if changed:
+                column = table.schema.get_field_index("value")
+                table = table.set_column(
+                    column, table.schema.field(column), pa.array(values, pa.binary())
+                )
+                await cold.put(segment, to_parquet(table))
+                rewritten, records = rewritten + 1, records + changed
+    return {"markers": len(ids), "segments_rewritten": rewritten, "records_redacted": records}
+
+
+def _redacted_lineage(value: bytes | None, ids: set[str]) -> bytes | None:
+    if value is None or not any(e.encode() in value for e in ids):
+        return value  # the cheap test first: most records name no erased event
+    try:
+        record = lineage.decode(value)
+    except lineage.InvalidLineage:
+        return None  # unreadable, and it names an erased event: its bytes go
+    if record.event_id not in ids or record.kind == "erased":
+        return value
+    return lineage.encode(lineage.redacted(record))
 
 
 async def flag_versions(

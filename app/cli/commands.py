@@ -261,6 +261,8 @@ def lineage_command(settings: Settings, ns: argparse.Namespace) -> int:
         print(orjson.dumps(found, option=orjson.OPT_INDENT_2).decode())
         return 0
     print(f"{'tag' if ns.tag else 'event'} {ns.id}:")
+    if found.get("erased"):
+        print("  erased: what used it is listed, without its label or prediction")
     for s in found["snapshots"]:
         held = ", held out" if s["holdout"] else ""
         print(

@@ -37,7 +37,7 @@ from app.domain.events import redacted_prediction, redacted_tag
 
 MAX_ITEMS = 10_000
 MAX_TEXT = 256
-STAGES = ("cold", "snapshots", "validations", "registry")
+STAGES = ("cold", "snapshots", "validations", "lineage", "registry")
 
 
 class InvalidErasure(ValueError):

@@ -12,7 +12,7 @@ may reuse a snapshot), so `answer` joins the two when asked. Nothing here does I
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import orjson
@@ -22,7 +22,7 @@ from app.domain.events import Value
 from app.domain.registry import RegistryEntry
 
 SCHEMA_VERSION = 1
-KINDS = ("snapshot", "validation")
+KINDS = ("snapshot", "validation", "erased")
 
 
 class InvalidLineage(ValueError):
@@ -33,12 +33,12 @@ class InvalidLineage(ValueError):
 class LineageRecord:
     """One event's part in one snapshot or one validation."""
 
-    kind: str  # "snapshot" or "validation"
+    kind: str  # "snapshot", "validation", or "erased": the event's data was erased
     event_id: str
     tag_id: str
     occurred_at: str
-    label: Value
-    at: str  # when the snapshot was taken or the validation ran
+    label: Value | None
+    at: str  # when the snapshot was taken, the validation ran, or the erasure was made
     dataset: str | None = None  # snapshot
     snapshot_id: str | None = None
     holdout: bool = False
@@ -53,7 +53,19 @@ class LineageRecord:
         A snapshot is its content (the same rows taken twice is one snapshot)."""
         if self.kind == "snapshot":
             return (self.kind, self.event_id, self.snapshot_id)
+        if self.kind == "erased":
+            return (self.kind, self.event_id)
         return (self.kind, self.event_id, self.model, self.version, self.at)
+
+
+def erased(event_id: str, at: str, tag_id: str = "") -> LineageRecord:
+    """The marker that makes a key's lineage forget the event's label and prediction."""
+    return LineageRecord("erased", event_id, tag_id, "", None, at)
+
+
+def redacted(record: LineageRecord) -> LineageRecord:
+    """What lineage keeps of an erased event: which snapshots and validations, no data."""
+    return replace(record, label=None, prediction=None)
 
 
 def of_snapshot(manifest: Manifest, rows: Iterable[Row]) -> list[LineageRecord]:
@@ -133,8 +145,8 @@ def decode(raw: bytes) -> LineageRecord:
     for name in ("event_id", "tag_id", "occurred_at", "at"):
         if not isinstance(getattr(record, name), str):
             raise InvalidLineage(f"{name} must be a string")
-    need = ("dataset", "snapshot_id") if record.kind == "snapshot" else ("model", "version")
-    missing = [n for n in need if not isinstance(getattr(record, n), str)]
+    need = {"snapshot": ("dataset", "snapshot_id"), "validation": ("model", "version")}
+    missing = [n for n in need.get(record.kind, ()) if not isinstance(getattr(record, n), str)]
     if missing:
         raise InvalidLineage(f"a {record.kind} record needs {missing}")
     return record
@@ -145,6 +157,10 @@ def fold(current: bytes | None, record: LineageRecord) -> bytes | None:
     held = entries(current)
     if any(entry.identity == record.identity for entry in held):
         return None
+    if record.kind == "erased":
+        held = [redacted(r) for r in held]
+    elif any(r.kind == "erased" and r.event_id == record.event_id for r in held):
+        record = redacted(record)
     return orjson.dumps([_plain(r) for r in [*held, record]])
 
 
@@ -154,7 +170,12 @@ def entries(value: bytes | None) -> list[LineageRecord]:
 
 
 def _plain(record: LineageRecord) -> dict[str, Any]:
-    return {k: v for k, v in asdict(record).items() if v is not None and v is not False}
+    # `label` is always there: null once its event is erased.
+    return {
+        k: v
+        for k, v in asdict(record).items()
+        if k == "label" or (v is not None and v is not False)
+    }
 
 
 def answer(
@@ -199,8 +220,9 @@ def answer(
             )
     versions.sort(key=lambda v: (str(v["model"]), int(v["version"])))
     return {
+        "erased": any(r.kind == "erased" for r in chosen),
         "event_ids": sorted({r.event_id for r in chosen}),
-        "tag_ids": sorted({r.tag_id for r in chosen}),
+        "tag_ids": sorted({r.tag_id for r in chosen if r.tag_id}),
         "snapshots": [
             {
                 "dataset": s.dataset,

@@ -117,6 +117,19 @@ async def log_end(settings: Settings) -> dict[str, dict[int, int]]:
     return out
 
 
+async def kafka_end(settings: Settings, topic: str) -> dict[int, int]:
+    """Where `topic` ends in Kafka now, per partition."""
+    consumer = consumer_for(settings)
+    await consumer.start()
+    try:
+        ends = {}
+        for p in range(settings.partitions):
+            _, ends[p] = await kafka_bounds(consumer, TopicPartition(topic, p))
+        return ends
+    finally:
+        await stop_consumer(consumer)
+
+
 def consumer_for(settings: Settings) -> AIOKafkaConsumer:
     return AIOKafkaConsumer(
         bootstrap_servers=settings.bootstrap_servers,

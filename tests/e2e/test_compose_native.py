@@ -100,7 +100,7 @@ async def test_the_compose_topology_runs_natively(
         "modelview.tags": "604800000",
         "modelview.model-events": "-1",
         "modelview.dead-letters": "2592000000",
-        "modelview.lineage": "-1",
+        "modelview.lineage": "604800000",
         "modelview.erasures": "-1",
         "modelview.erasure-orders": "-1",
     }

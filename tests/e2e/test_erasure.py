@@ -23,7 +23,7 @@ from app.models.adapters import Adapters
 from app.models.training import version_manifest
 from app.settings import Settings
 from app.stack.services import Stack
-from app.topics import PREDICTIONS, TAGS
+from app.topics import LINEAGE, PREDICTIONS, TAGS
 from tests import factories
 from tests.coldlog import kafka_records, publish
 from tests.e2e.test_serving import cli
@@ -33,6 +33,11 @@ from tests.waiting import wait_until
 pytestmark = pytest.mark.e2e
 HOLDOUT = 0.3
 SECRET = 7_777.0  # a feature value only the erased events have
+
+
+async def _erased_lineage(traced: Callable[[], Any]) -> bool:
+    found = await traced()
+    return bool(found["erased"]) and all(s["label"] is None for s in found["snapshots"])
 
 
 def _events(rng: random.Random) -> tuple[list[tuple[str, bytes, bytes]], dict[str, list[str]]]:
@@ -126,6 +131,7 @@ async def test_forgetting_reaches_views_cold_segments_snapshots_validations_and_
     held_gone = 6 - fitted_gone
     assert answer["stages"]["validations"]["rows_removed"] == held_gone
     assert answer["stages"]["registry"]["versions_flagged"] == 1
+    assert answer["stages"]["lineage"]["markers"] == 6
     # Both workers answer for it: the status is read from its owner.
     status, again = await get(f"/v1/erasures/{answer['erasure_id']}", members[1].url)
     assert status == 200 and again == answer
@@ -175,6 +181,27 @@ async def test_forgetting_reaches_views_cold_segments_snapshots_validations_and_
         assert validated and not erased & validated
     finally:
         await adapters.close()
+
+    # Lineage still says which snapshot used an erased event, without its label.
+    async def traced() -> dict[str, Any]:
+        status, found = await get(f"/v1/predictions/{alice[0]}/lineage")
+        assert status == 200, found
+        return found  # type: ignore[no-any-return]
+
+    await wait_until(lambda: _erased_lineage(traced), within=30, what="lineage forgets")
+    found = await traced()
+    assert [s["snapshot_id"] for s in found["snapshots"]] == [trained.snapshot.snapshot_id]
+    assert all(s["label"] is None for s in found["snapshots"])
+    async with segment_store(stack) as cold:
+        named = 0
+        for p in await cold.partitions(LINEAGE):
+            for segment in await cold.segments(LINEAGE, p):
+                for record in decode(LINEAGE, await cold.get(segment)):
+                    body = orjson.loads(record.value or b"{}")
+                    if body.get("event_id") in erased:
+                        named += 1
+                        assert body["label"] is None and body.get("prediction") is None, body
+    assert named >= 12  # under the event's key and under its tag's, at least
 
     # The registry flags the version, with how many of its fitted rows went.
     async def flagged() -> dict[str, Any] | None:

@@ -10,13 +10,13 @@ from typing import Any
 import orjson
 import pytest
 
-from app.domain import erasure, registry
+from app.domain import erasure, lineage, registry
 from app.domain.batch import SourceRecord, fold_batch
 from app.domain.codec import InvalidEvent
 from app.domain.erasure import ErasureApplied, ErasureOrder, ErasureStage, InvalidErasure
 from app.domain.model_events import ModelDataErased
 from app.domain.registry import RegistryEntry, VersionEntry
-from app.erasure_stages import _warm_from, erased_in_views
+from app.erasure_stages import _redacted_lineage, _warm_from, erased_in_views
 from app.log.rebuild import differences
 from app.log.segments import Records
 from app.views import viewcodec
@@ -312,3 +312,45 @@ def test_versions_started_from_a_flagged_versions_weights_are_flagged_through_it
     }
     again = registry.from_dict(registry.to_dict(flagged))
     assert again.versions["4"].erased == {ERASURE: (0, 0, "2")}
+
+
+def test_lineage_keeps_which_snapshots_used_an_erased_event_but_not_its_label() -> None:
+    used = lineage.LineageRecord(
+        "snapshot",
+        "e1",
+        "t1",
+        "2026-11-27T10:00:00Z",
+        42.0,
+        "2026-11-28T00:00:00Z",
+        dataset="flights",
+        snapshot_id="s1",
+    )
+    scored = lineage.LineageRecord(
+        "validation",
+        "e1",
+        "t1",
+        "2026-11-27T10:00:00Z",
+        42.0,
+        "2026-11-29T00:00:00Z",
+        model="delay",
+        version="1",
+        prediction=40.0,
+        served_by="legacy",
+    )
+    value = lineage.fold(None, used)
+    value = lineage.fold(value, lineage.decode(lineage.encode(lineage.erased("e1", "now"))))
+    later = lineage.fold(value, scored)  # a record logged before the erasure, folded after
+    assert later is not None
+    held = lineage.entries(later)
+    assert [(r.kind, r.label, r.prediction) for r in held] == [
+        ("snapshot", None, None),
+        ("erased", None, None),
+        ("validation", None, None),
+    ]
+    shown = lineage.answer(held, [], event_id="e1")
+    assert shown["erased"] is True and shown["snapshots"][0]["snapshot_id"] == "s1"
+    assert lineage.fold(later, lineage.erased("e1", "again")) is None  # once is enough
+    # The cold copy of a lineage record: rewritten without its label, others untouched.
+    raw = lineage.encode(used)
+    assert b"42.0" not in (_redacted_lineage(raw, {"e1"}) or b"")
+    assert _redacted_lineage(raw, {"e2"}) is raw

@@ -169,6 +169,7 @@ def test_the_answer_names_snapshots_versions_fitted_or_not_and_validations() -> 
 def test_an_event_no_snapshot_used_has_an_empty_lineage() -> None:
     found = lineage.answer([], [], event_id="nobody")
     assert found == {
+        "erased": False,
         "event_ids": [],
         "tag_ids": [],
         "snapshots": [],
