@@ -128,7 +128,7 @@ async def main(predictions: int) -> None:
             print(f"Faust agent that does nothing, {mode}: {rate:,.0f} records/s")
             print(f"  ratio (do-nothing Faust agent / raw consume): {rate / raw:.4f}")
     finally:
-        stack.down()
+        stack.down(grace=0)  # a throwaway stack: killed, as the tests kill theirs
         shutil.rmtree(root, ignore_errors=True)
 
 

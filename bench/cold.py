@@ -128,7 +128,7 @@ async def main(predictions: int) -> None:
         read_seconds, rows = await raw_read(settings, [k for k, _ in blobs])
         assert replayed == rows == total, (replayed, rows, total)
     finally:
-        stack.down()
+        stack.down(grace=0)  # a throwaway stack: killed, as the tests kill theirs
         shutil.rmtree(root, ignore_errors=True)
     mb = size / 1e6
     print(machine_line())
@@ -177,7 +177,7 @@ async def unflushed_window(
         with contextlib.suppress(BaseException):
             await task
     finally:
-        stack.down()
+        stack.down(grace=0)  # a throwaway stack: killed, as the tests kill theirs
         shutil.rmtree(root, ignore_errors=True)
     lost = sent - flushed
     print(

@@ -103,7 +103,7 @@ async def main(
         )
     finally:
         worker.stop()
-        stack.down()
+        stack.down(grace=0)  # a throwaway stack: killed, as the tests kill theirs
         shutil.rmtree(root, ignore_errors=True)
     raw_rate, rate = total / raw_seconds, total / seconds
     print(machine_line())

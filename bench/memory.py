@@ -106,7 +106,7 @@ async def main(total: int, every: int) -> None:
     finally:
         await producer.stop()
         worker.stop()
-        stack.down()
+        stack.down(grace=0)  # a throwaway stack: killed, as the tests kill theirs
         shutil.rmtree(root, ignore_errors=True)
     seconds = time.perf_counter() - started
     half = min(curve, key=lambda point: abs(point[0] - total // 2))

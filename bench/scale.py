@@ -81,7 +81,7 @@ async def main(predictions: int) -> None:
         one, one_ready = fold_rate(settings.with_(app_id="bench-one"), 1, total, root)
         two, two_ready = fold_rate(settings.with_(app_id="bench-two"), 2, total, root)
     finally:
-        stack.down()
+        stack.down(grace=0)  # a throwaway stack: killed, as the tests kill theirs
         shutil.rmtree(root, ignore_errors=True)
     print(machine_line())
     print(f"broker: {settings.broker}; records: {total}; 8 partitions")

@@ -258,7 +258,7 @@ async def main(requests: int, rounds: int, events: int, profile: str | None = No
         version = await end_to_end(settings, events, raw)
         await batch_scoring(settings, events, version, root)
     finally:
-        stack.down()
+        stack.down(grace=0)  # a throwaway stack: killed, as the tests kill theirs
         shutil.rmtree(root, ignore_errors=True)
 
 

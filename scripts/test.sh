@@ -8,7 +8,7 @@ bash scripts/browser.sh
 .venv/bin/ruff format --check .
 .venv/bin/mypy
 # Unit and agent tests first: fast, and they say most when something is wrong.
-.venv/bin/python -m pytest -q tests/unit tests/agents
+.venv/bin/python -m pytest -q -n 2 tests/unit tests/agents
 # The stack's broker: Apache Kafka where Java 17 runs it (CI), else Tansu, said why.
 MODELVIEW_BROKER_PROFILE=${MODELVIEW_BROKER_PROFILE:-$(.venv/bin/python -m app.stack.kafka choose)}
 export MODELVIEW_BROKER_PROFILE
