@@ -31,7 +31,7 @@ import pyarrow.compute as pc
 from app.domain import drift, erasure, lineage
 from app.domain.codec import InvalidEvent, format_time
 from app.domain.datasets import was_fitted
-from app.domain.log_layout import next_offset
+from app.domain.log_layout import Segment, next_offset
 from app.domain.model_events import MODELS, ModelDataErased
 from app.domain.registry import RegistryEntry
 from app.log.segment_store import SegmentStore
@@ -65,23 +65,40 @@ async def redact_cold(
             continue
         for topic, kind in ((PREDICTIONS, "prediction"), (TAGS, "tag")):
             for segment in await cold.segments(topic, p):
-                table = from_parquet(await cold.get(segment))
-                values = table.column("value").to_pylist()
-                changed = 0
-                for i, key in enumerate(table.column("key").to_pylist()):
-                    if key is None or key.decode("utf-8", "replace") not in ids:
-                        continue
-                    value = _redacted(kind, values[i])
-                    if value != values[i]:
-                        values[i], changed = value, changed + 1
-                if changed:
-                    column = table.schema.get_field_index("value")
-                    table = table.set_column(
-                        column, table.schema.field(column), pa.array(values, pa.binary())
-                    )
-                    await cold.put(segment, to_parquet(table))
-                    rewritten, records = rewritten + 1, records + changed
+                changed = await _rewrite(cold, segment, _keyed_by(ids, kind))
+                rewritten, records = rewritten + bool(changed), records + changed
     return {"segments_rewritten": rewritten, "records_redacted": records}
+
+
+def _keyed_by(ids: set[str], kind: str) -> Callable[[bytes | None, bytes | None], bytes | None]:
+    """Redacts the records keyed by one of `ids` (predictions and tags are keyed by event)."""
+
+    def redact(key: bytes | None, value: bytes | None) -> bytes | None:
+        named = key is not None and key.decode("utf-8", "replace") in ids
+        return _redacted(kind, value) if named else value
+
+    return redact
+
+
+async def _rewrite(
+    cold: SegmentStore,
+    segment: Segment,
+    redact: Callable[[bytes | None, bytes | None], bytes | None],
+) -> int:
+    """Put the segment back with each value as `redact(key, value)` has it, if any changed;
+    how many changed. The offsets, keys and timestamps stay: the log keeps no hole."""
+    table = from_parquet(await cold.get(segment))
+    values = table.column("value").to_pylist()
+    changed = 0
+    for i, key in enumerate(table.column("key").to_pylist()):
+        value = redact(key, values[i])
+        if value != values[i]:
+            values[i], changed = value, changed + 1
+    if changed:
+        column = table.schema.get_field_index("value")
+        table = table.set_column(column, table.schema.field(column), pa.array(values, pa.binary()))
+        await cold.put(segment, to_parquet(table))
+    return changed
 
 
 def _warm_from(
@@ -230,20 +247,8 @@ async def redact_lineage(
     rewritten = records = 0
     for p in await cold.partitions(LINEAGE):
         for segment in await cold.segments(LINEAGE, p):
-            table = from_parquet(await cold.get(segment))
-            values = table.column("value").to_pylist()
-            changed = 0
-            for i, value in enumerate(values):
-                new = _redacted_lineage(value, ids)
-                if new != value:
-                    values[i], changed = new, changed + 1
-            if changed:
-                column = table.schema.get_field_index("value")
-                table = table.set_column(
-                    column, table.schema.field(column), pa.array(values, pa.binary())
-                )
-                await cold.put(segment, to_parquet(table))
-                rewritten, records = rewritten + 1, records + changed
+            changed = await _rewrite(cold, segment, lambda _, v: _redacted_lineage(v, ids))
+            rewritten, records = rewritten + bool(changed), records + changed
     return {"markers": len(ids), "segments_rewritten": rewritten, "records_redacted": records}
 
 
