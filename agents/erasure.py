@@ -111,6 +111,8 @@ def register(
                 except Exception:  # the S3 or the broker away: the next tick tries again
                     log.exception("erasure %s: %s stage failed; retried", key.decode(), name)
                     break
+                # `events`: how many erased events this run covered (`ErasureStatus.covered`).
+                detail = {**detail, "events": len(status.erased_ids())}
                 record = ErasureStage(status.request.erasure_id, name, detail)  # type: ignore[union-attr]
                 sent = await source.send(key=key, value=erasure.encode(record))
                 await sent

@@ -290,8 +290,8 @@ async def flag_versions(
     now = format_time(datetime.now(UTC))
     flagged = 0
     for model, v, rows, fitted, through in sorted(flags, key=lambda f: (f[0], int(f[1]))):
-        if erasure_id in registry[model].versions[v].erased:
-            continue  # flagged by an earlier run of this stage
+        if registry[model].versions[v].erased.get(erasure_id) == (rows, fitted, through):
+            continue  # flagged so by an earlier run of this stage
         await adapters.events.publish(
             ModelDataErased(
                 model=model,

@@ -211,7 +211,7 @@ def test_status_is_an_idempotent_fold_of_the_records() -> None:
         ErasureApplied(req.erasure_id, 1, absent=("e2",)),
         ErasureApplied(req.erasure_id, 1, erased=("e3",), order=False),
         ErasureApplied(req.erasure_id, 1, absent=("e1",)),  # refolded: seen before
-        *(ErasureStage(req.erasure_id, s, {"n": 1}) for s in erasure.STAGES),
+        *(ErasureStage(req.erasure_id, s, {"n": 1, "events": 2}) for s in erasure.STAGES),
     ]
     status = None
     for record in [*records, *records]:
@@ -226,7 +226,14 @@ def test_status_is_an_idempotent_fold_of_the_records() -> None:
         "erased": 2,
         "not_seen_yet": 1,
     }
-    assert shown["stages"]["cold"] == {"done": True, "n": 1}
+    assert shown["stages"]["cold"] == {"done": True, "n": 1, "events": 2}
+    # An entity's event erased late, after the stages ran: they run again, on all three.
+    late = erasure.fold(status, ErasureApplied(req.erasure_id, 0, erased=("e4",), order=False))
+    assert late.next_stage() == "cold"
+    assert erasure.status_json(late, 2, lambda e: 0)["done"] is False
+    rerun = erasure.fold(late, ErasureStage(req.erasure_id, "cold", {"n": 2, "events": 3}))
+    assert rerun.next_stage() == "snapshots"
+    assert erasure.fold(rerun, ErasureStage(req.erasure_id, "cold", {"events": 2})) == rerun
     partial = erasure.fold(None, req)
     assert erasure.status_json(partial, 2, lambda e: 0)["done"] is False
     assert partial.next_stage() == "cold"
