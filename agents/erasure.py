@@ -27,7 +27,7 @@ from app.erasure_stages import (
     redact_snapshots,
     redact_validations,
 )
-from app.log.replay import kafka_end
+from app.log.replay import log_end
 from app.log.segment_store import segment_store
 from app.models.adapters import Adapters
 from app.settings import Settings
@@ -87,7 +87,7 @@ def register(
         if name == "validations":
             return await redact_validations(adapters, erased)
         if name == "lineage":
-            ends = await kafka_end(settings, LINEAGE)
+            ends = (await log_end(settings, (LINEAGE,)))[LINEAGE]
             async with segment_store(settings) as cold:
                 return await redact_lineage(adapters, cold, erased, ends)
         return await flag_versions(adapters, await registry(), erasure_id)
@@ -96,8 +96,10 @@ def register(
         """Run the next stages of every erasure this worker owns whose views are done."""
         owned = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == ERASURES}
         for key, raw in list(table.items()):
+            if key_partition(key, partitions) not in owned:
+                continue  # before decoding: most keys are another worker's, or done
             status = erasure.decode_status(raw)
-            if status is None or key_partition(key, partitions) not in owned:
+            if status is None:
                 continue
             while status.views_done(partitions, partition_of):
                 name = status.next_stage()

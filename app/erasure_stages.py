@@ -56,15 +56,16 @@ async def redact_cold(
     It waits (NotYet) until the flusher has written the predictions the request covers,
     so none of them reaches S3 unredacted after this stage.
     """
-    for p, ids in erased.items():
-        if ids and next_offset(await cold.segments(PREDICTIONS, p)) < log_end.get(p, 0):
+    listed = {p: await cold.segments(PREDICTIONS, p) for p, ids in erased.items() if ids}
+    for p, found in listed.items():
+        if next_offset(found) < log_end.get(p, 0):
             raise NotYet(f"{PREDICTIONS}[{p}] is not in S3 up to offset {log_end.get(p, 0)} yet")
     rewritten = records = 0
-    for p, ids in sorted(erased.items()):
-        if not ids:
-            continue
+    for p in sorted(listed):
+        ids = erased[p]
         for topic, kind in ((PREDICTIONS, "prediction"), (TAGS, "tag")):
-            for segment in await cold.segments(topic, p):
+            found = listed[p] if topic == PREDICTIONS else await cold.segments(topic, p)
+            for segment in found:
                 changed = await _rewrite(cold, segment, _keyed_by(ids, kind))
                 rewritten, records = rewritten + bool(changed), records + changed
     return {"segments_rewritten": rewritten, "records_redacted": records}
@@ -228,7 +229,7 @@ async def redact_lineage(
     adapters: Adapters,
     cold: SegmentStore,
     erased: Mapping[int, set[str]],
-    kafka_end: Mapping[int, int],
+    log_end: Mapping[int, int],
 ) -> dict[str, int]:
     """Lineage keeps which snapshots and validations used an erased event, not its label or
     prediction: an `erased` marker per event for the lineage table (its agent passes it on
@@ -237,8 +238,8 @@ async def redact_lineage(
     Lineage records are keyed by event and by tag, so any partition may hold one of an
     erased event's: every segment of the topic is read (each record names its event). It
     waits (NotYet) until the flusher has written what Kafka held of the topic
-    (`kafka_end`, read before the markers are sent, so they are not waited for)."""
-    for p, end in kafka_end.items():
+    (`log_end`, read before the markers are sent, so they are not waited for)."""
+    for p, end in log_end.items():
         if next_offset(await cold.segments(LINEAGE, p)) < end:
             raise NotYet(f"{LINEAGE}[{p}] is not in S3 up to offset {end} yet")
     ids = {e for found in erased.values() for e in found}
@@ -271,7 +272,7 @@ async def flag_versions(
     the snapshots' manifests say (so a run cut short and run again finds the same)."""
     removed: dict[tuple[str, str], list[list[Any]]] = {}
     for dataset, snapshot_id in await _snapshots(adapters):
-        manifest, _ = await adapters.snapshots.load(dataset, snapshot_id)
+        manifest = await adapters.snapshots.manifest(dataset, snapshot_id)
         if erasure_id in manifest.erased:
             removed[(dataset, snapshot_id)] = manifest.erased[erasure_id]
     direct: dict[tuple[str, str], tuple[int, int]] = {}

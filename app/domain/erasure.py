@@ -337,7 +337,8 @@ def decode(raw: bytes | None) -> Record:
             stage = data["stage"]
             if stage not in STAGES:
                 raise InvalidErasure(f"stage: one of {list(STAGES)}, got {stage!r}")
-            return ErasureStage(data["erasure_id"], stage, dict(data["detail"]))
+            erasure_id = _event_id(data["erasure_id"], "erasure_id")
+            return ErasureStage(erasure_id, stage, dict(data["detail"]))
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         if isinstance(exc, InvalidErasure):
             raise

@@ -99,14 +99,14 @@ async def read_partition(
             )
 
 
-async def log_end(settings: Settings) -> dict[str, dict[int, int]]:
-    """Where the log (cold and hot) ends now, per topic of predictions and tags and partition."""
+async def log_end(settings: Settings, topics: Sequence[str] = LOGGED) -> dict[str, dict[int, int]]:
+    """Where the log (cold and hot) ends now, per topic (the views' by default) and partition."""
     out: dict[str, dict[int, int]] = {}
     consumer = consumer_for(settings)
     await consumer.start()
     try:
         async with segment_store(settings) as cold:
-            for topic in LOGGED:
+            for topic in topics:
                 out[topic] = {}
                 for p in range(settings.partitions):
                     found = await cold.segments(topic, p)
@@ -115,19 +115,6 @@ async def log_end(settings: Settings) -> dict[str, dict[int, int]]:
     finally:
         await stop_consumer(consumer)
     return out
-
-
-async def kafka_end(settings: Settings, topic: str) -> dict[int, int]:
-    """Where `topic` ends in Kafka now, per partition."""
-    consumer = consumer_for(settings)
-    await consumer.start()
-    try:
-        ends = {}
-        for p in range(settings.partitions):
-            _, ends[p] = await kafka_bounds(consumer, TopicPartition(topic, p))
-        return ends
-    finally:
-        await stop_consumer(consumer)
 
 
 def consumer_for(settings: Settings) -> AIOKafkaConsumer:

@@ -121,14 +121,18 @@ class SnapshotStore:
         )
 
     async def load(self, dataset: str, snapshot_id: str) -> tuple[Manifest, list[Row]]:
-        prefix = self.prefix(dataset, snapshot_id)
-        manifest, data = (
-            await self.objects.get(prefix + "manifest.json"),
-            await self.objects.get(prefix + "data.parquet"),
-        )
-        if manifest is None or data is None:
+        manifest = await self.manifest(dataset, snapshot_id)
+        data = await self.objects.get(self.prefix(dataset, snapshot_id) + "data.parquet")
+        if data is None:
             raise NotStored(f"dataset {dataset!r} has no snapshot {snapshot_id}")
-        return Manifest.from_dict(orjson.loads(manifest)), snapshot_format.decode_rows(data)
+        return manifest, snapshot_format.decode_rows(data)
+
+    async def manifest(self, dataset: str, snapshot_id: str) -> Manifest:
+        """The manifest alone, without reading the rows."""
+        data = await self.objects.get(self.prefix(dataset, snapshot_id) + "manifest.json")
+        if data is None:
+            raise NotStored(f"dataset {dataset!r} has no snapshot {snapshot_id}")
+        return Manifest.from_dict(orjson.loads(data))
 
     async def stats(self, dataset: str, snapshot_id: str) -> drift.Counts:
         """The snapshot's statistics (`app.domain.drift`); made from its rows for a snapshot

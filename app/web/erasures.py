@@ -30,7 +30,7 @@ class Erasures(View):
             return error(self, exc.status, exc.message, exc.details)
         try:
             # Where the log ends now: an entity's predictions before it are what is forgotten.
-            ends = (await log_end(web.settings))[PREDICTIONS]
+            ends = (await log_end(web.settings, (PREDICTIONS,)))[PREDICTIONS]
             req = erasure.request(body, "api", datetime.now(UTC), ends)
         except erasure.InvalidErasure as exc:
             return error(self, 400, str(exc))
