@@ -71,6 +71,9 @@ class Settings:
     retrain_leave_recent_hours: float = 0.0
     # Share of event ids (by hash) a retrained version never sees: validation's fixed holdout.
     retrain_holdout: float = 0.2
+    # The features retraining fits on, comma-separated (the snapshot's `features`); empty:
+    # every feature seen. The events keep all of theirs: this only chooses what is learned.
+    retrain_features: str = ""
     # The promotion gate, applied after each retraining's replay validation: see
     # app/domain/gate.py. Improvements and regressions are relative (0.02: 2%).
     gate_metric: str = "auto"
@@ -132,6 +135,11 @@ class Settings:
             raise SettingsError("MODELVIEW_RETRAIN_TRAINER must be baseline, keras or linear")
         if self.retrain_leave_recent_hours < 0:
             raise SettingsError("MODELVIEW_RETRAIN_LEAVE_RECENT_HOURS cannot be negative")
+        if not all(self.retrain_feature_names):
+            raise SettingsError(
+                "MODELVIEW_RETRAIN_FEATURES: write feature names separated by commas, "
+                f"got {self.retrain_features!r}"
+            )
         try:
             Hyper.parse([self.retrain_hyper])
         except HyperError as exc:
@@ -141,6 +149,12 @@ class Settings:
         for name, url in (("BROKER_URL", self.broker_url), ("S3_ENDPOINT", self.s3_endpoint)):
             if urlsplit(url).port is None:
                 raise SettingsError(f"MODELVIEW_{name} needs an explicit port: {url!r}")
+
+    @property
+    def retrain_feature_names(self) -> tuple[str, ...]:
+        """`retrain_features` as the snapshot spec takes them (empty: every feature)."""
+        text = self.retrain_features.strip()
+        return tuple(part.strip() for part in text.split(",")) if text else ()
 
     @property
     def broker(self) -> str:

@@ -46,6 +46,13 @@ class Retrained:
     validation_seconds: float | None = None
 
 
+def retrain_spec(settings: Settings, dataset: str) -> DatasetSpec:
+    """The snapshot a retraining fits: the dataset, less the holdout, on the chosen features."""
+    return DatasetSpec(
+        dataset, holdout=settings.retrain_holdout, features=settings.retrain_feature_names
+    )
+
+
 def _train_in_process(settings: Settings, dataset: str, trainer: str) -> Retrained:
     """Train, then validate by replay and let the gate promote or reject the new version."""
     from app.learning.hyper import Hyper
@@ -53,7 +60,7 @@ def _train_in_process(settings: Settings, dataset: str, trainer: str) -> Retrain
     from app.models.validation import gate_of, validate
 
     async def loop() -> Retrained:
-        spec = DatasetSpec(dataset, holdout=settings.retrain_holdout)
+        spec = retrain_spec(settings, dataset)
         hyper = Hyper.parse([settings.retrain_hyper])  # checked when the worker started
         hours = settings.retrain_leave_recent_hours
         trained = await train(

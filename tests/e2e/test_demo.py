@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from app.demo.run import LEARNED
 from tests.services import run_cli, stack_settings
 
 pytestmark = pytest.mark.e2e
@@ -18,6 +19,7 @@ def test_the_demo_promotes_a_keras_version_over_the_baseline(tmp_path: Path) -> 
         retrain_min_labels=900,
         retrain_trainer="keras",
         retrain_hyper="warm=0",
+        retrain_features=",".join(LEARNED),
         retrain_leave_recent_hours=12.0,
         gate_min_samples=100,
         gate_min_segment_samples=60,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from app.learning.hyper import LEGACY, Hyper, HyperError, recorded
+from app.models.retrain import retrain_spec
 from app.settings import Settings, SettingsError
 
 
@@ -49,3 +50,13 @@ def test_settings_check_the_retrain_trainer_and_its_hyperparameters_at_start() -
         Settings.from_env({"MODELVIEW_RETRAIN_HYPER": "depth=3"})
     with pytest.raises(SettingsError, match="MODELVIEW_RETRAIN_TRAINER must be"):
         Settings.from_env({"MODELVIEW_RETRAIN_TRAINER": "xgboost"})
+
+
+def test_retraining_fits_the_features_the_settings_name_and_refuses_an_empty_name() -> None:
+    assert retrain_spec(Settings.from_env({}), "flights").features == ()  # every feature
+    settings = Settings.from_env({"MODELVIEW_RETRAIN_FEATURES": " dep_delay, origin "})
+    spec = retrain_spec(settings, "flights")
+    assert (spec.dataset, spec.features) == ("flights", ("dep_delay", "origin"))
+    assert spec.holdout == settings.retrain_holdout
+    with pytest.raises(SettingsError, match="MODELVIEW_RETRAIN_FEATURES: write feature names"):
+        Settings.from_env({"MODELVIEW_RETRAIN_FEATURES": "dep_delay,,origin"})
