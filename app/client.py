@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
@@ -9,6 +10,7 @@ import aiohttp
 import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.producer.message_accumulator import BatchBuilder
 
 from app.domain.codec import (
     InvalidEvent,
@@ -18,9 +20,11 @@ from app.domain.codec import (
     tag_to_dict,
 )
 from app.domain.events import PredictionEvent, TagEvent
+from app.partitioning import partitions
 from app.topics import PREDICTIONS, TAGS
 
 Event = PredictionEvent | TagEvent | Mapping[str, Any]
+BATCH_BYTES = 256 * 1024  # the topics take a megabyte a record batch (Kafka's default)
 
 
 class PublishError(RuntimeError):
@@ -63,7 +67,13 @@ class KafkaPublisher:
             # Auto-created topics get the broker's default partition count, which breaks the
             # co-partitioning of predictions and tags: let the worker create them.
             raise PublishError(f"topics {sorted(missing)} do not exist yet: start a worker first")
-        self._producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap_servers, linger_ms=5)
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap_servers,
+            linger_ms=5,
+            # One produce request carries a batch per partition: at the default 16 kB, a
+            # local broker's round trip caps a publisher near 20 MB/s.
+            max_batch_size=BATCH_BYTES,
+        )
         await self._producer.start()
 
     async def stop(self) -> None:
@@ -114,6 +124,32 @@ class KafkaPublisher:
         futures = [await self._producer.send(topic, value=v, key=k) for k, v in records]
         for future in futures:
             await future
+
+    async def queue_keyed(
+        self, topic: str, records: Sequence[tuple[bytes, bytes]]
+    ) -> asyncio.Future[Any]:
+        """Queue keyed records where `send` would put them; the future is done once the
+        broker has them all. Built into the producer's batches here, a partition at a time,
+        which costs a few µs a record instead of `send`'s fifty (batch scoring sends
+        millions). Queued calls go out in the order they were made."""
+        producer = self._producer
+        assert producer is not None, "call start() first"
+        count = len(await producer.partitions_for(topic))
+        batches: dict[int, BatchBuilder] = {}
+        sent = []
+        for (key, value), partition in zip(
+            records, partitions([k for k, _ in records], count).tolist(), strict=True
+        ):
+            batch = batches.get(partition)
+            if batch is None or batch.append(key=key, value=value, timestamp=None) is None:
+                if batch is not None:  # full: off it goes, in order
+                    sent.append(await producer.send_batch(batch, topic, partition=partition))
+                batch = batches[partition] = producer.create_batch()
+                if batch.append(key=key, value=value, timestamp=None) is None:
+                    raise PublishError(f"a record of {len(value)} bytes fits no batch")
+        for partition, batch in batches.items():
+            sent.append(await producer.send_batch(batch, topic, partition=partition))
+        return asyncio.gather(*sent)
 
 
 class HttpClient:

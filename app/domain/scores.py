@@ -7,8 +7,9 @@ already done is not run again at all.
 
 from __future__ import annotations
 
+import hashlib
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -21,7 +22,24 @@ MAX_BAD_LISTED = 1000  # bad rows named in the status; the count is always exact
 
 
 def event_id(model: str, job: str, key: str) -> str:
-    return str(uuid.uuid5(NAMESPACE, f"{model}\n{job}\n{key}"))
+    return job_ids(model, job)(key)
+
+
+def job_ids(model: str, job: str) -> Callable[[str], str]:
+    """`event_id` for one job's keys: `uuid.uuid5`'s very value, its SHA-1 of the job's
+    prefix taken once (a job names millions of rows; `uuid5` costs about 4 µs a row)."""
+    prefix = hashlib.sha1(NAMESPACE.bytes + f"{model}\n{job}\n".encode(), usedforsecurity=False)
+
+    def of(key: str) -> str:
+        sha = prefix.copy()
+        sha.update(key.encode())
+        digest = bytearray(sha.digest()[:16])
+        digest[6] = digest[6] & 0x0F | 0x50  # version 5
+        digest[8] = digest[8] & 0x3F | 0x80  # RFC 4122 variant
+        h = digest.hex()
+        return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+    return of
 
 
 def scores_prefix(model: str, version: str, job: str) -> str:
@@ -62,12 +80,17 @@ class JobStatus:
 
 
 def scored_event(
-    status: JobStatus, row: int, key: str, features: Mapping[str, Any], value: Value
+    status: JobStatus,
+    row: int,
+    key: str,
+    features: Mapping[str, Any],
+    value: Value,
+    ids: Callable[[str], str] | None = None,
 ) -> dict[str, Any]:
-    """The PredictionEvent a scored row is captured as."""
+    """The PredictionEvent a scored row is captured as (`ids`: the job's, from `job_ids`)."""
     return {
         "schema_version": 1,
-        "event_id": event_id(status.model, status.job, key),
+        "event_id": (ids or job_ids(status.model, status.job))(key),
         "model": status.model,
         "model_version": status.version,
         "occurred_at": status.started_at,

@@ -7,6 +7,7 @@ is imported only when a Keras model is trained or loaded.
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -37,18 +38,24 @@ class Expected:
     numbers: frozenset[str] = frozenset()
     strings: frozenset[str] = frozenset()
 
+    @functools.cached_property
+    def _order(self) -> tuple[tuple[str, type | tuple[type, ...]], ...]:
+        return tuple(
+            (name, (int, float) if name in self.numbers else str)
+            for name in sorted(self.numbers | self.strings)
+        )
+
     def check(self, features: Features) -> tuple[dict[str, str], list[str]]:
         """(problems by feature name, the missing features that will be imputed)."""
         problems: dict[str, str] = {}
         missing: list[str] = []
-        for name in sorted(self.numbers | self.strings):
+        for name, kind in self._order:  # batch scoring checks every row: kept lean
             value = features.get(name)
             if value is None:
                 missing.append(name)
-            elif name in self.numbers and not isinstance(value, int | float):  # bools too
-                problems[name] = f"expected a number, got {type(value).__name__}"
-            elif name in self.strings and not isinstance(value, str):
-                problems[name] = f"expected a string, got {type(value).__name__}"
+            elif not isinstance(value, kind):  # a bool is a number too
+                expected = "a number" if kind is not str else "a string"
+                problems[name] = f"expected {expected}, got {type(value).__name__}"
         return problems, missing
 
 

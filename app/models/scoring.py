@@ -9,6 +9,7 @@ cannot read is reported with its row number and skipped; it never stops the job.
 from __future__ import annotations
 
 import asyncio
+import collections
 import math
 import re
 from collections.abc import Callable, Mapping
@@ -18,19 +19,14 @@ from typing import Any
 
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from app.client import KafkaPublisher
-from app.domain.codec import (
-    InvalidEvent,
-    check_features,
-    check_value,
-    format_time,
-    prediction_from_dict,
-)
+from app.domain.codec import MAX_FEATURES, InvalidEvent, format_time, prediction_from_dict
 from app.domain.datasets import DatasetSpec
 from app.domain.events import is_number
-from app.domain.scores import JobStatus, scored_event, scores_prefix, status_key
+from app.domain.scores import JobStatus, job_ids, scored_event, scores_prefix, status_key
 from app.log.replay import log_end
 from app.log.segments import to_parquet
 from app.models import snapshots
@@ -41,6 +37,7 @@ from app.settings import Settings
 from app.topics import PREDICTIONS
 
 BATCH = 4096
+ACKS_AHEAD = 4  # batches whose captures may await the broker's acks while the next are made
 JOB_NAME = re.compile(r"[A-Za-z0-9._-]{1,200}")
 Instance = tuple[str, Any]  # (key, features)
 
@@ -78,14 +75,25 @@ async def score(
             return found, False
         chosen = str(version) if version is not None else await _champion(kept, model)
         record = await version_manifest(settings, model, int(chosen), kept)
-        fitted = await load_recorded(settings, record, kept)
-        instances = await _instances(settings, dataset, parquet)
         status = JobStatus(
             model, record.version, name, source, "running", format_time(datetime.now(UTC))
         )
-        status.rows = len(instances)
-        await _save_status(kept, status)
-        columns = await _score_all(settings, fitted, status, instances, progress)
+        publisher = KafkaPublisher(settings.bootstrap_servers, validate=False)
+        starting = asyncio.ensure_future(publisher.start())  # meanwhile, the rest is read
+        try:
+            fitted, (instances, refused) = await asyncio.gather(
+                load_recorded(settings, record, kept), _instances(settings, dataset, parquet)
+            )
+            status.rows = len(instances)
+            await _save_status(kept, status)
+            await starting
+            columns = await _score_all(
+                settings, fitted, status, instances, refused, publisher, progress
+            )
+        finally:
+            starting.cancel()
+            await asyncio.wait([starting])  # stopped once it is no longer starting
+            await publisher.stop()
         key = scores_prefix(model, record.version, name) + "scores.parquet"
         await kept.objects.put(key, to_parquet(pa.table(columns)))
         status.state, status.location = "done", key
@@ -116,19 +124,87 @@ async def _champion(adapters: Adapters, model: str) -> str:
 
 async def _instances(
     settings: Settings, dataset: str | None, parquet: Path | None
-) -> list[Instance]:
+) -> tuple[list[Instance], dict[int, str]]:
+    """The rows to score, and the reason each row the codec would refuse is refused (by row
+    number): checked here once, so that the scoring loop need not check every event."""
     if dataset is not None:
         made = await snapshots.materialize(settings, DatasetSpec(dataset), await log_end(settings))
         if not made.rows:
             raise ScoringError(f"dataset {dataset!r} has no examples to score")
-        return [(r.event_id, r.features) for r in made.rows]
+        # Captured events' features: the codec took them when they were logged.
+        return [(r.event_id, r.features) for r in made.rows], {}
     assert parquet is not None
     try:
-        rows = (await asyncio.to_thread(pq.read_table, parquet)).to_pylist()
+        table = await asyncio.to_thread(pq.read_table, parquet)
     except (OSError, pa.ArrowException) as exc:
         raise ScoringError(f"cannot read {parquet}: {exc}") from None
+    keys = table.column("id").to_pylist() if "id" in table.column_names else None
+    features = table.drop_columns(["id"]) if keys is not None else table
+    rows = features.to_pylist()
     # An `id` column keys the rows (and so their event ids); else the row number does.
-    return [(str(row.pop("id")) if "id" in row else str(n), row) for n, row in enumerate(rows)]
+    named = [str(k) for k in keys] if keys is not None else [str(n) for n in range(len(rows))]
+    return list(zip(named, rows, strict=True)), column_problems(features)
+
+
+def column_problems(table: pa.Table) -> dict[int, str]:
+    """What the codec would refuse in each row's features, found a column at a time: a
+    column of a type no feature takes, a list of anything but numbers, or a number that is
+    not finite. The first reason per row number."""
+    if table.num_columns > MAX_FEATURES:
+        reason = f"features: at most {MAX_FEATURES}, got {table.num_columns}"
+        return dict.fromkeys(range(table.num_rows), reason)
+    refused: dict[int, str] = {}
+
+    def refuse(mask: Any, reason: str, rows: Any = None) -> None:
+        """The rows where `mask` holds; with `rows`, the mask is of list items instead."""
+        found = pc.indices_nonzero(mask)
+        for row in (found if rows is None else pc.take(rows, found)).to_pylist():
+            refused.setdefault(row, reason)
+
+    for name, chunks in zip(table.column_names, table.columns, strict=True):
+        column = chunks.combine_chunks()
+        if pa.types.is_dictionary(column.type):  # categories, as pandas writes them
+            column = column.dictionary_decode()
+        kind, where = column.type, f"features.{name}"
+        if pa.types.is_list(kind) or pa.types.is_large_list(kind):
+            items, kind = pc.list_flatten(column), kind.value_type
+            if not _numeric(kind):
+                lengths = pc.fill_null(pc.list_value_length(column), 0)
+                refuse(pc.greater(lengths, 0), f"{where}: lists hold numbers only, got {kind}")
+                continue
+            parents = pc.list_parent_indices(column)  # each item's row
+            refuse(pc.is_null(items), f"{where}: lists hold numbers only, got null", parents)
+            if pa.types.is_floating(kind):
+                refuse(_not_finite(items), f"{where}: must be finite", parents)
+        elif pa.types.is_floating(kind):
+            refuse(_not_finite(column), f"{where}: must be finite")
+        elif not (_numeric(kind) or _plain(kind)):
+            reason = f"{where}: must be a number, string, bool, null or list of numbers, got {kind}"
+            refuse(pc.is_valid(column), reason)
+    return refused
+
+
+def _not_finite(values: Any) -> Any:
+    return pc.and_(pc.is_valid(values), pc.invert(pc.is_finite(values)))
+
+
+def _numeric(kind: pa.DataType) -> bool:
+    return bool(pa.types.is_integer(kind) or pa.types.is_floating(kind))
+
+
+def _plain(kind: pa.DataType) -> bool:
+    return any(
+        test(kind)
+        for test in (
+            pa.types.is_string,
+            pa.types.is_large_string,
+            pa.types.is_boolean,
+            pa.types.is_null,
+        )
+    )
+
+
+Accepted = list[tuple[int, str, Mapping[str, Any], list[str]]]  # row, key, features, missing
 
 
 async def _score_all(
@@ -136,74 +212,102 @@ async def _score_all(
     fitted: Any,
     status: JobStatus,
     instances: list[Instance],
+    refused: Mapping[int, str],
+    publisher: KafkaPublisher,
     progress: Callable[[int], None] | None,
 ) -> dict[str, list[Any]]:
+    """Score in batches, as a pipeline: the model predicts one batch (in a thread) while the
+    last is captured, and the broker acks the ones before (ACKS_AHEAD of them at most)."""
     expected = fitted.expects()
     reads = len(expected.numbers | expected.strings)
+
+    def accepted(start: int) -> Accepted:
+        good: Accepted = []
+        for row, (key, features) in enumerate(instances[start : start + BATCH], start):
+            if row in refused:
+                status.refuse(row, key, refused[row])
+                continue
+            if not isinstance(features, Mapping):
+                status.refuse(row, key, "features must be an object")
+                continue
+            problems, missing = expected.check(features)
+            if not problems and reads and len(missing) == reads:
+                problems = dict.fromkeys(missing, "missing")
+            if problems:
+                why = "; ".join(f"{name}: {reason}" for name, reason in problems.items())
+                status.refuse(row, key, why)
+                continue
+            good.append((row, key, features, missing))
+        return good
+
+    def predicting(start: int) -> tuple[Accepted, asyncio.Future[list[Any]]]:
+        good = accepted(start)
+        return good, asyncio.ensure_future(
+            asyncio.to_thread(fitted.predict, [f for _, _, f, _ in good])
+        )
+
+    ids = job_ids(status.model, status.job)
     out: dict[str, list[Any]] = {"row": [], "key": [], "event_id": [], "prediction": []}
-    publisher = KafkaPublisher(settings.bootstrap_servers, validate=False)
-    await publisher.start()
-    sending: asyncio.Future[None] | None = None  # a batch's acks, awaited after the next's work
-    checked = False
+    starts = range(0, len(instances), BATCH)
+    acks: collections.deque[asyncio.Future[Any]] = collections.deque()
+    ahead = predicting(0) if starts else None
     try:
-        for start in range(0, len(instances), BATCH):
-            good: list[tuple[int, str, Mapping[str, Any], list[str]]] = []
-            for row, (key, features) in enumerate(instances[start : start + BATCH], start):
-                if not isinstance(features, Mapping):
-                    status.refuse(row, key, "features must be an object")
-                    continue
-                problems, missing = expected.check(features)
-                if not problems and reads and len(missing) == reads:
-                    problems = dict.fromkeys(missing, "missing")
-                if problems:
-                    why = "; ".join(f"{name}: {reason}" for name, reason in problems.items())
-                    status.refuse(row, key, why)
-                    continue
-                good.append((row, key, features, missing))
-            values = await asyncio.to_thread(fitted.predict, [f for _, _, f, _ in good])
-            records = []
-            for (row, key, features, missing), value in zip(good, values, strict=True):
-                if is_number(value) and not math.isfinite(float(value)):
-                    status.refuse(row, key, "the model produced a value that is not finite")
-                    continue
-                event = scored_event(status, row, key, features, value)
-                if missing:
-                    event["context"][IMPUTED] = missing
-                try:
-                    # The job's own fields are the same in every event: checked once.
-                    if not checked:
-                        prediction_from_dict(event)
-                        checked = True
-                    check_features(event["features"])
-                    check_value(value)
-                except InvalidEvent as exc:
-                    status.refuse(row, key, str(exc))
-                    continue
-                raw = orjson.dumps(event)
-                if len(raw) > settings.max_event_bytes:
-                    status.refuse(
-                        row, key, f"event of {len(raw)} bytes exceeds {settings.max_event_bytes}"
-                    )
-                    continue
-                records.append((event["event_id"].encode(), raw))
-                for name, item in zip(
-                    ("row", "key", "event_id", "prediction"),
-                    (row, key, event["event_id"], value),
-                    strict=True,
-                ):
-                    out[name].append(item)
-            if sending is not None:
-                await sending
-            sending = asyncio.ensure_future(publisher.send_records(PREDICTIONS, records))
+        for start in starts:
+            assert ahead is not None
+            good, values_of = ahead
+            values = await values_of
+            ahead = predicting(start + BATCH) if start + BATCH < len(instances) else None
+            records = _captured(settings, status, ids, good, values, out)
+            acks.append(await publisher.queue_keyed(PREDICTIONS, records))
+            while len(acks) > ACKS_AHEAD:
+                await acks.popleft()
             status.scored += len(records)
             if progress:
                 progress(min(BATCH, len(instances) - start))
-        if sending is not None:
-            await sending
+        while acks:
+            await acks.popleft()
     finally:
-        if sending is not None and not sending.done():
-            sending.cancel()
-        await publisher.stop()
+        for pending in (*acks, ahead[1] if ahead else None):
+            if pending is not None and not pending.done():
+                pending.cancel()
     if not all(is_number(v) for v in out["prediction"]):  # classes: their JSON text
         out["prediction"] = [orjson.dumps(v).decode() for v in out["prediction"]]
     return out
+
+
+def _captured(
+    settings: Settings,
+    status: JobStatus,
+    ids: Callable[[str], str],
+    good: Accepted,
+    values: list[Any],
+    out: dict[str, list[Any]],
+) -> list[tuple[bytes, bytes]]:
+    """The records capturing a batch's scores, each row's result added to `out`. The rows'
+    features were checked (the codec's rules, by column or when they were logged), and the
+    model's values are its classes or numbers: the first event alone goes through the codec
+    whole (until one passes), for the fields every event of the job shares."""
+    records: list[tuple[bytes, bytes]] = []
+    for (row, key, features, missing), value in zip(good, values, strict=True):
+        if is_number(value) and not math.isfinite(float(value)):
+            status.refuse(row, key, "the model produced a value that is not finite")
+            continue
+        event = scored_event(status, row, key, features, value, ids)
+        if missing:
+            event["context"][IMPUTED] = missing
+        if not status.scored and not records:
+            try:
+                prediction_from_dict(event)
+            except InvalidEvent as exc:
+                status.refuse(row, key, str(exc))
+                continue
+        raw = orjson.dumps(event)
+        if len(raw) > settings.max_event_bytes:
+            status.refuse(row, key, f"event of {len(raw)} bytes exceeds {settings.max_event_bytes}")
+            continue
+        records.append((event["event_id"].encode(), raw))
+        out["row"].append(row)
+        out["key"].append(key)
+        out["event_id"].append(event["event_id"])
+        out["prediction"].append(value)
+    return records

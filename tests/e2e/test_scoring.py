@@ -72,6 +72,17 @@ async def test_a_job_scores_every_row_captures_each_once_and_reports_the_bad_one
     location = "scores/flights-train/1/file-mixed/scores.parquet"
     assert f"s3://{stack.s3_bucket}/{location}" in out
 
+    # A number that is not finite: found by its column, reported by its row.
+    file = tmp_path / "nan.parquet"
+    pq.write_table(
+        pa.table(
+            {"id": ["a", "b", "c"], "distance": [1.0, float("nan"), 3.0], "carrier": ["UA"] * 3}
+        ),
+        file,
+    )
+    out = cli(stack, "score", "flights-train", "--parquet", str(file))
+    assert "scored 2 of 3 rows" in out and "row 1 (b): features.distance: must be finite" in out
+
     # The results, as a table DuckDB reads.
     async with s3_client(stack) as client:
         response = await client.get_object(Bucket=stack.s3_bucket, Key=location)

@@ -2,8 +2,18 @@
 
 from __future__ import annotations
 
+import uuid
+
 from app.domain.codec import prediction_from_dict
-from app.domain.scores import MAX_BAD_LISTED, JobStatus, event_id, scored_event, status_key
+from app.domain.scores import (
+    MAX_BAD_LISTED,
+    NAMESPACE,
+    JobStatus,
+    event_id,
+    job_ids,
+    scored_event,
+    status_key,
+)
 
 
 def test_a_rerun_gets_the_same_ids_and_another_job_or_model_others() -> None:
@@ -41,3 +51,9 @@ def test_a_scored_row_is_a_valid_prediction_event_naming_its_job() -> None:
         "modelview.row": 7,
     }
     assert parsed.event_id == event_id("delay", "nightly", "f7")
+
+
+def test_job_ids_are_uuid5_of_model_job_and_key_so_jobs_run_before_keep_their_ids() -> None:
+    ids = job_ids("delay", "nightly")
+    for key in ("0", "f1", "é/ü with spaces", "x" * 300):
+        assert ids(key) == str(uuid.uuid5(NAMESPACE, f"delay\nnightly\n{key}"))
