@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
@@ -10,7 +11,6 @@ import aiohttp
 import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.producer.message_accumulator import BatchBuilder
 
 from app.domain.codec import (
     InvalidEvent,
@@ -20,7 +20,7 @@ from app.domain.codec import (
     tag_to_dict,
 )
 from app.domain.events import PredictionEvent, TagEvent
-from app.partitioning import partitions
+from app.partitioning import partitions, send_batches
 from app.topics import PREDICTIONS, TAGS
 
 Event = PredictionEvent | TagEvent | Mapping[str, Any]
@@ -135,20 +135,17 @@ class KafkaPublisher:
         producer = self._producer
         assert producer is not None, "call start() first"
         count = len(await producer.partitions_for(topic))
-        batches: dict[int, BatchBuilder] = {}
-        sent = []
-        for (key, value), partition in zip(
+        by_partition: dict[int, list[tuple[bytes, bytes]]] = defaultdict(list)
+        for record, partition in zip(
             records, partitions([k for k, _ in records], count).tolist(), strict=True
         ):
-            batch = batches.get(partition)
-            if batch is None or batch.append(key=key, value=value, timestamp=None) is None:
-                if batch is not None:  # full: off it goes, in order
-                    sent.append(await producer.send_batch(batch, topic, partition=partition))
-                batch = batches[partition] = producer.create_batch()
-                if batch.append(key=key, value=value, timestamp=None) is None:
-                    raise PublishError(f"a record of {len(value)} bytes fits no batch")
-        for partition, batch in batches.items():
-            sent.append(await producer.send_batch(batch, topic, partition=partition))
+            by_partition[partition].append(record)
+        sent = []
+        for partition, mine in by_partition.items():
+            try:
+                sent += await send_batches(producer, topic, partition, mine)
+            except ValueError as exc:
+                raise PublishError(str(exc)) from None
         return asyncio.gather(*sent)
 
 

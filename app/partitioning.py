@@ -1,4 +1,5 @@
-"""The producers' default partitioner (Kafka's murmur2), for many keys at once.
+"""Records to partitions, many at once: the producers' default partitioner (Kafka's
+murmur2) over many keys, and a partition's records sent as whole record batches.
 
 Batch scoring partitions tens of thousands of keys per batch; aiokafka's murmur2 is pure
 Python, one key at a time (about 5 µs a key). Here keys of one length are hashed together as
@@ -8,10 +9,13 @@ a tag still finds its prediction's partition.
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
+from aiokafka import AIOKafkaProducer
 
 SEED = np.uint32(0x9747B28C)
 M = np.uint32(0x5BD1E995)
@@ -54,3 +58,28 @@ def _same_length(rows: np.ndarray, length: int) -> np.ndarray:
         h *= M
         h ^= h >> np.uint32(15)
     return h
+
+
+async def send_batches(
+    producer: AIOKafkaProducer,
+    topic: str,
+    partition: int,
+    records: Iterable[tuple[bytes, bytes | None]],
+) -> list[asyncio.Future[Any]]:
+    """Send one partition's records, in order, in as few record batches as hold them (one
+    produce call each, not one a record); the futures of their acks, in order.
+
+    A record no batch can hold raises ValueError: a record is never dropped unsaid."""
+    sent: list[asyncio.Future[Any]] = []
+    batch = producer.create_batch()
+    for key, value in records:
+        if batch.append(key=key, value=value, timestamp=None) is None:
+            if batch.record_count():  # full: off it goes, and the record starts the next
+                sent.append(await producer.send_batch(batch, topic, partition=partition))
+                batch = producer.create_batch()
+            if batch.append(key=key, value=value, timestamp=None) is None:
+                size = len(key) + len(value or b"")
+                raise ValueError(f"record {key[:64]!r} of {size} bytes exceeds the batch size")
+    if batch.record_count():
+        sent.append(await producer.send_batch(batch, topic, partition=partition))
+    return sent

@@ -15,6 +15,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from app.log.replay import kafka_bounds
+from app.partitioning import send_batches
 from app.settings import Settings
 from app.views.wal import PartitionTxn
 from tables.views import TABLE_NAME
@@ -88,15 +89,12 @@ class BatchWriter:
         sent: list[tuple[int, asyncio.Future[Any]]] = []
         for partition, records in by_partition.items():
             *body, last = records
-            batch = producer.create_batch()
-            for key, value in body:
-                if batch.append(key=key, value=value, timestamp=None) is None:
-                    if batch.record_count():
-                        sent.append((partition, await self._send(batch, partition)))
-                    batch = _batch_of(producer, key, value)
-            if batch.record_count():
-                sent.append((partition, await self._send(batch, partition)))
-            sent.append((partition, await self._send(_batch_of(producer, *last), partition)))
+            for group in (body, [last]):
+                try:
+                    acks = await send_batches(producer, self.topic, partition, group)
+                except ValueError as exc:
+                    raise ValueError(f"changelog {exc}") from None
+                sent += [(partition, future) for future in acks]
         futures = [future for _, future in sent]
         _, pending = await asyncio.wait(futures, timeout=self.ack_timeout)
         if pending:
@@ -111,13 +109,6 @@ class BatchWriter:
         return {
             partition: metadata.offset for (partition, _), metadata in zip(sent, acked, strict=True)
         }
-
-    async def _send(self, batch: Any, partition: int) -> asyncio.Future[Any]:
-        assert self._producer is not None
-        future: asyncio.Future[Any] = await self._producer.send_batch(
-            batch, self.topic, partition=partition
-        )
-        return future
 
     async def stop(self) -> None:
         if self._producer is not None:
@@ -136,12 +127,3 @@ class BatchWriter:
             await producer.start()
             self._producer = producer
         return self._producer
-
-
-def _batch_of(producer: AIOKafkaProducer, key: bytes, value: bytes | None) -> Any:
-    """A new batch holding one record, which must fit: a record is never dropped unsaid."""
-    batch = producer.create_batch()
-    if batch.append(key=key, value=value, timestamp=None) is None:
-        size = len(key) + len(value or b"")
-        raise ValueError(f"changelog record {key[:64]!r} of {size} bytes exceeds the batch size")
-    return batch
