@@ -9,10 +9,11 @@
    next to raw `network.predict` on arrays built beforehand. Printed: events/s, ratio.
 3. Validation end to end on the stack: `validate` of a Keras version over N labeled events
    it never saw (log read, fold, score, report, store), next to raw predict. events/s, ratio.
-4. Batch scoring end to end: `modelview score`'s job over a Parquet file of N rows (read,
-   check, predict, capture each to Kafka, write the results to S3), next to raw predict on
-   the same rows' arrays (the issue's baseline: the target is at least 0.5), and next to
-   the traced graph the model serves with, the fastest raw call. rows/s, ratios.
+4. Batch scoring end to end: `modelview score`'s job over a Parquet file of --rows rows
+   (read, check, predict, capture each to Kafka, write the results to S3), next to raw
+   predict on the same rows' arrays (the issue's baseline: the target is at least 0.5), and
+   next to the traced graph the model serves with, the fastest raw call. rows/s, ratios;
+   and a one-row job's time, what any job costs.
 """
 
 from __future__ import annotations
@@ -247,17 +248,31 @@ async def batch_scoring(settings: Any, n: int, version: str, root: Path) -> None
     started = time.perf_counter()
     np.asarray(graph(tensors))
     traced = n / (time.perf_counter() - started)
+    # What a job costs whatever its size (the version's load and trace, the producer, the
+    # status and result writes): a job of one row.
+    single = root / "one.parquet"
+    pq.write_table(pa.Table.from_pylist(features[:1]), single)
+    started = time.perf_counter()
+    await score_job(settings, "bench", version=int(version), parquet=single, job="bench-one")
+    fixed = time.perf_counter() - started
     started = time.perf_counter()
     status, _ = await score_job(settings, "bench", version=int(version), parquet=file, job="bench")
-    rate = status.scored / (time.perf_counter() - started)
+    took = time.perf_counter() - started
+    rate = status.scored / took
     print(f"raw network.predict on the rows' arrays: {raw:,.0f} rows/s")
     print(f"raw traced graph on the rows' arrays: {traced:,.0f} rows/s")
-    print(f"batch scoring end to end: {status.scored} rows, {rate:,.0f} rows/s")
+    print(f"a job of one row: {fixed:.3f} s")
+    print(f"batch scoring end to end: {status.scored} rows, {took:.3f} s, {rate:,.0f} rows/s")
+    if took > fixed:
+        per_row = (took - fixed) / status.scored * 1e6
+        print(f"  beyond a one-row job's time: {per_row:.1f} µs a row")
     print(f"ratio (batch scoring / raw predict): {rate / raw:.3f}")
     print(f"ratio (batch scoring / raw traced graph): {rate / traced:.3f}")
 
 
-async def main(requests: int, rounds: int, events: int, profile: str | None = None) -> None:
+async def main(
+    requests: int, rounds: int, events: int, rows: int, profile: str | None = None
+) -> None:
     root = Path(tempfile.mkdtemp(prefix="modelview-bench-"))
     settings = stack_settings(root / "data", partitions=4)
     stack = start_stack(settings)
@@ -268,7 +283,7 @@ async def main(requests: int, rounds: int, events: int, profile: str | None = No
         await predict_latency(settings, model, requests, rounds, profile)
         raw = scoring(model, events)
         version = await end_to_end(settings, events, raw)
-        await batch_scoring(settings, events, version, root)
+        await batch_scoring(settings, rows, version, root)
     finally:
         stack.down(grace=0)  # a throwaway stack: killed, as the tests kill theirs
         shutil.rmtree(root, ignore_errors=True)
@@ -280,7 +295,14 @@ if __name__ == "__main__":
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument(
+        "--rows",
+        type=int,
+        default=200_000,
+        help="of the batch scoring job: a job costs about 0.2 s whatever its size, so a "
+        "small one measures that, not the rate",
+    )
+    parser.add_argument(
         "--profile", help="also profile each capture mode with py-spy: files PROFILE.MODE.txt"
     )
     args = parser.parse_args()
-    asyncio.run(main(args.requests, args.rounds, args.events, args.profile))
+    asyncio.run(main(args.requests, args.rounds, args.events, args.rows, args.profile))

@@ -39,23 +39,39 @@ class Expected:
     strings: frozenset[str] = frozenset()
 
     @functools.cached_property
-    def _order(self) -> tuple[tuple[str, type | tuple[type, ...]], ...]:
+    def _order(self) -> tuple[tuple[str, tuple[type, ...]], ...]:
         return tuple(
-            (name, (int, float) if name in self.numbers else str)
+            (name, (int, float) if name in self.numbers else (str,))
             for name in sorted(self.numbers | self.strings)
         )
 
     def check(self, features: Features) -> tuple[dict[str, str], list[str]]:
         """(problems by feature name, the missing features that will be imputed)."""
-        problems: dict[str, str] = {}
-        missing: list[str] = []
-        for name, kind in self._order:  # batch scoring checks every row: kept lean
-            value = features.get(name)
-            if value is None:
-                missing.append(name)
-            elif not isinstance(value, kind):  # a bool is a number too
-                expected = "a number" if kind is not str else "a string"
-                problems[name] = f"expected {expected}, got {type(value).__name__}"
+        problems, missing = self.check_all([features])
+        return problems.get(0, {}), missing.get(0, [])
+
+    def check_all(
+        self, batch: Sequence[Features]
+    ) -> tuple[dict[int, dict[str, str]], dict[int, list[str]]]:
+        """`check` of every row, a feature at a time (batch scoring checks millions of rows):
+        (problems, missing), each by row index, holding only the rows that have some."""
+        problems: dict[int, dict[str, str]] = {}
+        missing: dict[int, list[str]] = {}
+        for name, kinds in self._order:
+            values = [row.get(name) for row in batch]
+            seen = set(map(type, values))
+            if type(None) in seen:
+                for i, value in enumerate(values):
+                    if value is None:
+                        missing.setdefault(i, []).append(name)
+            if all(issubclass(kind, kinds) for kind in seen - {type(None)}):
+                continue  # a bool is a number too
+            expected = "a string" if kinds == (str,) else "a number"
+            for i, value in enumerate(values):
+                if value is not None and not isinstance(value, kinds):
+                    problems.setdefault(i, {})[name] = (
+                        f"expected {expected}, got {type(value).__name__}"
+                    )
         return problems, missing
 
 

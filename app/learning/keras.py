@@ -99,21 +99,36 @@ def _input(i: int) -> str:
 
 
 def columns(schema: Schema, batch: Sequence[Features]) -> dict[str, Any]:
+    """The network's inputs for a batch, a feature at a time: one list of the batch's values
+    per feature, made an array whole (batch scoring and validation call this on every row)."""
     out: dict[str, Any] = {}
     for i, name in enumerate(schema.numeric):
-        missing = schema.means[i] if schema.means else 0.0
-        column = np.array([[_number(row.get(name), missing)] for row in batch], dtype="float32")
-        if schema.bounds:
-            column = np.clip(column, *schema.bounds[i])
-        out[_input(i)] = column
+        out[_input(i)] = _numbers(
+            [row.get(name) for row in batch],
+            schema.means[i] if schema.means else 0.0,
+            schema.bounds[i] if schema.bounds else None,
+        )
     for j, name in enumerate(schema.strings, start=len(schema.numeric)):
-        out[_input(j)] = tf.constant([[_text(row.get(name))] for row in batch])
+        values = [row.get(name) for row in batch]
+        if not set(map(type, values)) <= {str}:
+            values = [_text(v) for v in values]
+        out[_input(j)] = tf.constant(np.array(values, dtype=object).reshape(-1, 1))
     return out
 
 
-def _number(value: object, missing: float) -> float:
-    # Serving refuses a value of another type; a missing one gets the training mean.
-    return float(value) if isinstance(value, int | float) else missing
+def _numbers(
+    values: list[object], missing: float, bounds: tuple[float, float] | None
+) -> np.ndarray[Any, Any]:
+    # Serving refuses a value of another type, so all are numbers or None (NaN: the codec
+    # refuses it) but in training's rows; anything else is missing, as None is.
+    if not all(
+        issubclass(kind, int | float) or kind is type(None) for kind in set(map(type, values))
+    ):
+        values = [v if isinstance(v, int | float) else None for v in values]
+    wide = np.array(values, dtype=np.float64)  # None is NaN here
+    wide[np.isnan(wide)] = missing
+    column = wide.astype(np.float32).reshape(-1, 1)
+    return np.clip(column, *bounds) if bounds else column
 
 
 def _text(value: object) -> str:
@@ -152,7 +167,7 @@ class KerasModel:
             parts.append(np.asarray(graph({k: tf.convert_to_tensor(v) for k, v in x.items()})))
         out = np.concatenate(parts) if len(parts) > 1 else parts[0]
         if self.schema.task == "regression":
-            return [float(v) for v in out[:, 0]]
+            return out[:, 0].astype(np.float64).tolist()  # type: ignore[no-any-return]
         return [self.schema.classes[int(i)] for i in np.argmax(out, axis=1)]
 
     def _serving(self) -> Any:

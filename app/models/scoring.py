@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import gc
 import math
 import re
 from collections.abc import Callable, Mapping
@@ -80,10 +81,21 @@ async def score(
         )
         publisher = KafkaPublisher(settings.bootstrap_servers, validate=False)
         starting = asyncio.ensure_future(publisher.start())  # meanwhile, the rest is read
+        # Python's collector: the job makes a few objects a row, so the collector would run
+        # a full pass every few tens of thousands of rows, each scanning TensorFlow's objects,
+        # the rows and the results: 0.2 s, a third of a job's time (BENCHMARKS.md, batch
+        # scoring). So the load runs with no pass, and what it leaves, then each batch's
+        # survivors, are frozen out of later passes until the job ends; the young
+        # generations still collect a batch's cycles.
+        gc.disable()
         try:
-            fitted, (instances, refused) = await asyncio.gather(
-                load_recorded(settings, record, kept), _instances(settings, dataset, parquet)
-            )
+            try:
+                fitted, (instances, refused) = await asyncio.gather(
+                    load_recorded(settings, record, kept), _instances(settings, dataset, parquet)
+                )
+            finally:
+                gc.freeze()
+                gc.enable()
             status.rows = len(instances)
             await _save_status(kept, status)
             await starting
@@ -91,6 +103,7 @@ async def score(
                 settings, fitted, status, instances, refused, publisher, progress
             )
         finally:
+            gc.unfreeze()
             starting.cancel()
             await asyncio.wait([starting])  # stopped once it is no longer starting
             await publisher.stop()
@@ -222,22 +235,23 @@ async def _score_all(
     reads = len(expected.numbers | expected.strings)
 
     def accepted(start: int) -> Accepted:
+        batch = instances[start : start + BATCH]
+        problems, missing = expected.check_all([features for _, features in batch])
+        if not (problems or missing or refused):  # the usual batch: every row is good
+            return [(row, key, f, []) for row, (key, f) in enumerate(batch, start)]
         good: Accepted = []
-        for row, (key, features) in enumerate(instances[start : start + BATCH], start):
+        for i, (key, features) in enumerate(batch):
+            row = start + i
             if row in refused:
                 status.refuse(row, key, refused[row])
                 continue
-            if not isinstance(features, Mapping):
-                status.refuse(row, key, "features must be an object")
+            absent, wrong = missing.get(i, []), problems.get(i)
+            if not wrong and reads and len(absent) == reads:
+                wrong = dict.fromkeys(absent, "missing")
+            if wrong:
+                status.refuse(row, key, "; ".join(f"{n}: {why}" for n, why in wrong.items()))
                 continue
-            problems, missing = expected.check(features)
-            if not problems and reads and len(missing) == reads:
-                problems = dict.fromkeys(missing, "missing")
-            if problems:
-                why = "; ".join(f"{name}: {reason}" for name, reason in problems.items())
-                status.refuse(row, key, why)
-                continue
-            good.append((row, key, features, missing))
+            good.append((row, key, features, absent))
         return good
 
     def predicting(start: int) -> tuple[Accepted, asyncio.Future[list[Any]]]:
@@ -262,6 +276,7 @@ async def _score_all(
             while len(acks) > ACKS_AHEAD:
                 await acks.popleft()
             status.scored += len(records)
+            gc.freeze()  # this batch's survivors (its results): see `score`
             if progress:
                 progress(min(BATCH, len(instances) - start))
         while acks:
@@ -270,7 +285,7 @@ async def _score_all(
         for pending in (*acks, ahead[1] if ahead else None):
             if pending is not None and not pending.done():
                 pending.cancel()
-    if not all(is_number(v) for v in out["prediction"]):  # classes: their JSON text
+    if not set(map(type, out["prediction"])) <= {int, float}:  # classes: their JSON text
         out["prediction"] = [orjson.dumps(v).decode() for v in out["prediction"]]
     return out
 
@@ -288,8 +303,9 @@ def _captured(
     model's values are its classes or numbers: the first event alone goes through the codec
     whole (until one passes), for the fields every event of the job shares."""
     records: list[tuple[bytes, bytes]] = []
+    checked = not _all_finite(values)  # else no row's value needs a look
     for (row, key, features, missing), value in zip(good, values, strict=True):
-        if is_number(value) and not math.isfinite(float(value)):
+        if checked and is_number(value) and not math.isfinite(float(value)):
             status.refuse(row, key, "the model produced a value that is not finite")
             continue
         event = scored_event(status, row, key, features, value, ids)
@@ -311,3 +327,11 @@ def _captured(
         out["event_id"].append(event["event_id"])
         out["prediction"].append(value)
     return records
+
+
+def _all_finite(values: list[Any]) -> bool:
+    """Whether every value is a finite number (a regression's usual batch), found at C speed."""
+    try:
+        return all(map(math.isfinite, values))
+    except TypeError:  # classes
+        return False

@@ -22,7 +22,7 @@ TINY = {
     "fold": ["--predictions", "300"],
     "cold": ["--predictions", "500"],
     "training": ["--predictions", "400"],
-    "serving": ["--requests", "40", "--rounds", "1", "--events", "400"],
+    "serving": ["--requests", "40", "--rounds", "1", "--events", "400", "--rows", "400"],
     "memory": ["--events", "3000", "--every", "1000"],
     "models": ["--days", "5", "--rows", "600"],
 }

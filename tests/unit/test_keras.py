@@ -65,6 +65,32 @@ def test_learns_what_the_baseline_cannot_and_is_deterministic(tmp_path: Path) ->
     assert edge == absurd
 
 
+def test_inputs_fill_what_is_missing_or_of_another_type_and_clip_to_training() -> None:
+    """Training's rows may hold a value of another type (serving refuses one): it counts
+    as missing, as None does, whether the column is otherwise clean or not."""
+    schema = keras_module.Schema(
+        ("distance", "late"),
+        ("carrier",),
+        "regression",
+        (),
+        ((0.0, 100.0), (0.0, 1.0)),
+        (50.0, 0.5),
+    )
+    batch = [
+        {"distance": 10, "late": True, "carrier": "UA"},
+        {"distance": None, "late": False, "carrier": None},
+        {"distance": 1e9, "carrier": 7},
+        {"distance": "far", "late": 1.0, "carrier": "DL"},
+    ]
+    x = keras_module.columns(schema, batch)
+    assert x["f0"].dtype == np.float32 and x["f0"].shape == (4, 1)
+    assert x["f0"][:, 0].tolist() == [10.0, 50.0, 100.0, 50.0]
+    assert x["f1"][:, 0].tolist() == [1.0, 0.0, 0.5, 1.0]
+    assert [v.decode() for v in x["f2"].numpy()[:, 0]] == ["UA", "", "", "DL"]
+    clean = keras_module.columns(schema, batch[:2])
+    assert clean["f0"][:, 0].tolist() == [10.0, 50.0]
+
+
 def test_classification_gives_the_training_classes() -> None:
     features, _ = rows(300, 2)
     labels = [f["carrier"] == "UA" for f in features]

@@ -231,6 +231,28 @@ def test_expected_names_each_wrong_type_and_each_missing_feature() -> None:
     )
 
 
+def test_a_batch_checked_a_feature_at_a_time_finds_what_each_row_alone_finds() -> None:
+    """Batch scoring checks a column at once; it must name exactly what `check` of each
+    row names, wherever the odd row sits in the batch."""
+    expected = Picky(0.0, "regression", 1).expects()
+    odd = [
+        {"distance": "far", "carrier": 7},
+        {"carrier": "UA"},
+        {"distance": None, "carrier": None},
+        {"distance": True, "carrier": "UA"},
+        {"distance": 2.5, "carrier": b"UA"},
+    ]
+    good = {"distance": 3, "carrier": "UA"}
+    for at in (0, 3, 9):
+        batch = [good] * at + odd + [good] * 2
+        problems, missing = expected.check_all(batch)
+        alone = [expected.check(row) for row in batch]
+        assert problems == {i: p for i, (p, _) in enumerate(alone) if p}
+        assert missing == {i: m for i, (_, m) in enumerate(alone) if m}
+        assert sorted(problems) == [at, at + 4] and sorted(missing) == [at + 1, at + 2]
+    assert expected.check_all([good] * 5) == ({}, {})
+
+
 async def test_a_request_the_model_cannot_read_is_refused_with_400_and_not_captured() -> None:
     async def current(model: str) -> str | None:
         return "1"
