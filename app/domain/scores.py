@@ -13,6 +13,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import orjson
+
 from app.domain.events import Value
 
 NAMESPACE = uuid.UUID("5b0c2c8e-6f1d-4c55-9f0e-6d6f64656c76")  # modelview's own
@@ -88,13 +90,47 @@ def scored_event(
     ids: Callable[[str], str] | None = None,
 ) -> dict[str, Any]:
     """The PredictionEvent a scored row is captured as (`ids`: the job's, from `job_ids`)."""
-    return {
-        "schema_version": 1,
-        "event_id": (ids or job_ids(status.model, status.job))(key),
-        "model": status.model,
-        "model_version": status.version,
-        "occurred_at": status.started_at,
-        "features": dict(features),
-        "prediction": {"value": value},
-        "context": {JOB: status.job, ROW: row},
-    }
+    event_id = (ids or job_ids(status.model, status.job))(key)
+    return orjson.loads(ScoredEvents(status).encode(event_id, row, features, value))  # type: ignore[no-any-return]
+
+
+class ScoredEvents:
+    """A job's scored rows as PredictionEvent JSON, each made of the fields its job shares,
+    encoded once, and its own (a job encodes millions: a dict a row, then its encoding,
+    cost 2 µs a row more)."""
+
+    def __init__(self, status: JobStatus) -> None:
+        shared = {
+            "schema_version": 1,
+            "model": status.model,
+            "model_version": status.version,
+            "occurred_at": status.started_at,
+        }
+        self._head = orjson.dumps(shared)[:-1] + b',"event_id":"'
+        self._context = b'},"context":{' + orjson.dumps(JOB) + b":" + orjson.dumps(status.job)
+        self._context += b"," + orjson.dumps(ROW) + b":"
+
+    def encode(
+        self,
+        event_id: str,
+        row: int,
+        features: Mapping[str, Any],
+        value: Value,
+        context: Mapping[str, Any] | None = None,
+    ) -> bytes:
+        """The event's JSON; `context` adds to the job's and the row's."""
+        extra = orjson.dumps(context)[1:-1] if context else b""
+        return b"".join(
+            (
+                self._head,
+                event_id.encode(),
+                b'","features":',
+                orjson.dumps(features if type(features) is dict else dict(features)),
+                b',"prediction":{"value":',
+                orjson.dumps(value),
+                self._context,
+                b"%d" % row,
+                b"," + extra if extra else b"",
+                b"}}",
+            )
+        )

@@ -27,7 +27,7 @@ from app.client import KafkaPublisher
 from app.domain.codec import MAX_FEATURES, InvalidEvent, format_time, prediction_from_dict
 from app.domain.datasets import DatasetSpec
 from app.domain.events import is_number
-from app.domain.scores import JobStatus, job_ids, scored_event, scores_prefix, status_key
+from app.domain.scores import JobStatus, ScoredEvents, job_ids, scores_prefix, status_key
 from app.log.replay import log_end
 from app.log.segments import to_parquet
 from app.models import snapshots
@@ -260,7 +260,7 @@ async def _score_all(
             asyncio.to_thread(fitted.predict, [f for _, _, f, _ in good])
         )
 
-    ids = job_ids(status.model, status.job)
+    ids, events = job_ids(status.model, status.job), ScoredEvents(status)
     out: dict[str, list[Any]] = {"row": [], "key": [], "event_id": [], "prediction": []}
     starts = range(0, len(instances), BATCH)
     acks: collections.deque[asyncio.Future[Any]] = collections.deque()
@@ -271,7 +271,7 @@ async def _score_all(
             good, values_of = ahead
             values = await values_of
             ahead = predicting(start + BATCH) if start + BATCH < len(instances) else None
-            records = _captured(settings, status, ids, good, values, out)
+            records = _captured(settings, status, ids, events, good, values, out)
             acks.append(await publisher.queue_keyed(PREDICTIONS, records))
             while len(acks) > ACKS_AHEAD:
                 await acks.popleft()
@@ -294,6 +294,7 @@ def _captured(
     settings: Settings,
     status: JobStatus,
     ids: Callable[[str], str],
+    events: ScoredEvents,
     good: Accepted,
     values: list[Any],
     out: dict[str, list[Any]],
@@ -304,27 +305,26 @@ def _captured(
     whole (until one passes), for the fields every event of the job shares."""
     records: list[tuple[bytes, bytes]] = []
     checked = not _all_finite(values)  # else no row's value needs a look
+    limit = settings.max_event_bytes
     for (row, key, features, missing), value in zip(good, values, strict=True):
         if checked and is_number(value) and not math.isfinite(float(value)):
             status.refuse(row, key, "the model produced a value that is not finite")
             continue
-        event = scored_event(status, row, key, features, value, ids)
-        if missing:
-            event["context"][IMPUTED] = missing
+        event_id = ids(key)
+        raw = events.encode(event_id, row, features, value, {IMPUTED: missing} if missing else None)
         if not status.scored and not records:
             try:
-                prediction_from_dict(event)
+                prediction_from_dict(orjson.loads(raw))
             except InvalidEvent as exc:
                 status.refuse(row, key, str(exc))
                 continue
-        raw = orjson.dumps(event)
-        if len(raw) > settings.max_event_bytes:
-            status.refuse(row, key, f"event of {len(raw)} bytes exceeds {settings.max_event_bytes}")
+        if len(raw) > limit:
+            status.refuse(row, key, f"event of {len(raw)} bytes exceeds {limit}")
             continue
-        records.append((event["event_id"].encode(), raw))
+        records.append((event_id.encode(), raw))
         out["row"].append(row)
         out["key"].append(key)
-        out["event_id"].append(event["event_id"])
+        out["event_id"].append(event_id)
         out["prediction"].append(value)
     return records
 

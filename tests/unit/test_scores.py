@@ -57,3 +57,36 @@ def test_job_ids_are_uuid5_of_model_job_and_key_so_jobs_run_before_keep_their_id
     ids = job_ids("delay", "nightly")
     for key in ("0", "f1", "é/ü with spaces", "x" * 300):
         assert ids(key) == str(uuid.uuid5(NAMESPACE, f"delay\nnightly\n{key}"))
+
+
+def test_a_jobs_events_encoded_from_its_shared_fields_are_the_events_in_full() -> None:
+    """Batch scoring encodes each event from a template of what its job shares: the JSON
+    must be exactly the event, whatever the job's name, the value or the context holds."""
+    from types import MappingProxyType
+
+    import orjson
+
+    from app.domain.scores import ScoredEvents
+
+    status = JobStatus("delay", "3", "night.ly_1", "dataset:d", "running", "2026-12-03T00:00:00Z")
+    events = ScoredEvents(status)
+    cases = [
+        (0, {"distance": 100, "carrier": 'U"A\\'}, 12.5, None),
+        (7, MappingProxyType({"late": True, "gusts": [1.0, 2.5]}), "on time", None),
+        (12345678901, {}, -0.0, {"modelview.imputed": ["distance", "hour"]}),
+        (3, {"x": None}, 3, {}),
+    ]
+    for row, features, value, context in cases:
+        raw = events.encode("0f8fad5b-d9cb-469f-a165-70867728950e", row, features, value, context)
+        parsed = orjson.loads(raw)
+        assert parsed == {
+            "schema_version": 1,
+            "event_id": "0f8fad5b-d9cb-469f-a165-70867728950e",
+            "model": "delay",
+            "model_version": "3",
+            "occurred_at": "2026-12-03T00:00:00Z",
+            "features": dict(features),
+            "prediction": {"value": value},
+            "context": {"modelview.job": "night.ly_1", "modelview.row": row, **(context or {})},
+        }
+        assert prediction_from_dict(parsed).context["modelview.row"] == row
