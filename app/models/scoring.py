@@ -218,6 +218,7 @@ def _plain(kind: pa.DataType) -> bool:
 
 
 Accepted = list[tuple[int, str, Mapping[str, Any], list[str]]]  # row, key, features, missing
+Refusals = list[tuple[int, str, str]]  # row, key, reason
 
 
 async def _score_all(
@@ -234,7 +235,7 @@ async def _score_all(
     expected = fitted.expects()
     reads = len(expected.numbers | expected.strings)
 
-    def accepted(start: int) -> Accepted:
+    def accepted(start: int, bad: Refusals) -> Accepted:
         batch = instances[start : start + BATCH]
         problems, missing = expected.check_all([features for _, features in batch])
         if not (problems or missing or refused):  # the usual batch: every row is good
@@ -243,21 +244,24 @@ async def _score_all(
         for i, (key, features) in enumerate(batch):
             row = start + i
             if row in refused:
-                status.refuse(row, key, refused[row])
+                bad.append((row, key, refused[row]))
                 continue
             absent, wrong = missing.get(i, []), problems.get(i)
             if not wrong and reads and len(absent) == reads:
                 wrong = dict.fromkeys(absent, "missing")
             if wrong:
-                status.refuse(row, key, "; ".join(f"{n}: {why}" for n, why in wrong.items()))
+                bad.append((row, key, "; ".join(f"{n}: {why}" for n, why in wrong.items())))
                 continue
             good.append((row, key, features, absent))
         return good
 
-    def predicting(start: int) -> tuple[Accepted, asyncio.Future[list[Any]]]:
-        good = accepted(start)
-        return good, asyncio.ensure_future(
-            asyncio.to_thread(fitted.predict, [f for _, _, f, _ in good])
+    def predicting(start: int) -> tuple[Accepted, Refusals, asyncio.Future[list[Any]]]:
+        bad: Refusals = []
+        good = accepted(start, bad)
+        return (
+            good,
+            bad,
+            asyncio.ensure_future(asyncio.to_thread(fitted.predict, [f for _, _, f, _ in good])),
         )
 
     ids, events = job_ids(status.model, status.job), ScoredEvents(status)
@@ -268,10 +272,12 @@ async def _score_all(
     try:
         for start in starts:
             assert ahead is not None
-            good, values_of = ahead
+            good, bad, values_of = ahead
             values = await values_of
             ahead = predicting(start + BATCH) if start + BATCH < len(instances) else None
-            records = _captured(settings, status, ids, events, good, values, out)
+            records = _captured(settings, status, ids, events, good, values, out, bad)
+            for row, key, reason in sorted(bad):  # in row order, though found in two passes
+                status.refuse(row, key, reason)
             acks.append(await publisher.queue_keyed(PREDICTIONS, records))
             while len(acks) > ACKS_AHEAD:
                 await acks.popleft()
@@ -282,7 +288,7 @@ async def _score_all(
         while acks:
             await acks.popleft()
     finally:
-        for pending in (*acks, ahead[1] if ahead else None):
+        for pending in (*acks, ahead[2] if ahead else None):
             if pending is not None and not pending.done():
                 pending.cancel()
     if not set(map(type, out["prediction"])) <= {int, float}:  # classes: their JSON text
@@ -298,8 +304,10 @@ def _captured(
     good: Accepted,
     values: list[Any],
     out: dict[str, list[Any]],
+    bad: Refusals,
 ) -> list[tuple[bytes, bytes]]:
-    """The records capturing a batch's scores, each row's result added to `out`. The rows'
+    """The records capturing a batch's scores, each row's result added to `out` and each
+    row refused to `bad`. The rows'
     features were checked (the codec's rules, by column or when they were logged), and the
     model's values are its classes or numbers: the first event alone goes through the codec
     whole (until one passes), for the fields every event of the job shares."""
@@ -308,7 +316,7 @@ def _captured(
     limit = settings.max_event_bytes
     for (row, key, features, missing), value in zip(good, values, strict=True):
         if checked and is_number(value) and not math.isfinite(float(value)):
-            status.refuse(row, key, "the model produced a value that is not finite")
+            bad.append((row, key, "the model produced a value that is not finite"))
             continue
         event_id = ids(key)
         raw = events.encode(event_id, row, features, value, {IMPUTED: missing} if missing else None)
@@ -316,10 +324,10 @@ def _captured(
             try:
                 prediction_from_dict(orjson.loads(raw))
             except InvalidEvent as exc:
-                status.refuse(row, key, str(exc))
+                bad.append((row, key, str(exc)))
                 continue
         if len(raw) > limit:
-            status.refuse(row, key, f"event of {len(raw)} bytes exceeds {limit}")
+            bad.append((row, key, f"event of {len(raw)} bytes exceeds {limit}"))
             continue
         records.append((event_id.encode(), raw))
         out["row"].append(row)

@@ -1,0 +1,70 @@
+"""Batch scoring's loop across batches: refusals in row order, exact counts, one capture a row."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+import pytest
+
+from app.domain.scores import JobStatus
+from app.learning.base import ConstantModel, Expected, Features
+from app.models import scoring
+from app.settings import Settings
+
+
+class Echo(ConstantModel):
+    """Reads the number `x` and predicts it; a negative `x` gives NaN."""
+
+    def expects(self) -> Expected:
+        return Expected(frozenset({"x"}))
+
+    def predict(self, batch: Sequence[Features]) -> list[Any]:
+        return [math.nan if row["x"] < 0 else float(row["x"]) for row in batch]  # type: ignore[operator]
+
+
+class Publisher:
+    """Holds what a job sends, acknowledged at once (the loop, not the broker, is tested)."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[bytes, bytes]] = []
+
+    async def queue_keyed(self, topic: str, records: list[tuple[bytes, bytes]]) -> Any:
+        self.sent += records
+        done = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
+
+
+async def test_refusals_are_listed_in_row_order_across_a_batch_edge(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Four rows a batch: row 3, the last of batch 0, is refused only once it is predicted
+    # (NaN), row 4, the first of batch 1, when batch 1 is checked, which the pipeline does
+    # before batch 0 is captured.
+    monkeypatch.setattr(scoring, "BATCH", 4)
+    xs: list[Any] = [0, 1, 2, -1, "far", 5, -6, 7, 8, 9]
+    instances = [(f"k{n}", {"x": x}) for n, x in enumerate(xs)]
+    status = JobStatus("m", "1", "job", "parquet:f", "running", "2026-12-03T00:00:00Z")
+    publisher = Publisher()
+    out = await scoring._score_all(
+        Settings(),
+        Echo(0.0, "regression", 1),
+        status,
+        instances,
+        {9: "features.x: must be finite"},
+        publisher,  # type: ignore[arg-type]
+        None,
+    )
+    assert [(b["row"], b["key"]) for b in status.bad_rows] == [
+        (3, "k3"),
+        (4, "k4"),
+        (6, "k6"),
+        (9, "k9"),
+    ]
+    assert status.bad == 4 and status.scored == 6
+    assert out["row"] == [0, 1, 2, 5, 7, 8] and out["prediction"] == [0.0, 1.0, 2.0, 5.0, 7.0, 8.0]
+    assert [orjson.loads(v)["context"]["modelview.row"] for _, v in publisher.sent] == out["row"]
