@@ -81,25 +81,13 @@ class JobStatus:
             self.bad_rows.append({"row": row, "key": key, "reason": reason})
 
 
-def scored_event(
-    status: JobStatus,
-    row: int,
-    key: str,
-    features: Mapping[str, Any],
-    value: Value,
-    ids: Callable[[str], str] | None = None,
-) -> dict[str, Any]:
-    """The PredictionEvent a scored row is captured as (`ids`: the job's, from `job_ids`)."""
-    event_id = (ids or job_ids(status.model, status.job))(key)
-    return orjson.loads(ScoredEvents(status).encode(event_id, row, features, value))  # type: ignore[no-any-return]
-
-
 class ScoredEvents:
     """A job's scored rows as PredictionEvent JSON, each made of the fields its job shares,
     encoded once, and its own (a job encodes millions: a dict a row, then its encoding,
-    cost 2 µs a row more)."""
+    cost 2 µs a row more). `id_of` gives a row's event id from its key."""
 
     def __init__(self, status: JobStatus) -> None:
+        self.id_of = job_ids(status.model, status.job)
         shared = {
             "schema_version": 1,
             "model": status.model,

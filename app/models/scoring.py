@@ -27,7 +27,7 @@ from app.client import KafkaPublisher
 from app.domain.codec import MAX_FEATURES, InvalidEvent, format_time, prediction_from_dict
 from app.domain.datasets import DatasetSpec
 from app.domain.events import is_number
-from app.domain.scores import JobStatus, ScoredEvents, job_ids, scores_prefix, status_key
+from app.domain.scores import JobStatus, ScoredEvents, scores_prefix, status_key
 from app.log.replay import log_end
 from app.log.segments import to_parquet
 from app.models import snapshots
@@ -264,7 +264,7 @@ async def _score_all(
             asyncio.ensure_future(asyncio.to_thread(fitted.predict, [f for _, _, f, _ in good])),
         )
 
-    ids, events = job_ids(status.model, status.job), ScoredEvents(status)
+    events = ScoredEvents(status)
     out: dict[str, list[Any]] = {"row": [], "key": [], "event_id": [], "prediction": []}
     starts = range(0, len(instances), BATCH)
     acks: collections.deque[asyncio.Future[Any]] = collections.deque()
@@ -275,7 +275,7 @@ async def _score_all(
             good, bad, values_of = ahead
             values = await values_of
             ahead = predicting(start + BATCH) if start + BATCH < len(instances) else None
-            records = _captured(settings, status, ids, events, good, values, out, bad)
+            records = _captured(settings, status, events, good, values, out, bad)
             for row, key, reason in sorted(bad):  # in row order, though found in two passes
                 status.refuse(row, key, reason)
             acks.append(await publisher.queue_keyed(PREDICTIONS, records))
@@ -299,7 +299,6 @@ async def _score_all(
 def _captured(
     settings: Settings,
     status: JobStatus,
-    ids: Callable[[str], str],
     events: ScoredEvents,
     good: Accepted,
     values: list[Any],
@@ -307,10 +306,10 @@ def _captured(
     bad: Refusals,
 ) -> list[tuple[bytes, bytes]]:
     """The records capturing a batch's scores, each row's result added to `out` and each
-    row refused to `bad`. The rows'
-    features were checked (the codec's rules, by column or when they were logged), and the
-    model's values are its classes or numbers: the first event alone goes through the codec
-    whole (until one passes), for the fields every event of the job shares."""
+    row refused to `bad`. The rows' features were checked (the codec's rules, by column or
+    when they were logged), and the model's values are its classes or numbers: the first
+    event alone goes through the codec whole (until one passes), for the fields every event
+    of the job shares."""
     records: list[tuple[bytes, bytes]] = []
     checked = not _all_finite(values)  # else no row's value needs a look
     limit = settings.max_event_bytes
@@ -318,7 +317,7 @@ def _captured(
         if checked and is_number(value) and not math.isfinite(float(value)):
             bad.append((row, key, "the model produced a value that is not finite"))
             continue
-        event_id = ids(key)
+        event_id = events.id_of(key)
         raw = events.encode(event_id, row, features, value, {IMPUTED: missing} if missing else None)
         if not status.scored and not records:
             try:

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import uuid
+from types import MappingProxyType
+
+import orjson
 
 from app.domain.codec import prediction_from_dict
 from app.domain.scores import (
     MAX_BAD_LISTED,
     NAMESPACE,
     JobStatus,
+    ScoredEvents,
     event_id,
     job_ids,
-    scored_event,
     status_key,
 )
 
@@ -44,8 +47,10 @@ def test_bad_rows_are_counted_exactly_and_listed_up_to_a_limit() -> None:
 
 def test_a_scored_row_is_a_valid_prediction_event_naming_its_job() -> None:
     status = JobStatus("delay", "3", "nightly", "dataset:d", "running", "2026-12-03T00:00:00Z")
-    event = scored_event(status, 7, "f7", {"distance": 100}, 12.5)
-    parsed = prediction_from_dict(event)
+    events = ScoredEvents(status)
+    parsed = prediction_from_dict(
+        orjson.loads(events.encode(events.id_of("f7"), 7, {"distance": 100}, 12.5))
+    )
     assert parsed.model_version == "3" and parsed.context == {
         "modelview.job": "nightly",
         "modelview.row": 7,
@@ -62,12 +67,6 @@ def test_job_ids_are_uuid5_of_model_job_and_key_so_jobs_run_before_keep_their_id
 def test_a_jobs_events_encoded_from_its_shared_fields_are_the_events_in_full() -> None:
     """Batch scoring encodes each event from a template of what its job shares: the JSON
     must be exactly the event, whatever the job's name, the value or the context holds."""
-    from types import MappingProxyType
-
-    import orjson
-
-    from app.domain.scores import ScoredEvents
-
     status = JobStatus("delay", "3", "night.ly_1", "dataset:d", "running", "2026-12-03T00:00:00Z")
     events = ScoredEvents(status)
     cases = [
