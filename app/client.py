@@ -20,7 +20,7 @@ from app.domain.codec import (
     tag_to_dict,
 )
 from app.domain.events import PredictionEvent, TagEvent
-from app.partitioning import partitions, send_batches
+from app.partitioning import partitions, record_batches
 from app.topics import PREDICTIONS, TAGS
 
 Event = PredictionEvent | TagEvent | Mapping[str, Any]
@@ -143,9 +143,10 @@ class KafkaPublisher:
         sent = []
         for partition, mine in by_partition.items():
             try:
-                sent += await send_batches(producer, topic, partition, mine)
+                batches = record_batches(producer, mine)
             except ValueError as exc:
                 raise PublishError(str(exc)) from None
+            sent += [await producer.send_batch(b, topic, partition=partition) for b in batches]
         return asyncio.gather(*sent)
 
 

@@ -9,7 +9,6 @@ a tag still finds its prediction's partition.
 
 from __future__ import annotations
 
-import asyncio
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -60,26 +59,24 @@ def _same_length(rows: np.ndarray, length: int) -> np.ndarray:
     return h
 
 
-async def send_batches(
-    producer: AIOKafkaProducer,
-    topic: str,
-    partition: int,
-    records: Iterable[tuple[bytes, bytes | None]],
-) -> list[asyncio.Future[Any]]:
-    """Send one partition's records, in order, in as few record batches as hold them (one
-    produce call each, not one a record); the futures of their acks, in order.
+def record_batches(
+    producer: AIOKafkaProducer, records: Iterable[tuple[bytes, bytes | None]]
+) -> list[Any]:
+    """One partition's records, in order, in as few record batches as hold them, each closed
+    (a batch left open lingers `linger_ms` before it may go, and the partition's next batch
+    waits for it).
 
-    A record no batch can hold raises ValueError: a record is never dropped unsaid."""
-    sent: list[asyncio.Future[Any]] = []
-    batch = producer.create_batch()
+    A record is never dropped unsaid: one larger than the batch size goes in a batch of its
+    own (aiokafka's take any first record), which the broker refuses, failing its ack, if the
+    topic takes less; a producer that would not take it at all raises ValueError here."""
+    built = [producer.create_batch()]
     for key, value in records:
-        if batch.append(key=key, value=value, timestamp=None) is None:
-            if batch.record_count():  # full: off it goes, and the record starts the next
-                sent.append(await producer.send_batch(batch, topic, partition=partition))
-                batch = producer.create_batch()
-            if batch.append(key=key, value=value, timestamp=None) is None:
+        if built[-1].append(key=key, value=value, timestamp=None) is None:
+            if built[-1].record_count():  # full (and closed by that): the record starts the next
+                built.append(producer.create_batch())
+            if built[-1].append(key=key, value=value, timestamp=None) is None:
                 size = len(key) + len(value or b"")
                 raise ValueError(f"record {key[:64]!r} of {size} bytes exceeds the batch size")
-    if batch.record_count():
-        sent.append(await producer.send_batch(batch, topic, partition=partition))
-    return sent
+    for batch in built:
+        batch.close()
+    return [batch for batch in built if batch.record_count()]
