@@ -113,6 +113,7 @@ def create(
         settings.bootstrap_servers,
         changelog_topic(settings),
         app.conf.producer_max_request_size,
+        last_alone=settings.broker == "tansu",
     )
     table = views.define(app, settings, writer)
     dead_letter_topic = raw_topic(app, DEAD_LETTERS)

@@ -15,7 +15,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from app.log.replay import kafka_bounds
-from app.partitioning import send_batches
+from app.partitioning import record_batches
 from app.settings import Settings
 from app.views.wal import PartitionTxn
 from tables.views import TABLE_NAME
@@ -66,15 +66,24 @@ class BatchWriter:
     hundreds of writes per batch that, not the fold, bounded ingestion. Here a partition's
     changes go out as whole record batches, in order, and the call returns once all are acked.
 
-    Each partition's last change travels alone in a batch of its own: the local broker answers
-    ListOffsets "latest" with the last batch's base offset + 1 (LOCAL-SERVICES.md), which is
-    then the true end of the log, so table recovery reads every record.
+    On Tansu (`last_alone`), each partition's last change travels alone in a batch of its
+    own: Tansu answers ListOffsets "latest" with the last batch's base offset + 1
+    (LOCAL-SERVICES.md), which is then the true end of the log, so table recovery reads every
+    record. Apache Kafka answers the true end, and the lone batch would cost each write a
+    second produce round trip (aiokafka sends a partition's next batch once the last is acked).
     """
 
     def __init__(
-        self, bootstrap_servers: str, topic: str, max_request_size: int, ack_timeout: float = 60.0
+        self,
+        bootstrap_servers: str,
+        topic: str,
+        max_request_size: int,
+        ack_timeout: float = 60.0,
+        *,
+        last_alone: bool = False,
     ) -> None:
         self.bootstrap_servers = bootstrap_servers
+        self.last_alone = last_alone
         self.ack_timeout = ack_timeout
         self.topic = topic
         self.max_request_size = max_request_size
@@ -86,16 +95,18 @@ class BatchWriter:
         by_partition: dict[int, list[tuple[bytes, bytes | None]]] = defaultdict(list)
         for partition, key, value in changes:
             by_partition[partition].append((key, value))
-        sent: list[tuple[int, asyncio.Future[Any]]] = []
+        sent: list[tuple[int, int, asyncio.Future[Any]]] = []  # partition, records, ack
         for partition, records in by_partition.items():
             *body, last = records
-            for group in (body, [last]):
+            for group in (body, [last]) if self.last_alone else (records,):
                 try:
-                    acks = await send_batches(producer, self.topic, partition, group)
+                    batches = record_batches(producer, group)
                 except ValueError as exc:
                     raise ValueError(f"changelog {exc}") from None
-                sent += [(partition, future) for future in acks]
-        futures = [future for _, future in sent]
+                for batch in batches:
+                    ack = await producer.send_batch(batch, self.topic, partition=partition)
+                    sent.append((partition, batch.record_count(), ack))
+        futures = [future for _, _, future in sent]
         _, pending = await asyncio.wait(futures, timeout=self.ack_timeout)
         if pending:
             # Not cancelled: aiokafka owns them. The caller's retry sends the changes again,
@@ -104,11 +115,8 @@ class BatchWriter:
                 f"{len(pending)} of {len(futures)} changelog batches not acknowledged "
                 f"within {self.ack_timeout:.0f} s"
             )
-        acked = [future.result() for future in futures]
-        # Batches of a partition are acked in order; its last is the single record.
-        return {
-            partition: metadata.offset for (partition, _), metadata in zip(sent, acked, strict=True)
-        }
+        # Batches of a partition are acked in order, each with its first record's offset.
+        return {partition: future.result().offset + count - 1 for partition, count, future in sent}
 
     async def stop(self) -> None:
         if self._producer is not None:

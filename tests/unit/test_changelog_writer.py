@@ -1,4 +1,5 @@
-"""BatchWriter: a batch's changes in few record batches, the last alone, and no silent wait."""
+"""BatchWriter: a batch's changes in few record batches (the last alone on Tansu), and no
+silent wait."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ class FakeBatch:
     def __init__(self, room: int) -> None:
         self.records: list[tuple[bytes, bytes | None]] = []
         self.room = room
+        self.closed = False
 
     def append(self, *, key: bytes, value: bytes | None, timestamp: Any) -> object | None:
         if len(self.records) >= self.room:
@@ -23,6 +25,9 @@ class FakeBatch:
 
     def record_count(self) -> int:
         return len(self.records)
+
+    def close(self) -> None:
+        self.closed = True
 
 
 class FakeProducer:
@@ -37,6 +42,8 @@ class FakeProducer:
         return FakeBatch(self.room)
 
     async def send_batch(self, batch: FakeBatch, topic: str, *, partition: int) -> Any:
+        # An open batch would linger `linger_ms` in the producer, and hold up the next.
+        assert batch.closed, "a batch handed over still open"
         self.sent.setdefault(partition, []).append(batch.records)
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         base = self.ends.get(partition, 0)
@@ -47,8 +54,12 @@ class FakeProducer:
 
 
 class Writer(BatchWriter):
-    def __init__(self, producer: FakeProducer, ack_timeout: float = 60.0) -> None:
-        super().__init__("unused:9092", "views-changelog", 1_000_000, ack_timeout)
+    def __init__(
+        self, producer: FakeProducer, ack_timeout: float = 60.0, last_alone: bool = False
+    ) -> None:
+        super().__init__(
+            "unused:9092", "views-changelog", 1_000_000, ack_timeout, last_alone=last_alone
+        )
         self.fake = producer
 
     async def _started(self) -> Any:
@@ -56,20 +67,33 @@ class Writer(BatchWriter):
         return self.fake
 
 
-async def test_changes_go_in_order_with_the_last_alone_and_its_offset_returned() -> None:
+CHANGES = [(0, f"k{i}".encode(), b"v") for i in range(5)] + [(1, b"a", None), (0, b"w", b"x")]
+
+
+async def test_changes_go_in_order_in_full_batches_and_the_last_offset_returned() -> None:
     producer = FakeProducer(room=3)
-    changes = [(0, f"k{i}".encode(), b"v") for i in range(5)] + [(1, b"a", None), (0, b"w", b"x")]
-    offsets = await Writer(producer).write(changes)
+    offsets = await Writer(producer).write(CHANGES)
+    assert producer.sent[0] == [
+        [(b"k0", b"v"), (b"k1", b"v"), (b"k2", b"v")],
+        [(b"k3", b"v"), (b"k4", b"v"), (b"w", b"x")],
+    ]
+    assert producer.sent[1] == [[(b"a", None)]]
+    assert offsets == {0: 5, 1: 0}  # the offset of each partition's last record
+
+
+async def test_on_tansu_the_last_change_goes_alone() -> None:
+    producer = FakeProducer(room=3)
+    offsets = await Writer(producer, last_alone=True).write(CHANGES)
     assert producer.sent[0] == [
         [(b"k0", b"v"), (b"k1", b"v"), (b"k2", b"v")],
         [(b"k3", b"v"), (b"k4", b"v")],
         [(b"w", b"x")],
     ]
     assert producer.sent[1] == [[(b"a", None)]]
-    assert offsets == {0: 5, 1: 0}  # the offset of each partition's last record
+    assert offsets == {0: 5, 1: 0}
 
 
 async def test_unacknowledged_writes_raise_instead_of_waiting_forever() -> None:
     writer = Writer(FakeProducer(acks=False), ack_timeout=0.05)
-    with pytest.raises(TimeoutError, match="2 of 2 changelog batches not acknowledged"):
+    with pytest.raises(TimeoutError, match="1 of 1 changelog batches not acknowledged"):
         await writer.write([(0, b"k", b"v"), (0, b"w", b"x")])
