@@ -29,9 +29,11 @@ async def publish(bootstrap: str, items: list[tuple[str, bytes, bytes]]) -> None
     async with KafkaPublisher(bootstrap, validate=False) as kafka:
         for start in range(0, len(items), 2000):
             chunk = items[start : start + 2000]
+            # A chunk's predictions are in the log before its tags, as they were when each
+            # record waited for its own ack (which took minutes: a linger a record).
             for topic in (PREDICTIONS, TAGS):
-                for _, key, raw in (i for i in chunk if i[0] == topic):
-                    await kafka.send_raw(topic, [raw], key=key)
+                records = [(key, raw) for t, key, raw in chunk if t == topic]
+                await kafka.send_records(topic, records)
 
 
 async def raw_consume(bootstrap: str, partitions: int, total: int, decode: bool = True) -> float:
