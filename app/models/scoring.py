@@ -66,46 +66,44 @@ async def score(
     if not JOB_NAME.fullmatch(name):
         raise ScoringError(f"job name {name!r}: letters, digits, '.', '_' and '-' only")
     async with opened(settings, adapters) as kept:
-        found = await job_status(settings, model, name, kept)
-        if found is not None and found.state == "done":
-            if version is not None and str(version) != found.version:
-                raise ScoringError(
-                    f"job {name!r} already scored {model} with version {found.version}; "
-                    "name another job"
-                )
-            return found, False
-        chosen = str(version) if version is not None else await _champion(kept, model)
-        record = await version_manifest(settings, model, int(chosen), kept)
-        status = JobStatus(
-            model, record.version, name, source, "running", format_time(datetime.now(UTC))
-        )
+        # The version and the rows load while the job's status is read: a job found done
+        # wastes the reads, and a job to run (the usual call) starts them a round trip
+        # sooner. Python's collector: the job makes a few objects a row, so the collector
+        # would run a full pass every few tens of thousands of rows, each scanning
+        # TensorFlow's objects, the rows and the results: 0.2 s, a third of a job's time
+        # (BENCHMARKS.md, batch scoring). So the load runs with no pass, and what it leaves,
+        # then each batch's survivors, are frozen out of later passes until the job ends;
+        # the young generations still collect a batch's cycles.
         publisher = KafkaPublisher(settings.bootstrap_servers, validate=False)
-        starting = asyncio.ensure_future(publisher.start())  # meanwhile, the rest is read
-        # Python's collector: the job makes a few objects a row, so the collector would run
-        # a full pass every few tens of thousands of rows, each scanning TensorFlow's objects,
-        # the rows and the results: 0.2 s, a third of a job's time (BENCHMARKS.md, batch
-        # scoring). So the load runs with no pass, and what it leaves, then each batch's
-        # survivors, are frozen out of later passes until the job ends; the young
-        # generations still collect a batch's cycles.
+        starting = asyncio.ensure_future(publisher.start())
         gc.disable()
+        loading = asyncio.ensure_future(_load(settings, kept, model, version, dataset, parquet))
         try:
             try:
-                fitted, (instances, refused) = await asyncio.gather(
-                    load_recorded(settings, record, kept), _instances(settings, dataset, parquet)
-                )
+                found = await job_status(settings, model, name, kept)
+                if found is not None and found.state == "done":
+                    if version is not None and str(version) != found.version:
+                        raise ScoringError(
+                            f"job {name!r} already scored {model} with version "
+                            f"{found.version}; name another job"
+                        )
+                    return found, False
+                record, fitted, (instances, refused) = await loading
             finally:
+                await _settled(loading)  # its error raised above, or moot for a job found done
                 gc.freeze()
                 gc.enable()
+            status = JobStatus(
+                model, record.version, name, source, "running", format_time(datetime.now(UTC))
+            )
             status.rows = len(instances)
-            await _save_status(kept, status)
-            await starting
+            await asyncio.gather(_save_status(kept, status), starting)
             columns = await _score_all(
                 settings, fitted, status, instances, refused, publisher, progress
             )
         finally:
             gc.unfreeze()
-            starting.cancel()
-            await asyncio.wait([starting])  # stopped once it is no longer starting
+            await _settled(starting)  # stopped once it is no longer starting
             await publisher.stop()
         key = scores_prefix(model, record.version, name) + "scores.parquet"
         await kept.objects.put(key, to_parquet(pa.table(columns)))
@@ -113,6 +111,35 @@ async def score(
         status.finished_at = format_time(datetime.now(UTC))
         await _save_status(kept, status)
         return status, True
+
+
+async def _load(
+    settings: Settings,
+    adapters: Adapters,
+    model: str,
+    version: int | None,
+    dataset: str | None,
+    parquet: Path | None,
+) -> tuple[Any, Any, tuple[list[Instance], dict[int, str]]]:
+    """The version's manifest, its fitted model, and the rows to score (read meanwhile)."""
+    rows = asyncio.ensure_future(_instances(settings, dataset, parquet))
+    try:
+        chosen = str(version) if version is not None else await _champion(adapters, model)
+        record = await version_manifest(settings, model, int(chosen), adapters)
+        fitted = await load_recorded(settings, record, adapters)
+        return record, fitted, await rows
+    finally:
+        await _settled(rows)
+
+
+async def _settled(task: asyncio.Future[Any]) -> None:
+    """Cancel `task` unless done, and wait until it is: a task left running would outlive
+    the job, and an error nobody asked for would be logged as never retrieved."""
+    if not task.done():
+        task.cancel()
+    await asyncio.wait([task])
+    if not task.cancelled():
+        task.exception()
 
 
 async def job_status(
