@@ -97,8 +97,8 @@ class BatchWriter:
             by_partition[partition].append((key, value))
         sent: list[tuple[int, int, asyncio.Future[Any]]] = []  # partition, records, ack
         for partition, records in by_partition.items():
-            *body, last = records
-            for group in (body, [last]) if self.last_alone else (records,):
+            groups = (records[:-1], records[-1:]) if self.last_alone else (records,)
+            for group in groups:
                 try:
                     batches = record_batches(producer, group)
                 except ValueError as exc:
