@@ -21,6 +21,7 @@ from app.erasure_stages import erased_in_views
 from app.extras import require
 from app.lifecycle import guard_local_state, stop_in_order, watch_log
 from app.log.flusher import Flusher
+from app.log.replay import hot_ends
 from app.models.adapters import Adapters
 from app.models.drift import DriftError, model_drift
 from app.models.drift import gauges as drift_gauges
@@ -143,6 +144,7 @@ def create(
         committable=ingestor.durable.committable,
         topics=(PREDICTIONS, TAGS, ERASURE_ORDERS),
         deliver=deliver,
+        log_ends=hot_ends(settings),
     )
     flusher = Flusher(
         settings,

@@ -7,7 +7,7 @@ reader returns each offset once and in order, or raises `LogGap` naming what is 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -115,6 +115,27 @@ async def log_end(settings: Settings, topics: Sequence[str] = LOGGED) -> dict[st
     finally:
         await stop_consumer(consumer)
     return out
+
+
+def hot_ends(
+    settings: Settings,
+) -> Callable[[Collection[tuple[str, int]]], Awaitable[dict[tuple[str, int], int]]]:
+    """The broker's high-water marks of (topic, partition)s, as `kafka_bounds` finds them:
+    exact on both brokers, where the local broker's ListOffsets answer is short."""
+
+    async def ends(tps: Collection[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        consumer = consumer_for(settings)
+        await consumer.start()
+        try:
+            found = {}
+            for topic, partition in tps:
+                _, end = await kafka_bounds(consumer, TopicPartition(topic, partition), 30.0)
+                found[topic, partition] = end
+            return found
+        finally:
+            await stop_consumer(consumer)
+
+    return ends
 
 
 def consumer_for(settings: Settings) -> AIOKafkaConsumer:

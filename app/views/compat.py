@@ -25,6 +25,7 @@ ranges merged as a set so the duplicates cannot stall it.
 
 from __future__ import annotations
 
+import logging
 import weakref
 from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -40,6 +41,8 @@ from faust.transport.drivers.aiokafka import Consumer
 from faust.types import TP, Message
 
 SUPPORTED = {"faust-streaming": "0.15.3", "aiokafka": "0.14.0"}
+
+log = logging.getLogger(__name__)
 
 
 class UnsupportedVersion(RuntimeError):
@@ -79,6 +82,7 @@ def writing_for(topic: str, partition: int) -> Iterator[None]:
 
 # Hands the records of one fetch, by topic-partition, on to their reader.
 DeliverFetch = Callable[[Mapping[TP, Sequence[ConsumerRecord]]], Awaitable[None]]
+LogEnds = Callable[[Collection[tuple[str, int]]], Awaitable[Mapping[tuple[str, int], int]]]
 
 
 def fetch_event(app: Any, value: Any, first: TP, last_offset: int, generation: int) -> Any:
@@ -121,10 +125,11 @@ class CommittingConsumer(Consumer):
         committable: Callable[[str, int], int | None],
         topics: Collection[str],
         deliver: DeliverFetch | None = None,
+        log_ends: LogEnds | None = None,
         **kwargs: Any,
     ) -> None:
         self.committable, self.durable_topics = committable, frozenset(topics)
-        self.deliver = deliver
+        self.deliver, self.log_ends = deliver, log_ends
         super().__init__(*args, **kwargs)
 
     async def _wait_next_records(self, timeout: float) -> Any:  # noqa: ASYNC109 (Faust's)
@@ -145,6 +150,61 @@ class CommittingConsumer(Consumer):
         if ours and self.flow_active and not self.should_stop:
             await self.deliver(ours)
         return rest, active
+
+    async def perform_seek(self) -> None:
+        """Faust's seek to the group's offsets, then back to the log's start wherever the
+        group's offset is past the log's end.
+
+        A broker that lost its log (and got back from S3 what was flushed) can be handed,
+        by a worker still running on the old log, offsets past the restored end. Apache
+        Kafka answers a fetch there with OFFSET_OUT_OF_RANGE and the consumer resets to
+        the earliest offset; Tansu answers with nothing, so the partition was never read
+        again (measured: a fetch at 100 of a 15-record log waits for ever). Both brokers
+        now read from the start, where the fold skips what the views already hold, and the
+        offset the group holds is forgotten, so that the views' cursor is committed
+        although it is lower (Faust commits only offsets past the group's).
+
+        ListOffsets names the partitions to look at; Tansu's answer is short of the end
+        after batched writes (LOCAL-SERVICES.md), so `log_ends` confirms each with a
+        fetch's high-water mark. If it cannot, the partition is read from its start: slower,
+        never wrong.
+        """
+        await super().perform_seek()
+        ours = {
+            tp: offset
+            for tp in self.assignment()
+            if tp.topic in self.durable_topics
+            and (offset := self._committed_offset.get(tp)) is not None
+        }
+        if not ours:
+            return
+        listed = await self.highwaters(*ours)
+        past = {tp: listed[tp] for tp, offset in ours.items() if offset > listed.get(tp, offset)}
+        if past and self.log_ends is not None:
+            try:
+                exact = await self.log_ends([(tp.topic, tp.partition) for tp in past])
+                past = {
+                    tp: end
+                    for tp in past
+                    if ours[tp] > (end := exact.get((tp.topic, tp.partition), ours[tp]))
+                }
+            except Exception as exc:  # the broker away: from the start, to be safe
+                log.warning("could not read the log's end of %s: %r", sorted(past), exc)
+        if not past:
+            return
+        starts = await self.earliest_offsets(*past)
+        for tp, end in past.items():
+            log.warning(
+                "the group's offset %d of %s[%d] is past the log's end %d (the broker lost "
+                "its log): reading it from its start, %d",
+                ours[tp],
+                tp.topic,
+                tp.partition,
+                end,
+                starts[tp],
+            )
+            await self.seek(tp, starts[tp])
+            self._committed_offset[tp] = None
 
     def _filter_tps_with_pending_acks(self, topics: Any = None) -> Iterator[TP]:
         # Faust commits only partitions it holds acks for, and a fetch event is acked under

@@ -14,6 +14,7 @@ from app.client import HttpClient, KafkaPublisher
 from app.log.replay import log_end
 from app.settings import Settings
 from app.stack.services import Stack
+from app.topics import PREDICTIONS, TAGS
 from tests.e2e.workload import MODELS, build
 from tests.reference import assert_close
 from tests.services import WorkerProcess
@@ -116,6 +117,75 @@ async def test_kill_9_then_restart_rebuilds_from_the_changelog(
     # they are folded again, and skipped where they had been.
     again.wait_caught_up()
     await check_views(again, reference)
+
+
+async def test_group_offsets_past_the_log_end_are_read_from_its_start(
+    stack: Settings, worker: Callable[..., WorkerProcess]
+) -> None:
+    """What a worker on a lost log can leave behind: the group's offsets past the end of the
+    log restored from S3. Apache Kafka resets such a fetch; Tansu answered nothing, for ever."""
+    workload = build(n_predictions=300, seed=5)
+    valid = [i for i in workload.items if i.event is not None]
+    half = len(valid) // 2
+    async with KafkaPublisher(stack.bootstrap_servers) as kafka:
+        await send_one_by_one(kafka, valid[:half])
+    # Committed before any worker joins: Tansu refuses a commit from outside a group that
+    # still lists a member, even one that left cleanly.
+    ends = await log_end(stack, (PREDICTIONS, TAGS))
+    past = {
+        TopicPartition(topic, p): end + 1_000
+        for topic, parts in ends.items()
+        for p, end in parts.items()
+    }
+    await commit(stack, past)
+
+    again = worker()
+    async with KafkaPublisher(stack.bootstrap_servers) as kafka:
+        await send_one_by_one(kafka, valid[half:])
+    again.wait_caught_up()
+    await check_views(again, workload.reference)  # nothing lost, nothing counted twice
+    assert "is past the log's end" in again.log_path.read_text()
+    # The views' cursor replaces the offsets past the end: the group holds the log's end.
+    ends = await log_end(stack, (PREDICTIONS, TAGS))
+    want = {TopicPartition(t, p): end for t, parts in ends.items() for p, end in parts.items()}
+    held: dict[TopicPartition, int | None] = {}
+
+    async def committed_at_the_end() -> bool:
+        held.update(await committed(stack, list(want)))
+        return held == want
+
+    try:
+        await wait_until(committed_at_the_end, within=30, what="group offsets at the log's end")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}: want {want}, the group holds {held}") from None
+
+
+async def commit(settings: Settings, offsets: dict[TopicPartition, int]) -> None:
+    """Commit for the workers' group from outside it (the group is empty)."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.bootstrap_servers,
+        group_id=settings.app_id,
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    try:
+        consumer.assign(list(offsets))
+        await consumer.commit(offsets)
+    finally:
+        await consumer.stop()
+
+
+async def committed(
+    settings: Settings, tps: list[TopicPartition]
+) -> dict[TopicPartition, int | None]:
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.bootstrap_servers, group_id=settings.app_id
+    )
+    await consumer.start()
+    try:
+        return {tp: await consumer.committed(tp) for tp in tps}
+    finally:
+        await consumer.stop()
 
 
 async def test_three_kills_at_random_moments_lose_nothing_and_count_nothing_twice(
