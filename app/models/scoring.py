@@ -14,10 +14,12 @@ import gc
 import math
 import re
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -27,7 +29,7 @@ from app.client import KafkaPublisher
 from app.domain.codec import MAX_FEATURES, InvalidEvent, format_time, prediction_from_dict
 from app.domain.datasets import DatasetSpec
 from app.domain.events import is_number
-from app.domain.scores import JobStatus, ScoredEvents, scores_prefix, status_key
+from app.domain.scores import JobStatus, ScoredEvents, id_array, scores_prefix, status_key
 from app.log.replay import log_end
 from app.log.segments import to_parquet
 from app.models import snapshots
@@ -245,6 +247,29 @@ def _plain(kind: pa.DataType) -> bool:
 
 
 Accepted = list[tuple[int, str, Mapping[str, Any], list[str]]]  # row, key, features, missing
+
+
+@dataclass
+class Results:
+    """The job's results, by column, batch after batch."""
+
+    rows: list[int] = field(default_factory=list)
+    keys: list[str] = field(default_factory=list)
+    ids: list[pa.Array] = field(default_factory=list)
+    predictions: list[Any] = field(default_factory=list)
+
+    def columns(self) -> dict[str, Any]:
+        predictions = self.predictions
+        if not set(map(type, predictions)) <= {int, float}:  # classes: their JSON text
+            predictions = [orjson.dumps(v).decode() for v in predictions]
+        return {
+            "row": self.rows,
+            "key": self.keys,
+            "event_id": pa.chunked_array(self.ids, pa.string()),
+            "prediction": predictions,
+        }
+
+
 Refusals = list[tuple[int, str, str]]  # row, key, reason
 
 
@@ -256,7 +281,7 @@ async def _score_all(
     refused: Mapping[int, str],
     publisher: KafkaPublisher,
     progress: Callable[[int], None] | None,
-) -> dict[str, list[Any]]:
+) -> dict[str, Any]:
     """Score in batches, as a pipeline: the model predicts one batch (in a thread) while the
     last is captured, and the broker acks the ones before (ACKS_AHEAD of them at most)."""
     expected = fitted.expects()
@@ -292,7 +317,7 @@ async def _score_all(
         )
 
     events = ScoredEvents(status)
-    out: dict[str, list[Any]] = {"row": [], "key": [], "event_id": [], "prediction": []}
+    out = Results()
     starts = range(0, len(instances), BATCH)
     acks: collections.deque[asyncio.Future[Any]] = collections.deque()
     ahead = predicting(0) if starts else None
@@ -318,9 +343,7 @@ async def _score_all(
         for pending in (*acks, ahead[2] if ahead else None):
             if pending is not None and not pending.done():
                 pending.cancel()
-    if not set(map(type, out["prediction"])) <= {int, float}:  # classes: their JSON text
-        out["prediction"] = [orjson.dumps(v).decode() for v in out["prediction"]]
-    return out
+    return out.columns()
 
 
 def _captured(
@@ -329,38 +352,55 @@ def _captured(
     events: ScoredEvents,
     good: Accepted,
     values: list[Any],
-    out: dict[str, list[Any]],
+    out: Results,
     bad: Refusals,
 ) -> list[tuple[bytes, bytes]]:
     """The records capturing a batch's scores, each row's result added to `out` and each
     row refused to `bad`. The rows' features were checked (the codec's rules, by column or
     when they were logged), and the model's values are its classes or numbers: the first
     event alone goes through the codec whole (until one passes), for the fields every event
-    of the job shares."""
-    records: list[tuple[bytes, bytes]] = []
-    checked = not _all_finite(values)  # else no row's value needs a look
+    of the job shares. The batch is encoded a column at a time (`ScoredEvents.encode_batch`)."""
+    if not _all_finite(values):  # else no row's value needs a look
+        kept = []
+        for (row, key, features, missing), value in zip(good, values, strict=True):
+            if is_number(value) and not math.isfinite(float(value)):
+                bad.append((row, key, "the model produced a value that is not finite"))
+            else:
+                kept.append(((row, key, features, missing), value))
+        good, values = [g for g, _ in kept], [v for _, v in kept]
+    if not good:
+        return []
+    ids = id_array(events.id_of.many([key for _, key, _, _ in good]))
+    imputed = {i: {IMPUTED: missing} for i, (_, _, _, missing) in enumerate(good) if missing}
+    encoded = events.encode_batch(
+        ids, [row for row, _, _, _ in good], [f for _, _, f, _ in good], values, imputed
+    )
+    sizes = pc.binary_length(encoded).to_numpy()
     limit = settings.max_event_bytes
-    for (row, key, features, missing), value in zip(good, values, strict=True):
-        if checked and is_number(value) and not math.isfinite(float(value)):
-            bad.append((row, key, "the model produced a value that is not finite"))
-            continue
-        event_id = events.id_of(key)
-        raw = events.encode(event_id, row, features, value, {IMPUTED: missing} if missing else None)
-        if not status.scored and not records:
-            try:
-                prediction_from_dict(orjson.loads(raw))
-            except InvalidEvent as exc:
-                bad.append((row, key, str(exc)))
+    dropped = {
+        int(i): f"event of {sizes[i]} bytes exceeds {limit}" for i in np.flatnonzero(sizes > limit)
+    }
+    if not status.scored and not out.rows:
+        for i in range(len(good)):
+            if i in dropped:
                 continue
-        if len(raw) > limit:
-            bad.append((row, key, f"event of {len(raw)} bytes exceeds {limit}"))
-            continue
-        records.append((event_id.encode(), raw))
-        out["row"].append(row)
-        out["key"].append(key)
-        out["event_id"].append(event_id)
-        out["prediction"].append(value)
-    return records
+            try:
+                prediction_from_dict(orjson.loads(encoded[i].as_py()))
+                break
+            except InvalidEvent as exc:
+                dropped[i] = str(exc)
+    if dropped:
+        for i, reason in dropped.items():
+            bad.append((good[i][0], good[i][1], reason))
+        keep = [i for i in range(len(good)) if i not in dropped]
+        good, values = [good[i] for i in keep], [values[i] for i in keep]
+        ids, encoded = ids.take(keep), encoded.take(keep)
+    out.rows += [row for row, _, _, _ in good]
+    out.keys += [key for _, key, _, _ in good]
+    out.ids.append(ids)
+    out.predictions += values
+    keys = ids.cast(pa.binary()).to_pylist()
+    return list(zip(keys, encoded.to_pylist(), strict=True))
 
 
 def _all_finite(values: list[Any]) -> bool:

@@ -14,6 +14,7 @@ from app.domain.scores import (
     JobStatus,
     ScoredEvents,
     event_id,
+    id_array,
     job_ids,
     status_key,
 )
@@ -89,3 +90,39 @@ def test_a_jobs_events_encoded_from_its_shared_fields_are_the_events_in_full() -
             "context": {"modelview.job": "night.ly_1", "modelview.row": row, **(context or {})},
         }
         assert prediction_from_dict(parsed).context["modelview.row"] == row
+
+
+def test_a_batch_encoded_a_column_at_a_time_is_each_event_as_encode_makes_it() -> None:
+    status = JobStatus("delay", "3", "night.ly_1", "dataset:d", "running", "2026-12-03T00:00:00Z")
+    events = ScoredEvents(status)
+    keys = ["0", "f1", "é/ü with spaces", "x" * 300]
+    ids = id_array(events.id_of.many(keys))
+    assert (
+        ids.to_pylist()
+        == [events.id_of(k) for k in keys]
+        == [job_ids("delay", "night.ly_1")(k) for k in keys]
+    )
+    rows = [0, 7, 12345678901, 3]
+    features = [
+        {"distance": 100, "carrier": 'U"A\\\n'},
+        MappingProxyType({"late": True, "gusts": [1.0, 2.5]}),
+        {},
+        {"x": None},
+    ]
+    contexts = {2: {"modelview.imputed": ["distance", "hour"]}}
+    # A regression's floats (one encoding, split), classes, and numbers of both kinds.
+    for values in (
+        [12.5, 3.0, -0.0, 1e16],
+        ["on time", "late", "on time", 'a,"b'],
+        [1, 2.0, True, 3],
+    ):
+        for context in (contexts, None):
+            got = events.encode_batch(ids, rows, features, values, context).to_pylist()
+            want = [
+                events.encode(i, row, f, v, (context or {}).get(n))
+                for n, (i, row, f, v) in enumerate(
+                    zip(ids.to_pylist(), rows, features, values, strict=True)
+                )
+            ]
+            assert got == want
+    assert events.encode_batch(ids[:0], [], [], []).to_pylist() == []
