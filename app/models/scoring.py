@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import orjson
@@ -30,6 +30,7 @@ from app.domain.codec import MAX_FEATURES, InvalidEvent, format_time, prediction
 from app.domain.datasets import DatasetSpec
 from app.domain.events import is_number
 from app.domain.scores import JobStatus, ScoredEvents, id_array, scores_prefix, status_key
+from app.learning.base import Expected
 from app.log.replay import log_end
 from app.log.segments import to_parquet
 from app.models import snapshots
@@ -90,7 +91,7 @@ async def score(
                             f"{found.version}; name another job"
                         )
                     return found, False
-                record, fitted, (instances, refused) = await loading
+                record, fitted, rows = await loading
             finally:
                 await _settled(loading)  # its error raised above, or moot for a job found done
                 gc.freeze()
@@ -98,10 +99,17 @@ async def score(
             status = JobStatus(
                 model, record.version, name, source, "running", format_time(datetime.now(UTC))
             )
-            status.rows = len(instances)
+            status.rows = len(rows.instances)
             await asyncio.gather(_save_status(kept, status), starting)
             columns = await _score_all(
-                settings, fitted, status, instances, refused, publisher, progress
+                settings,
+                fitted,
+                status,
+                rows.instances,
+                rows.refused,
+                publisher,
+                progress,
+                table=rows.table,
             )
         finally:
             gc.unfreeze()
@@ -122,7 +130,7 @@ async def _load(
     version: int | None,
     dataset: str | None,
     parquet: Path | None,
-) -> tuple[Any, Any, tuple[list[Instance], dict[int, str]]]:
+) -> tuple[Any, Any, Source]:
     """The version's manifest, its fitted model, and the rows to score (read meanwhile)."""
     rows = asyncio.ensure_future(_instances(settings, dataset, parquet))
     try:
@@ -164,17 +172,24 @@ async def _champion(adapters: Adapters, model: str) -> str:
     return entry.champion
 
 
-async def _instances(
-    settings: Settings, dataset: str | None, parquet: Path | None
-) -> tuple[list[Instance], dict[int, str]]:
-    """The rows to score, and the reason each row the codec would refuse is refused (by row
-    number): checked here once, so that the scoring loop need not check every event."""
+class Source(NamedTuple):
+    """The rows to score, the reason each row the codec would refuse is refused (by row
+    number), and a Parquet file's features as read (their columns' types are checked once)."""
+
+    instances: list[Instance]
+    refused: dict[int, str]
+    table: pa.Table | None = None
+
+
+async def _instances(settings: Settings, dataset: str | None, parquet: Path | None) -> Source:
+    """The rows to score, and what the codec would refuse in them: checked here once, so
+    that the scoring loop need not check every event."""
     if dataset is not None:
         made = await snapshots.materialize(settings, DatasetSpec(dataset), await log_end(settings))
         if not made.rows:
             raise ScoringError(f"dataset {dataset!r} has no examples to score")
         # Captured events' features: the codec took them when they were logged.
-        return [(r.event_id, r.features) for r in made.rows], {}
+        return Source([(r.event_id, r.features) for r in made.rows], {})
     assert parquet is not None
     try:
         table = await asyncio.to_thread(pq.read_table, parquet)
@@ -185,7 +200,7 @@ async def _instances(
     rows = features.to_pylist()
     # An `id` column keys the rows (and so their event ids); else the row number does.
     named = [str(k) for k in keys] if keys is not None else [str(n) for n in range(len(rows))]
-    return list(zip(named, rows, strict=True)), column_problems(features)
+    return Source(list(zip(named, rows, strict=True)), column_problems(features), features)
 
 
 def column_problems(table: pa.Table) -> dict[int, str]:
@@ -224,6 +239,32 @@ def column_problems(table: pa.Table) -> dict[int, str]:
             reason = f"{where}: must be a number, string, bool, null or list of numbers, got {kind}"
             refuse(pc.is_valid(column), reason)
     return refused
+
+
+def column_checks(expected: Expected, table: pa.Table) -> dict[int, list[str]] | None:
+    """`Expected.check_all` of every row at once, from the columns' types: the features each
+    row lacks (by row number), where every column present is of a type its feature takes (a
+    number, or a bool, for a number; a string for a string; a column of nulls for either).
+    None where a column's type leaves the answer to each row's values."""
+    missing: dict[int, list[str]] = {}
+    for name in sorted(expected.numbers | expected.strings):
+        if name not in table.column_names:
+            absent: Any = range(table.num_rows)
+        else:
+            column = table.column(name)
+            kind = column.type.value_type if pa.types.is_dictionary(column.type) else column.type
+            if name in expected.numbers:
+                fits = _numeric(kind) or pa.types.is_boolean(kind)
+            else:
+                fits = pa.types.is_string(kind) or pa.types.is_large_string(kind)
+            if not (fits or pa.types.is_null(kind)):
+                return None
+            if not column.null_count:
+                continue
+            absent = np.flatnonzero(column.is_null().to_numpy(zero_copy_only=False)).tolist()
+        for row in absent:
+            missing.setdefault(row, []).append(name)
+    return missing
 
 
 def _not_finite(values: Any) -> Any:
@@ -281,15 +322,24 @@ async def _score_all(
     refused: Mapping[int, str],
     publisher: KafkaPublisher,
     progress: Callable[[int], None] | None,
+    table: pa.Table | None = None,
 ) -> dict[str, Any]:
     """Score in batches, as a pipeline: the model predicts one batch (in a thread) while the
-    last is captured, and the broker acks the ones before (ACKS_AHEAD of them at most)."""
+    last is captured, and the broker acks the ones before (ACKS_AHEAD of them at most).
+    `table`, the rows' features as columns, lets their types be checked a column at a time."""
     expected = fitted.expects()
     reads = len(expected.numbers | expected.strings)
+    checked = column_checks(expected, table) if table is not None else None
+    by_batch: dict[int, tuple[dict[int, dict[str, str]], dict[int, list[str]]]] = {}
+    for row, absent in (checked or {}).items():
+        by_batch.setdefault(row // BATCH, ({}, {}))[1][row % BATCH] = absent
 
     def accepted(start: int, bad: Refusals) -> Accepted:
         batch = instances[start : start + BATCH]
-        problems, missing = expected.check_all([features for _, features in batch])
+        if checked is None:
+            problems, missing = expected.check_all([features for _, features in batch])
+        else:
+            problems, missing = by_batch.get(start // BATCH, ({}, {}))
         if not (problems or missing or refused):  # the usual batch: every row is good
             return [(row, key, f, []) for row, (key, f) in enumerate(batch, start)]
         good: Accepted = []

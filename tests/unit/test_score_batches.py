@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import orjson
+import pyarrow as pa
 import pytest
 
 from app.domain.scores import JobStatus
@@ -68,3 +69,43 @@ async def test_refusals_are_listed_in_row_order_across_a_batch_edge(
     assert status.bad == 4 and status.scored == 6
     assert out["row"] == [0, 1, 2, 5, 7, 8] and out["prediction"] == [0.0, 1.0, 2.0, 5.0, 7.0, 8.0]
     assert [orjson.loads(v)["context"]["modelview.row"] for _, v in publisher.sent] == out["row"]
+
+
+class Imputing(Echo):
+    """Echo, with a missing `x` imputed as 0; it reads `y` too (a row missing every feature
+    is refused, not imputed)."""
+
+    def expects(self) -> Expected:
+        return Expected(frozenset({"x", "y"}))
+
+    def predict(self, batch: Sequence[Features]) -> list[Any]:
+        return [float(row.get("x") or 0) for row in batch]  # type: ignore[arg-type]
+
+
+async def test_a_files_columns_checked_by_type_give_the_jobs_rows_checked_one_by_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The missing features of a Parquet file's rows, found from its columns, are imputed
+    and named in the same rows' events as when each row is checked, across batch edges."""
+    monkeypatch.setattr(scoring, "BATCH", 4)
+    xs = [0.0, 1.0, None, 3.0, None, None, 6.0, 7.0, None]
+    table = pa.table({"x": xs, "y": [1] * len(xs)})
+    instances = [(f"k{n}", row) for n, row in enumerate(table.to_pylist())]
+    runs = []
+    for columns in (None, table):
+        status = JobStatus("m", "1", "job", "parquet:f", "running", "2026-12-03T00:00:00Z")
+        publisher = Publisher()
+        out = await scoring._score_all(
+            Settings(),
+            Imputing(0.0, "regression", 1),
+            status,
+            instances,
+            {},
+            publisher,
+            None,
+            table=columns,  # type: ignore[arg-type]
+        )
+        runs.append((status.scored, out["row"], publisher.sent))
+    assert runs[0] == runs[1]
+    imputed = [orjson.loads(v)["context"].get("modelview.imputed") for _, v in runs[1][2]]
+    assert imputed == [None, None, ["x"], None, ["x"], ["x"], None, None, ["x"]]

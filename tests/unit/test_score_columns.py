@@ -1,4 +1,5 @@
-"""Batch scoring checks a Parquet file's features a column at a time, as the codec would."""
+"""Batch scoring checks a Parquet file's features a column at a time, as the codec and the
+model's own check would."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import pyarrow as pa
 import pytest
 
 from app.domain.codec import InvalidEvent, check_features
-from app.models.scoring import column_problems
+from app.learning.base import Expected
+from app.models.scoring import column_checks, column_problems
 
 
 def codec_verdicts(rows: list[dict[str, Any]]) -> dict[int, str]:
@@ -60,3 +62,50 @@ def test_a_column_of_a_type_no_feature_takes_refuses_its_rows_with_a_value(
 def test_too_many_columns_refuse_every_row() -> None:
     table = pa.table({f"f{i}": [1, 2] for i in range(1025)})
     assert set(column_problems(table)) == {0, 1}
+
+
+def test_the_types_of_columns_answer_as_each_rows_check_would() -> None:
+    """Where every column is of a type its feature takes, the missing features found a
+    column at a time are those `Expected.check_all` finds row by row."""
+    expected = Expected(numbers=frozenset({"distance", "late"}), strings=frozenset({"carrier"}))
+    tables = [
+        pa.table(
+            {
+                "distance": [1.0, None, 3.0],
+                "late": [True, None, False],
+                "carrier": ["AA", None, "B6"],
+            }
+        ),
+        pa.table({"distance": pa.array([1, 2, None], pa.int8()), "other": ["x", "y", "z"]}),
+        pa.table(
+            {"distance": [None, None, None], "late": [1, 2, 3], "carrier": [None, None, None]}
+        ),
+        pa.table(
+            {"carrier": pa.array(["AA", None, "AA"]).dictionary_encode(), "late": [0.5, 1.5, None]}
+        ),
+        pa.concat_tables(
+            [pa.table({"distance": [1.0, None]}), pa.table({"distance": [None, 4.0]})]
+        ),
+    ]
+    for table in tables:
+        found = column_checks(expected, table)
+        problems, missing = expected.check_all(table.to_pylist())
+        assert not problems and found == missing, table
+
+
+@pytest.mark.parametrize(
+    "column",
+    [
+        {"distance": ["1", None]},
+        {"carrier": [1, 2]},
+        {"carrier": [True, None]},
+        {"distance": [[1.0], []]},
+    ],
+)
+def test_a_column_of_a_type_its_feature_does_not_take_is_left_to_each_rows_check(
+    column: dict[str, Any],
+) -> None:
+    expected = Expected(numbers=frozenset({"distance"}), strings=frozenset({"carrier"}))
+    table = pa.table(column)
+    assert column_checks(expected, table) is None
+    assert expected.check_all(table.to_pylist())[0]  # a problem: the rows' check names it
