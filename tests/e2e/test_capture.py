@@ -30,11 +30,19 @@ CLIENTS = 20
 REQUEST = {"features": {"distance": 120, "carrier": "UA"}}
 
 
-async def champion(settings: Settings) -> None:
-    """A baseline version of model "delay", promoted by hand."""
+async def champion(settings: Settings, url: str) -> None:
+    """A baseline version of model "delay", promoted by hand, and the worker at `url` knows
+    it (requests sent before it folds the promotion are answered 409, no champion)."""
     await publish(settings, served_events("loose", 120, 5.0, seed=5))
     cli(settings, "train", "loose", "--model", "delay")
     cli(settings, "models", "promote", "delay", "1")
+
+    async def known() -> bool:
+        async with HttpClient(url) as http:
+            status, body = await http.get("/v1/models/delay")
+        return status == 200 and body.get("champion") == "1"
+
+    await wait_until(known, within=30, what="the worker to know the champion")
 
 
 async def load(url: str, stop: asyncio.Event) -> tuple[dict[str, Any], Counter[int]]:
@@ -90,7 +98,7 @@ async def test_kill_9_under_load_loses_no_answered_prediction(
 ) -> None:
     assert stack.capture == "durable"  # the default
     process = worker()
-    await champion(stack)
+    await champion(stack, process.url)
     stop = asyncio.Event()
     loading = asyncio.create_task(load(process.url, stop))
     await asyncio.sleep(random.Random(7).uniform(1.5, 3.0))  # load runs; the kill moment
@@ -124,7 +132,7 @@ async def test_broker_away_for_10_s_answers_200_or_503_and_keeps_every_200(
 ) -> None:
     settings = stack.with_(capture_ack_seconds=2.0)
     process = worker(settings)
-    await champion(settings)
+    await champion(settings, process.url)
     stop = asyncio.Event()
     loading = asyncio.create_task(load(process.url, stop))
     await wait_until(lambda: _served(process) > 100, within=30, what="load under way")
