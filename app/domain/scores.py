@@ -37,7 +37,7 @@ def job_ids(model: str, job: str) -> JobIds:
 class JobIds:
     """`event_id` for one job's keys: `uuid.uuid5`'s very value, its SHA-1 of the job's
     prefix taken once (a job names millions of rows; `uuid5` costs about 4 µs a row).
-    `many` gives a batch's ids as text at once: the SHA-1 is a row's, the rest is numpy."""
+    `many` gives a batch's ids at once: the SHA-1 is a row's, the text is numpy's."""
 
     def __init__(self, model: str, job: str) -> None:
         self._prefix = hashlib.sha1(
@@ -45,10 +45,11 @@ class JobIds:
         )
 
     def __call__(self, key: str) -> str:
-        return bytes(self.many([key])[0]).decode()
+        return str(self.many([key])[0])
 
-    def many(self, keys: Iterable[str]) -> np.ndarray:
-        """The keys' ids as rows of 36 ASCII bytes (uint8), in the keys' order."""
+    def many(self, keys: Iterable[str]) -> pa.Array:
+        """The keys' ids, in the keys' order, as an Arrow string array (no Python object a
+        row)."""
         prefix = self._prefix
 
         def digest(key: str) -> bytes:
@@ -64,19 +65,13 @@ class JobIds:
         text = np.full((len(raw), 36), ord("-"), dtype=np.uint8)
         for start, stop, at in _GROUPS:
             text[:, at : at + stop - start] = hexed[:, start:stop]
-        return text
+        fixed = pa.Array.from_buffers(pa.binary(36), len(text), [None, pa.py_buffer(text)])
+        return fixed.cast(pa.string())
 
 
 _HEX = np.frombuffer(b"".join(b"%02x" % i for i in range(256)), dtype=np.uint8).reshape(256, 2)
 # The UUID's five groups: (first, stop) hex digit, and where each goes among 36 characters.
 _GROUPS = ((0, 8, 0), (8, 12, 9), (12, 16, 14), (16, 20, 19), (20, 32, 24))
-
-
-def id_array(ids: np.ndarray) -> pa.Array:
-    """`JobIds.many`'s rows as an Arrow string array (no Python object a row)."""
-    width = pa.binary(ids.shape[1])
-    fixed = pa.Array.from_buffers(width, len(ids), [None, pa.py_buffer(np.ascontiguousarray(ids))])
-    return fixed.cast(pa.string())
 
 
 def scores_prefix(model: str, version: str, job: str) -> str:
@@ -141,9 +136,9 @@ class ScoredEvents:
         values: Sequence[Value],
         contexts: Mapping[int, Mapping[str, Any]] | None = None,
     ) -> pa.Array:
-        """A batch's events, as `encode` makes each (the same bytes), joined a column at a
-        time: only each row's features are encoded a row at a time. `contexts` by index in
-        the batch."""
+        """A batch's events, joined a column at a time: only each row's features are
+        encoded a row at a time. `contexts` (by index in the batch) add to the job's and the
+        row's."""
         dumps = orjson.dumps
         if all(type(v) is float for v in values):  # a regression's: one call, then split
             texts = dumps(list(values))[1:-1].split(b",") if values else []
@@ -176,28 +171,3 @@ class ScoredEvents:
         )
         joined = [p if isinstance(p, pa.Array) else pa.scalar(p, pa.binary()) for p in pieces]
         return pc.binary_join_element_wise(*joined, pa.scalar(b"", pa.binary()))
-
-    def encode(
-        self,
-        event_id: str,
-        row: int,
-        features: Mapping[str, Any],
-        value: Value,
-        context: Mapping[str, Any] | None = None,
-    ) -> bytes:
-        """The event's JSON; `context` adds to the job's and the row's."""
-        extra = orjson.dumps(context)[1:-1] if context else b""
-        return b"".join(
-            (
-                self._head,
-                event_id.encode(),
-                b'","features":',
-                orjson.dumps(features if type(features) is dict else dict(features)),
-                b',"prediction":{"value":',
-                orjson.dumps(value),
-                self._context,
-                b"%d" % row,
-                b"," + extra if extra else b"",
-                b"}}",
-            )
-        )

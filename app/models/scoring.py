@@ -29,7 +29,7 @@ from app.client import KafkaPublisher
 from app.domain.codec import MAX_FEATURES, InvalidEvent, format_time, prediction_from_dict
 from app.domain.datasets import DatasetSpec
 from app.domain.events import is_number
-from app.domain.scores import JobStatus, ScoredEvents, id_array, scores_prefix, status_key
+from app.domain.scores import JobStatus, ScoredEvents, scores_prefix, status_key
 from app.learning.base import Expected
 from app.log.replay import log_end
 from app.log.segments import to_parquet
@@ -330,16 +330,17 @@ async def _score_all(
     expected = fitted.expects()
     reads = len(expected.numbers | expected.strings)
     checked = column_checks(expected, table) if table is not None else None
-    by_batch: dict[int, tuple[dict[int, dict[str, str]], dict[int, list[str]]]] = {}
+    missing_by_batch: dict[int, dict[int, list[str]]] = {}  # what `checked` found, by batch
     for row, absent in (checked or {}).items():
-        by_batch.setdefault(row // BATCH, ({}, {}))[1][row % BATCH] = absent
+        missing_by_batch.setdefault(row // BATCH, {})[row % BATCH] = absent
 
     def accepted(start: int, bad: Refusals) -> Accepted:
         batch = instances[start : start + BATCH]
+        problems: dict[int, dict[str, str]] = {}  # none where the columns' types fit
         if checked is None:
             problems, missing = expected.check_all([features for _, features in batch])
         else:
-            problems, missing = by_batch.get(start // BATCH, ({}, {}))
+            missing = missing_by_batch.get(start // BATCH, {})
         if not (problems or missing or refused):  # the usual batch: every row is good
             return [(row, key, f, []) for row, (key, f) in enumerate(batch, start)]
         good: Accepted = []
@@ -420,7 +421,7 @@ def _captured(
         good, values = [g for g, _ in kept], [v for _, v in kept]
     if not good:
         return []
-    ids = id_array(events.id_of.many([key for _, key, _, _ in good]))
+    ids = events.id_of.many([key for _, key, _, _ in good])
     imputed = {i: {IMPUTED: missing} for i, (_, _, _, missing) in enumerate(good) if missing}
     encoded = events.encode_batch(
         ids, [row for row, _, _, _ in good], [f for _, _, f, _ in good], values, imputed
