@@ -58,24 +58,26 @@ async def check_views(process: WorkerProcess, reference: Any) -> None:
 
 
 async def group_behind(settings: Settings) -> dict[str, int]:
-    """Per topic-partition, how far the group's committed offset is from the log's end.
-
-    Read as the worker reads it (OffsetFetch through a group consumer that joins nothing):
-    aiokafka's admin client cannot decode this broker's answer.
-    """
+    """Per topic-partition, how far the group's committed offset is from the log's end."""
     ends = await log_end(settings)
+    tps = [TopicPartition(t, p) for t, parts in ends.items() for p in parts]
+    held = await committed(settings, tps)
+    behind = {tp: ends[tp.topic][tp.partition] - (held[tp] or 0) for tp in tps}
+    return {f"{tp.topic}[{tp.partition}]": n for tp, n in behind.items() if n > 0}
+
+
+async def committed(
+    settings: Settings, tps: list[TopicPartition]
+) -> dict[TopicPartition, int | None]:
+    """The group's committed offset of each of `tps`, read as the worker reads it
+    (OffsetFetch through a group consumer that joins nothing): aiokafka's admin client
+    cannot decode the local broker's answer."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.bootstrap_servers, group_id=settings.app_id
     )
     await consumer.start()
     try:
-        behind = {}
-        for topic, by_partition in ends.items():
-            for p, end in by_partition.items():
-                committed = await consumer.committed(TopicPartition(topic, p)) or 0
-                if end > committed:
-                    behind[f"{topic}[{p}]"] = end - committed
-        return behind
+        return {tp: await consumer.committed(tp) for tp in tps}
     finally:
         await consumer.stop()
 
@@ -171,19 +173,6 @@ async def commit(settings: Settings, offsets: dict[TopicPartition, int]) -> None
     try:
         consumer.assign(list(offsets))
         await consumer.commit(offsets)
-    finally:
-        await consumer.stop()
-
-
-async def committed(
-    settings: Settings, tps: list[TopicPartition]
-) -> dict[TopicPartition, int | None]:
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.bootstrap_servers, group_id=settings.app_id
-    )
-    await consumer.start()
-    try:
-        return {tp: await consumer.committed(tp) for tp in tps}
     finally:
         await consumer.stop()
 

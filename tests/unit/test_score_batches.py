@@ -40,6 +40,28 @@ class Publisher:
         return done
 
 
+async def run_job(
+    model: Any,
+    instances: list[tuple[str, Any]],
+    refused: dict[int, str],
+    table: pa.Table | None = None,
+) -> tuple[JobStatus, dict[str, Any], Publisher]:
+    """A job's scoring loop over `instances`: its status, its results and what it sent."""
+    status = JobStatus("m", "1", "job", "parquet:f", "running", "2026-12-03T00:00:00Z")
+    publisher = Publisher()
+    out = await scoring._score_all(
+        Settings(),
+        model,
+        status,
+        instances,
+        refused,
+        publisher,  # type: ignore[arg-type]
+        None,
+        table=table,
+    )
+    return status, out, publisher
+
+
 async def test_refusals_are_listed_in_row_order_across_a_batch_edge(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -49,16 +71,8 @@ async def test_refusals_are_listed_in_row_order_across_a_batch_edge(
     monkeypatch.setattr(scoring, "BATCH", 4)
     xs: list[Any] = [0, 1, 2, -1, "far", 5, -6, 7, 8, 9]
     instances = [(f"k{n}", {"x": x}) for n, x in enumerate(xs)]
-    status = JobStatus("m", "1", "job", "parquet:f", "running", "2026-12-03T00:00:00Z")
-    publisher = Publisher()
-    out = await scoring._score_all(
-        Settings(),
-        Echo(0.0, "regression", 1),
-        status,
-        instances,
-        {9: "features.x: must be finite"},
-        publisher,  # type: ignore[arg-type]
-        None,
+    status, out, publisher = await run_job(
+        Echo(0.0, "regression", 1), instances, {9: "features.x: must be finite"}
     )
     assert [(b["row"], b["key"]) for b in status.bad_rows] == [
         (3, "k3"),
@@ -93,17 +107,8 @@ async def test_a_files_columns_checked_by_type_give_the_jobs_rows_checked_one_by
     instances = [(f"k{n}", row) for n, row in enumerate(table.to_pylist())]
     runs = []
     for columns in (None, table):
-        status = JobStatus("m", "1", "job", "parquet:f", "running", "2026-12-03T00:00:00Z")
-        publisher = Publisher()
-        out = await scoring._score_all(
-            Settings(),
-            Imputing(0.0, "regression", 1),
-            status,
-            instances,
-            {},
-            publisher,
-            None,
-            table=columns,  # type: ignore[arg-type]
+        status, out, publisher = await run_job(
+            Imputing(0.0, "regression", 1), instances, {}, columns
         )
         runs.append((status.scored, out["row"], publisher.sent))
     assert runs[0] == runs[1]
