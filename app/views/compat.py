@@ -203,8 +203,11 @@ class CommittingConsumer(Consumer):
                 end,
                 starts[tp],
             )
-            await self.seek(tp, starts[tp])
             self._committed_offset[tp] = None
+        # In the consumer's own thread, as Faust's seek to the committed offsets is: its
+        # `seek` changes the fetcher's state from this one, under a fetch being drained
+        # (a KeyError in aiokafka's `fetched_records` crashed a worker so).
+        await self.seek_wait({tp: starts[tp] for tp in past})
 
     def _filter_tps_with_pending_acks(self, topics: Any = None) -> Iterator[TP]:
         # Faust commits only partitions it holds acks for, and a fetch event is acked under
