@@ -61,21 +61,29 @@ def guard_local_state(app: faust.App, settings: Settings) -> Callable[[], Awaita
         existing = run_sync(epoch.topics(settings), timeout=30)
         # A fresh object store (MinIO in docker/) has no bucket until a worker makes it.
         run_sync(ensure_bucket(settings), timeout=60)
-        report = run_sync(restore_log(settings, replication=replication), timeout=900)
-        if report.total:
-            log.warning("the broker had lost its log: %d records restored from S3", report.total)
         reason = None
         if epoch.marker_topic(settings) not in existing:
             reason = "the broker has lost the log these views were built from"
-            if changelog in existing or tables.exists():
-                log.warning("%s: dropping the views' changelog", reason)
-            run_sync(epoch.forget_views(settings, changelog), timeout=60)
-        elif marker.exists():
-            reason = "the last worker did not stop cleanly"
+            had_views = changelog in existing or tables.exists()
+
+            async def start_epoch() -> None:
+                await restore(settings, replication)
+                if had_views:
+                    log.warning("%s: dropping the views' changelog", reason)
+                await epoch.forget_views(settings, changelog)
+
+            opened = run_sync(epoch.open_new(settings, replication, start_epoch), timeout=960)
+            log.info(
+                "log epoch opened by %s",
+                "this worker" if opened else "another worker (this one waited for it)",
+            )
+        else:
+            run_sync(restore(settings, replication), timeout=900)
+            if marker.exists():
+                reason = "the last worker did not stop cleanly"
         if reason and tables.exists():
             log.warning("discarding local table state in %s: %s", tables, reason)
             shutil.rmtree(tables)
-        run_sync(epoch.begin(settings, replication), timeout=30)
         changelogs = {
             table.changelog_topic.get_topic_name(): table.partitions or app.conf.topic_partitions
             for table in app.tables.values()
@@ -89,6 +97,12 @@ def guard_local_state(app: faust.App, settings: Settings) -> Callable[[], Awaita
         (root / RUNNING).unlink(missing_ok=True)
 
     return mark_clean_stop
+
+
+async def restore(settings: Settings, replication: int) -> None:
+    report = await restore_log(settings, replication=replication)
+    if report.total:
+        log.warning("the broker had lost its log: %d records restored from S3", report.total)
 
 
 def stop_in_order(

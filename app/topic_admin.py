@@ -44,6 +44,16 @@ class TopicLayoutError(RuntimeError):
     """The broker's topics cannot serve this configuration."""
 
 
+async def create_topics(admin: AIOKafkaAdminClient, topics: list[NewTopic]) -> set[str]:
+    """The names of `topics` that this call created.
+
+    aiokafka hands back the broker's per-topic error codes instead of raising them: a topic
+    that exists already (another worker's) is code 36 in the answer, not an exception.
+    """
+    response = await admin.create_topics(topics)
+    return {error[0] for error in response.topic_errors if error[1] == 0}
+
+
 async def ensure_topics(settings: Settings, replication: int = 1) -> None:
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
     await admin.start()

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError, UnknownTopicOrPartitionError
 
+from app.log.claim import TopicClaim
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -42,6 +44,30 @@ async def begin(settings: Settings, replication: int) -> None:
             await admin.create_topics([NewTopic(marker_topic(settings), 1, replication)])
     finally:
         await admin.close()
+
+
+async def open_new(
+    settings: Settings,
+    replication: int,
+    start: Callable[[], Awaitable[None]],
+    within: float = 900.0,
+    claim: TopicClaim | None = None,
+) -> bool:
+    """Run `start` (restore the log, forget the views), then create the marker, in one worker.
+
+    Workers started together on a broker with no marker all find it missing; each used to
+    forget the views, and a slower one could drop the changelog a faster one had just made
+    and was writing to. Now one claims the new epoch; the others wait for its marker. True
+    if this worker opened the epoch.
+    """
+    claim = claim or TopicClaim(settings, f"{marker_topic(settings)}-claim")
+
+    async def work(still_mine: Callable[[], Awaitable[None]]) -> None:
+        await start()
+        await still_mine()
+        await begin(settings, replication)
+
+    return await claim.run_once(lambda names: marker_topic(settings) in names, work, within)
 
 
 async def forget_views(settings: Settings, changelog: str) -> None:

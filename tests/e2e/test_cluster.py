@@ -66,6 +66,10 @@ async def test_three_workers_answer_as_one(
 ) -> None:
     members = [worker(s, alone=False) for s in member_settings(stack, 3)]
     await asyncio.to_thread(wait_cluster_ready, members)
+    # Started together on a fresh broker: one opened the log's epoch (restore, forget the
+    # views, mark), the others waited for it instead of dropping the changelog it made.
+    logs = [m.log_path.read_text(errors="replace") for m in members]
+    assert sum("log epoch opened by this worker" in text for text in logs) == 1
     # The e2e workload: duplicates, tags before predictions, corrections, malformed records.
     workload = build(n_predictions=2_000, seed=41)
     async with KafkaPublisher(stack.bootstrap_servers, validate=False) as kafka:
