@@ -45,6 +45,14 @@ def guard_local_state(app: faust.App, settings: Settings) -> Callable[[], Awaita
     replication = app.conf.topic_replication_factor
 
     initialized = False
+    # on_worker_init runs before the worker configures logging, where INFO records are
+    # dropped: what start-up found is said once the worker has started.
+    found: list[str] = []
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def _report_start() -> None:
+        for line in found:
+            log.info("%s", line)
 
     @app.on_worker_init.connect  # type: ignore[arg-type]
     def _on_init(sender: Any, *args: Any, **kwargs: Any) -> None:
@@ -73,9 +81,9 @@ def guard_local_state(app: faust.App, settings: Settings) -> Callable[[], Awaita
                 await epoch.forget_views(settings, changelog)
 
             opened = run_sync(epoch.open_new(settings, replication, start_epoch), timeout=960)
-            log.info(
-                "log epoch opened by %s",
-                "this worker" if opened else "another worker (this one waited for it)",
+            found.append(
+                "log epoch opened by "
+                + ("this worker" if opened else "another worker (this one waited for it)")
             )
         else:
             run_sync(restore(settings, replication), timeout=900)
