@@ -131,14 +131,14 @@ class ScoredEvents:
     def encode_batch(
         self,
         ids: pa.Array,
-        rows: Sequence[int],
-        features: Sequence[Mapping[str, Any]],
+        rows: Sequence[int] | np.ndarray[Any, np.dtype[np.int64]],
+        features: Sequence[Mapping[str, Any]] | pa.Array,
         values: Sequence[Value],
         contexts: Mapping[int, Mapping[str, Any]] | None = None,
     ) -> pa.Array:
-        """A batch's events, joined a column at a time: only each row's features are
-        encoded a row at a time. `contexts` (by index in the batch) add to the job's and the
-        row's."""
+        """A batch's events, joined a column at a time. `features` are each row's, or their
+        JSON (`features_json`, `rows_json`). `contexts` (by index in the batch) add to the
+        job's and the row's."""
         dumps = orjson.dumps
         if all(type(v) is float for v in values):  # a regression's: one call, then split
             texts = dumps(list(values))[1:-1].split(b",") if values else []
@@ -161,7 +161,7 @@ class ScoredEvents:
             self._head,
             ids.cast(pa.binary()),
             b'","features":',
-            pa.array([dumps(f if type(f) is dict else dict(f)) for f in features], pa.binary()),
+            features if isinstance(features, pa.Array) else rows_json(features),
             b',"prediction":{"value":',
             pa.array(texts, pa.binary()),
             self._context,
@@ -169,5 +169,68 @@ class ScoredEvents:
             extras,
             b"}}",
         )
-        joined = [p if isinstance(p, pa.Array) else pa.scalar(p, pa.binary()) for p in pieces]
-        return pc.binary_join_element_wise(*joined, pa.scalar(b"", pa.binary()))
+        return _joined(pieces)
+
+
+def rows_json(rows: Sequence[Mapping[str, Any]]) -> pa.Array:
+    """Each row's features as a JSON object, a row at a time."""
+    dumps = orjson.dumps
+    return pa.array([dumps(f if type(f) is dict else dict(f)) for f in rows], pa.binary())
+
+
+def features_json(table: pa.Table) -> pa.Array | None:
+    """`rows_json(table.to_pylist())` made a column at a time, with no Python object a row:
+    the same objects, keys and values (a float's text may differ, as 1e+20 for 1e20). None
+    where a column holds anything but numbers, strings, booleans and nulls (lists are left
+    to `rows_json`), or two columns share a name. Floats must be finite."""
+    if len(set(table.column_names)) < table.num_columns:
+        return None
+    pieces: list[Any] = []
+    for i, (name, column) in enumerate(zip(table.column_names, table.columns, strict=True)):
+        text = _values_json(column.combine_chunks())
+        if text is None:
+            return None
+        pieces += [(b"," if i else b"{") + orjson.dumps(name) + b":", text]
+    if not pieces:
+        return pa.array([b"{}"] * table.num_rows, pa.binary())
+    return _joined([*pieces, b"}"])
+
+
+def _values_json(column: pa.Array) -> pa.Array | None:
+    """Each value of a column as JSON text (binary), null as `null`."""
+    kind = column.type
+    if pa.types.is_dictionary(kind):
+        return _categories_json(column)
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        return _categories_json(pc.dictionary_encode(column))
+    if pa.types.is_floating(kind):
+        text = column.cast(pa.float64()).cast(pa.string())  # float32's as Python reads them
+        # Arrow writes 2500.0 as "2500", which JSON reads as an integer.
+        integral = pc.invert(pc.match_substring_regex(text, r"[.eEn]"))
+        text = pc.if_else(integral, pc.binary_join_element_wise(text, ".0", ""), text)
+    elif pa.types.is_integer(kind) or pa.types.is_boolean(kind) or pa.types.is_null(kind):
+        text = column.cast(pa.string())
+    else:
+        return None
+    return pc.fill_null(text.cast(pa.binary()), _NULL)
+
+
+def _categories_json(column: pa.DictionaryArray) -> pa.Array | None:
+    """A dictionary column's values: each category encoded once (strings escaped by orjson)."""
+    dictionary = column.dictionary
+    if pa.types.is_string(dictionary.type) or pa.types.is_large_string(dictionary.type):
+        texts = pa.array(list(map(orjson.dumps, dictionary.to_pylist())), pa.binary())
+    else:
+        texts = _values_json(dictionary)
+        if texts is None:
+            return None
+    return pc.fill_null(texts.take(column.indices), _NULL)
+
+
+_NULL = pa.scalar(b"null", pa.binary())
+
+
+def _joined(pieces: Sequence[Any]) -> pa.Array:
+    """Arrays of one length and constants, joined element-wise."""
+    arrays = [p if isinstance(p, pa.Array) else pa.scalar(p, pa.binary()) for p in pieces]
+    return pc.binary_join_element_wise(*arrays, pa.scalar(b"", pa.binary()))

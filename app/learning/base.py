@@ -12,11 +12,14 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 
 from app.domain.events import Feature, Value, is_number
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 Features = Mapping[str, Feature]
 
@@ -88,6 +91,20 @@ class Model(Protocol):
     def describe(self) -> dict[str, Any]: ...
 
 
+class TableModel(Model, Protocol):
+    """A model that reads a table's columns whole, as batch scoring holds a Parquet file."""
+
+    def predict_table(self, table: pa.Table) -> list[Value]:
+        """`predict(table.to_pylist())`, the same values, with no Python object a row."""
+        ...
+
+
+def predict_table(model: Model, table: pa.Table) -> list[Value]:
+    """The model's predictions for each row of `table`, from its columns where it can."""
+    own = getattr(model, "predict_table", None)
+    return own(table) if own is not None else model.predict(table.to_pylist())
+
+
 class Trainer(Protocol):
     @property
     def kind(self) -> str: ...
@@ -122,6 +139,9 @@ class ConstantModel:
 
     def predict(self, batch: Sequence[Features]) -> list[Value]:
         return [self.value] * len(batch)
+
+    def predict_table(self, table: pa.Table) -> list[Value]:
+        return [self.value] * table.num_rows
 
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)

@@ -30,10 +30,11 @@ SCHEMA = pa.schema(
 )
 
 
-def to_parquet(table: pa.Table) -> bytes:
-    """A table as one zstd Parquet object, the format of every file modelview writes to S3."""
+def to_parquet(table: pa.Table, use_dictionary: bool | list[str] = True) -> bytes:
+    """A table as one zstd Parquet object, the format of every file modelview writes to S3.
+    `use_dictionary`: the columns worth a dictionary (all, by default)."""
     buffer = io.BytesIO()
-    pq.write_table(table, buffer, compression="zstd")
+    pq.write_table(table, buffer, compression="zstd", use_dictionary=use_dictionary)
     return buffer.getvalue()
 
 

@@ -13,7 +13,7 @@ import collections
 import gc
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,9 +28,16 @@ import pyarrow.parquet as pq
 from app.client import KafkaPublisher
 from app.domain.codec import MAX_FEATURES, InvalidEvent, format_time, prediction_from_dict
 from app.domain.datasets import DatasetSpec
-from app.domain.events import is_number
-from app.domain.scores import JobStatus, ScoredEvents, scores_prefix, status_key
-from app.learning.base import Expected
+from app.domain.events import Value, is_number
+from app.domain.scores import (
+    JobStatus,
+    ScoredEvents,
+    features_json,
+    rows_json,
+    scores_prefix,
+    status_key,
+)
+from app.learning.base import Expected, Features, predict_table
 from app.log.replay import log_end
 from app.log.segments import to_parquet
 from app.models import snapshots
@@ -43,7 +50,6 @@ from app.topics import PREDICTIONS
 BATCH = 4096
 ACKS_AHEAD = 4  # batches whose captures may await the broker's acks while the next are made
 JOB_NAME = re.compile(r"[A-Za-z0-9._-]{1,200}")
-Instance = tuple[str, Any]  # (key, features)
 
 
 class ScoringError(TrainingError):
@@ -99,24 +105,15 @@ async def score(
             status = JobStatus(
                 model, record.version, name, source, "running", format_time(datetime.now(UTC))
             )
-            status.rows = len(rows.instances)
+            status.rows = len(rows.keys)
             await asyncio.gather(_save_status(kept, status), starting)
-            columns = await _score_all(
-                settings,
-                fitted,
-                status,
-                rows.instances,
-                rows.refused,
-                publisher,
-                progress,
-                table=rows.table,
-            )
+            columns = await _score_all(settings, fitted, status, rows, publisher, progress)
         finally:
             gc.unfreeze()
             await _settled(starting)  # stopped once it is no longer starting
             await publisher.stop()
         key = scores_prefix(model, record.version, name) + "scores.parquet"
-        await kept.objects.put(key, to_parquet(pa.table(columns)))
+        await kept.objects.put(key, await asyncio.to_thread(_results_parquet, columns))
         status.state, status.location = "done", key
         status.finished_at = format_time(datetime.now(UTC))
         await _save_status(kept, status)
@@ -173,10 +170,13 @@ async def _champion(adapters: Adapters, model: str) -> str:
 
 
 class Source(NamedTuple):
-    """The rows to score, the reason each row the codec would refuse is refused (by row
-    number), and a Parquet file's features as read (their columns' types are checked once)."""
+    """The rows to score: each row's key, and its features as dicts (a dataset's), or as
+    the columns of `table` (a Parquet file's, whose columns' types are checked once, and
+    which the model may read whole); the reason each row the codec would refuse is refused,
+    by row number."""
 
-    instances: list[Instance]
+    keys: list[str]
+    rows: list[Features] | None
     refused: dict[int, str]
     table: pa.Table | None = None
 
@@ -189,7 +189,7 @@ async def _instances(settings: Settings, dataset: str | None, parquet: Path | No
         if not made.rows:
             raise ScoringError(f"dataset {dataset!r} has no examples to score")
         # Captured events' features: the codec took them when they were logged.
-        return Source([(r.event_id, r.features) for r in made.rows], {})
+        return Source([r.event_id for r in made.rows], [r.features for r in made.rows], {})
     assert parquet is not None
     try:
         table = await asyncio.to_thread(pq.read_table, parquet)
@@ -197,10 +197,9 @@ async def _instances(settings: Settings, dataset: str | None, parquet: Path | No
         raise ScoringError(f"cannot read {parquet}: {exc}") from None
     keys = table.column("id").to_pylist() if "id" in table.column_names else None
     features = table.drop_columns(["id"]) if keys is not None else table
-    rows = features.to_pylist()
     # An `id` column keys the rows (and so their event ids); else the row number does.
-    named = [str(k) for k in keys] if keys is not None else [str(n) for n in range(len(rows))]
-    return Source(list(zip(named, rows, strict=True)), column_problems(features), features)
+    named = [str(k) for k in keys] if keys is not None else list(map(str, range(table.num_rows)))
+    return Source(named, None, column_problems(features), features)
 
 
 def column_problems(table: pa.Table) -> dict[int, str]:
@@ -287,14 +286,29 @@ def _plain(kind: pa.DataType) -> bool:
     )
 
 
-Accepted = list[tuple[int, str, Mapping[str, Any], list[str]]]  # row, key, features, missing
+@dataclass
+class Good:
+    """A batch's rows the model may score: their row numbers, their keys, and the features
+    each lacks (by index among them, only those that lack some), to be imputed and named."""
+
+    rows: np.ndarray[Any, np.dtype[np.int64]]
+    keys: list[str]
+    missing: dict[int, list[str]]
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def take(self, keep: list[int]) -> Good:
+        at = {old: new for new, old in enumerate(keep)}
+        missing = {at[i]: m for i, m in self.missing.items() if i in at}
+        return Good(self.rows[keep], [self.keys[i] for i in keep], missing)
 
 
 @dataclass
 class Results:
     """The job's results, by column, batch after batch."""
 
-    rows: list[int] = field(default_factory=list)
+    rows: list[np.ndarray[Any, np.dtype[np.int64]]] = field(default_factory=list)
     keys: list[str] = field(default_factory=list)
     ids: list[pa.Array] = field(default_factory=list)
     predictions: list[Any] = field(default_factory=list)
@@ -304,81 +318,108 @@ class Results:
         if not set(map(type, predictions)) <= {int, float}:  # classes: their JSON text
             predictions = [orjson.dumps(v).decode() for v in predictions]
         return {
-            "row": self.rows,
+            "row": np.concatenate(self.rows) if self.rows else np.empty(0, np.int64),
             "key": self.keys,
             "event_id": pa.chunked_array(self.ids, pa.string()),
             "prediction": predictions,
         }
 
 
+def _results_parquet(columns: dict[str, Any]) -> bytes:
+    # Keys and ids are unique: a dictionary of them would only be tried, and dropped.
+    return to_parquet(pa.table(columns), use_dictionary=["row", "prediction"])
+
+
 Refusals = list[tuple[int, str, str]]  # row, key, reason
+Predicted = tuple[list[Value], pa.Array]  # a batch's values, and its rows' features as JSON
 
 
 async def _score_all(
     settings: Settings,
     fitted: Any,
     status: JobStatus,
-    instances: list[Instance],
-    refused: Mapping[int, str],
+    source: Source,
     publisher: KafkaPublisher,
     progress: Callable[[int], None] | None,
-    table: pa.Table | None = None,
 ) -> dict[str, Any]:
     """Score in batches, as a pipeline: the model predicts one batch (in a thread) while the
     last is captured, and the broker acks the ones before (ACKS_AHEAD of them at most).
-    `table`, the rows' features as columns, lets their types be checked a column at a time."""
+
+    A Parquet file's rows stay columns throughout where they can (every column of a type its
+    feature takes, and of plain values): the model reads them whole (`predict_table`) and
+    their JSON is made a column at a time, both in the thread, which Arrow and TensorFlow
+    leave free to run beside the job's own work. Else each row is a dict, as a dataset's."""
     expected = fitted.expects()
+    keys, rows, refused, table = source
     reads = len(expected.numbers | expected.strings)
     checked = column_checks(expected, table) if table is not None else None
+    columnar = (
+        table is not None and checked is not None and features_json(table.slice(0, 0)) is not None
+    )
+    if table is not None and not columnar:
+        rows = await asyncio.to_thread(table.to_pylist)
     missing_by_batch: dict[int, dict[int, list[str]]] = {}  # what `checked` found, by batch
     for row, absent in (checked or {}).items():
         missing_by_batch.setdefault(row // BATCH, {})[row % BATCH] = absent
 
-    def accepted(start: int, bad: Refusals) -> Accepted:
-        batch = instances[start : start + BATCH]
+    def accepted(start: int, stop: int, bad: Refusals) -> Good:
         problems: dict[int, dict[str, str]] = {}  # none where the columns' types fit
         if checked is None:
-            problems, missing = expected.check_all([features for _, features in batch])
+            assert rows is not None
+            problems, missing = expected.check_all(rows[start:stop])
         else:
             missing = missing_by_batch.get(start // BATCH, {})
         if not (problems or missing or refused):  # the usual batch: every row is good
-            return [(row, key, f, []) for row, (key, f) in enumerate(batch, start)]
-        good: Accepted = []
-        for i, (key, features) in enumerate(batch):
-            row = start + i
+            return Good(np.arange(start, stop, dtype=np.int64), keys[start:stop], {})
+        good: list[int] = []
+        lacking: dict[int, list[str]] = {}
+        for row in range(start, stop):
             if row in refused:
-                bad.append((row, key, refused[row]))
+                bad.append((row, keys[row], refused[row]))
                 continue
-            absent, wrong = missing.get(i, []), problems.get(i)
+            absent, wrong = missing.get(row - start, []), problems.get(row - start)
             if not wrong and reads and len(absent) == reads:
                 wrong = dict.fromkeys(absent, "missing")
             if wrong:
-                bad.append((row, key, "; ".join(f"{n}: {why}" for n, why in wrong.items())))
+                bad.append((row, keys[row], "; ".join(f"{n}: {why}" for n, why in wrong.items())))
                 continue
-            good.append((row, key, features, absent))
-        return good
+            if absent:
+                lacking[len(good)] = absent
+            good.append(row)
+        return Good(np.array(good, dtype=np.int64), [keys[row] for row in good], lacking)
 
-    def predicting(start: int) -> tuple[Accepted, Refusals, asyncio.Future[list[Any]]]:
+    def predict(start: int, stop: int, good: Good) -> Predicted:
+        """In a thread: the good rows' values and JSON features."""
+        if columnar:
+            assert table is not None
+            part = table.slice(start, stop - start)
+            if len(good) < part.num_rows:
+                part = part.take(good.rows - start)
+            encoded = features_json(part)
+            assert encoded is not None
+            return predict_table(fitted, part), encoded
+        assert rows is not None
+        dicts = [rows[row] for row in good.rows.tolist()]
+        return fitted.predict(dicts), rows_json(dicts)
+
+    def predicting(start: int) -> tuple[Good, Refusals, asyncio.Future[Predicted]]:
         bad: Refusals = []
-        good = accepted(start, bad)
-        return (
-            good,
-            bad,
-            asyncio.ensure_future(asyncio.to_thread(fitted.predict, [f for _, _, f, _ in good])),
-        )
+        stop = min(start + BATCH, len(keys))
+        good = accepted(start, stop, bad)
+        return good, bad, asyncio.ensure_future(asyncio.to_thread(predict, start, stop, good))
 
     events = ScoredEvents(status)
     out = Results()
-    starts = range(0, len(instances), BATCH)
+    starts = range(0, len(keys), BATCH)
     acks: collections.deque[asyncio.Future[Any]] = collections.deque()
     ahead = predicting(0) if starts else None
     try:
         for start in starts:
             assert ahead is not None
             good, bad, values_of = ahead
-            values = await values_of
-            ahead = predicting(start + BATCH) if start + BATCH < len(instances) else None
-            records = _captured(settings, status, events, good, values, out, bad)
+            values, encoded = await values_of
+            ahead = predicting(start + BATCH) if start + BATCH < len(keys) else None
+            records = _captured(settings, status, events, good, values, encoded, out, bad)
             for row, key, reason in sorted(bad):  # in row order, though found in two passes
                 status.refuse(row, key, reason)
             acks.append(await publisher.queue_keyed(PREDICTIONS, records))
@@ -387,7 +428,7 @@ async def _score_all(
             status.scored += len(records)
             gc.freeze()  # this batch's survivors (its results): see `score`
             if progress:
-                progress(min(BATCH, len(instances) - start))
+                progress(min(BATCH, len(keys) - start))
         while acks:
             await acks.popleft()
     finally:
@@ -401,37 +442,43 @@ def _captured(
     settings: Settings,
     status: JobStatus,
     events: ScoredEvents,
-    good: Accepted,
+    good: Good,
     values: list[Any],
+    features: pa.Array,
     out: Results,
     bad: Refusals,
 ) -> list[tuple[bytes, bytes]]:
     """The records capturing a batch's scores, each row's result added to `out` and each
-    row refused to `bad`. The rows' features were checked (the codec's rules, by column or
-    when they were logged), and the model's values are its classes or numbers: the first
-    event alone goes through the codec whole (until one passes), for the fields every event
-    of the job shares. The batch is encoded a column at a time (`ScoredEvents.encode_batch`)."""
+    row refused to `bad`. The rows' features (`features`, their JSON) were checked (the
+    codec's rules, by column or when they were logged), and the model's values are its
+    classes or numbers: the first event alone goes through the codec whole (until one
+    passes), for the fields every event of the job shares. The batch is encoded a column at
+    a time (`ScoredEvents.encode_batch`)."""
     if not _all_finite(values):  # else no row's value needs a look
-        kept = []
-        for (row, key, features, missing), value in zip(good, values, strict=True):
+        keep = []
+        for i, value in enumerate(values):
             if is_number(value) and not math.isfinite(float(value)):
-                bad.append((row, key, "the model produced a value that is not finite"))
+                bad.append(
+                    (
+                        int(good.rows[i]),
+                        good.keys[i],
+                        "the model produced a value that is not finite",
+                    )
+                )
             else:
-                kept.append(((row, key, features, missing), value))
-        good, values = [g for g, _ in kept], [v for _, v in kept]
+                keep.append(i)
+        good, values, features = good.take(keep), [values[i] for i in keep], features.take(keep)
     if not good:
         return []
-    ids = events.id_of.many([key for _, key, _, _ in good])
-    imputed = {i: {IMPUTED: missing} for i, (_, _, _, missing) in enumerate(good) if missing}
-    encoded = events.encode_batch(
-        ids, [row for row, _, _, _ in good], [f for _, _, f, _ in good], values, imputed
-    )
+    ids = events.id_of.many(good.keys)
+    imputed = {i: {IMPUTED: missing} for i, missing in good.missing.items()}
+    encoded = events.encode_batch(ids, good.rows, features, values, imputed)
     sizes = pc.binary_length(encoded).to_numpy()
     limit = settings.max_event_bytes
     dropped = {
         int(i): f"event of {sizes[i]} bytes exceeds {limit}" for i in np.flatnonzero(sizes > limit)
     }
-    if not status.scored and not out.rows:
+    if not status.scored and not out.keys:
         for i in range(len(good)):
             if i in dropped:
                 continue
@@ -442,12 +489,12 @@ def _captured(
                 dropped[i] = str(exc)
     if dropped:
         for i, reason in dropped.items():
-            bad.append((good[i][0], good[i][1], reason))
+            bad.append((int(good.rows[i]), good.keys[i], reason))
         keep = [i for i in range(len(good)) if i not in dropped]
-        good, values = [good[i] for i in keep], [values[i] for i in keep]
+        good, values = good.take(keep), [values[i] for i in keep]
         ids, encoded = ids.take(keep), encoded.take(keep)
-    out.rows += [row for row, _, _, _ in good]
-    out.keys += [key for _, key, _, _ in good]
+    out.rows.append(good.rows)
+    out.keys += good.keys
     out.ids.append(ids)
     out.predictions += values
     keys = ids.cast(pa.binary()).to_pylist()

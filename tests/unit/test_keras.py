@@ -6,6 +6,7 @@ import random
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pytest
 
 from app.learning.base import BaselineTrainer, Expected
@@ -89,6 +90,29 @@ def test_inputs_fill_what_is_missing_or_of_another_type_and_clip_to_training() -
     assert [v.decode() for v in x["f2"].numpy()[:, 0]] == ["UA", "", "", "DL"]
     clean = keras_module.columns(schema, batch[:2])
     assert clean["f0"][:, 0].tolist() == [10.0, 50.0]
+
+
+def test_a_tables_columns_make_the_same_inputs_as_its_rows() -> None:
+    """Batch scoring reads a Parquet file's columns whole (`predict_table`): the inputs, so
+    the answers, are those of the same rows as dicts, whatever is missing or mistyped."""
+    features, labels = rows(300, 4)
+    model = keras_module.KerasTrainer().fit(features, labels, seed=1)
+    for n, row in enumerate(features):
+        if n % 7 == 0:
+            row["distance"] = None
+        if n % 5 == 0:
+            row["carrier"] = None
+    table = pa.Table.from_pylist(features)
+    at = table.column_names.index
+    variants = [
+        table,
+        table.set_column(at("carrier"), "carrier", table.column("carrier").dictionary_encode()),
+        table.drop_columns(["late"]),
+        table.set_column(at("distance"), "distance", pa.array(["far"] * len(features))),
+        table.set_column(at("carrier"), "carrier", pa.array(range(len(features)))),
+    ]
+    for variant in variants:
+        assert model.predict_table(variant) == model.predict(variant.to_pylist())
 
 
 def test_classification_gives_the_training_classes() -> None:

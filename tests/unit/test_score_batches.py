@@ -26,6 +26,9 @@ class Echo(ConstantModel):
     def predict(self, batch: Sequence[Features]) -> list[Any]:
         return [math.nan if row["x"] < 0 else float(row["x"]) for row in batch]  # type: ignore[operator]
 
+    def predict_table(self, table: pa.Table) -> list[Any]:
+        return self.predict(table.to_pylist())  # not the constant's
+
 
 class Publisher:
     """Holds what a job sends, acknowledged at once (the loop, not the broker, is tested)."""
@@ -46,18 +49,19 @@ async def run_job(
     refused: dict[int, str],
     table: pa.Table | None = None,
 ) -> tuple[JobStatus, dict[str, Any], Publisher]:
-    """A job's scoring loop over `instances`: its status, its results and what it sent."""
+    """A job's scoring loop over `instances`, or over `table`'s columns (with the keys of
+    `instances`): its status, its results and what it sent."""
     status = JobStatus("m", "1", "job", "parquet:f", "running", "2026-12-03T00:00:00Z")
     publisher = Publisher()
+    keys = [key for key, _ in instances]
+    rows = [features for _, features in instances] if table is None else None
     out = await scoring._score_all(
         Settings(),
         model,
         status,
-        instances,
-        refused,
+        scoring.Source(keys, rows, refused, table),
         publisher,  # type: ignore[arg-type]
         None,
-        table=table,
     )
     return status, out, publisher
 
@@ -81,8 +85,17 @@ async def test_refusals_are_listed_in_row_order_across_a_batch_edge(
         (9, "k9"),
     ]
     assert status.bad == 4 and status.scored == 6
-    assert out["row"] == [0, 1, 2, 5, 7, 8] and out["prediction"] == [0.0, 1.0, 2.0, 5.0, 7.0, 8.0]
-    assert [orjson.loads(v)["context"]["modelview.row"] for _, v in publisher.sent] == out["row"]
+    assert out["row"].tolist() == [0, 1, 2, 5, 7, 8] and out["prediction"] == [
+        0.0,
+        1.0,
+        2.0,
+        5.0,
+        7.0,
+        8.0,
+    ]
+    assert [orjson.loads(v)["context"]["modelview.row"] for _, v in publisher.sent] == out[
+        "row"
+    ].tolist()
 
 
 class Imputing(Echo):
@@ -110,7 +123,7 @@ async def test_a_files_columns_checked_by_type_give_the_jobs_rows_checked_one_by
         status, out, publisher = await run_job(
             Imputing(0.0, "regression", 1), instances, {}, columns
         )
-        runs.append((status.scored, out["row"], publisher.sent))
+        runs.append((status.scored, out["row"].tolist(), publisher.sent))
     assert runs[0] == runs[1]
     imputed = [orjson.loads(v)["context"].get("modelview.imputed") for _, v in runs[1][2]]
     assert imputed == [None, None, ["x"], None, ["x"], ["x"], None, None, ["x"]]

@@ -4,14 +4,17 @@ model's own check would."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from app.domain.codec import InvalidEvent, check_features
 from app.learning.base import Expected
-from app.models.scoring import column_checks, column_problems
+from app.models.scoring import ScoringError, _instances, column_checks, column_problems
+from app.settings import Settings
 
 
 def codec_verdicts(rows: list[dict[str, Any]]) -> dict[int, str]:
@@ -109,3 +112,11 @@ def test_a_column_of_a_type_its_feature_does_not_take_is_left_to_each_rows_check
     table = pa.table(column)
     assert column_checks(expected, table) is None
     assert expected.check_all(table.to_pylist())[0]  # a problem: the rows' check names it
+
+
+async def test_a_file_with_two_columns_of_one_name_is_refused_whole(tmp_path: Path) -> None:
+    file = tmp_path / "twice.parquet"
+    pq.write_table(pa.Table.from_arrays([pa.array([1]), pa.array([2])], ["x", "x"]), file)
+    # Which of the two would a feature be? pyarrow's reader refuses the file, and so the job.
+    with pytest.raises(ScoringError, match=r"cannot read .*twice.parquet: Multiple matches"):
+        await _instances(Settings(), None, file)
