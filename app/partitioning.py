@@ -1,5 +1,5 @@
 """Records to partitions, many at once: the producers' default partitioner (Kafka's
-murmur2) over many keys, and a partition's records sent as whole record batches.
+murmur2) over many keys.
 
 Batch scoring partitions tens of thousands of keys per batch; aiokafka's murmur2 is pure
 Python, one key at a time (about 5 µs a key). Here keys of one length are hashed together as
@@ -10,18 +10,28 @@ a tag still finds its prediction's partition.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import numpy as np
-from aiokafka import AIOKafkaProducer
+import pyarrow as pa
+import pyarrow.compute as pc
 
 SEED = np.uint32(0x9747B28C)
 M = np.uint32(0x5BD1E995)
 
 
-def murmur2(keys: Sequence[bytes]) -> np.ndarray:
+def murmur2(keys: Sequence[bytes] | pa.Array) -> np.ndarray:
     """Kafka's murmur2 of each key, as unsigned 32-bit numbers, in the keys' order."""
+    if isinstance(keys, pa.Array):
+        if keys.null_count:
+            raise ValueError("a null key has no partition of its own")
+        lengths = pc.binary_length(keys)
+        if len(keys) and pc.min(lengths) == pc.max(lengths):  # read where Arrow holds them
+            length, (_, offsets, data) = lengths[0].as_py(), keys.buffers()
+            start = int(np.frombuffer(offsets, dtype=np.int32)[keys.offset])
+            rows = np.frombuffer(data, dtype=np.uint8)[start : start + length * len(keys)]
+            return _same_length(rows.reshape(len(keys), length), length)
+        keys = keys.to_pylist()
     lengths = set(map(len, keys))
     if len(lengths) == 1:  # ids, the usual keys: one array, no loop over the keys
         (length,) = lengths
@@ -37,7 +47,7 @@ def murmur2(keys: Sequence[bytes]) -> np.ndarray:
     return out
 
 
-def partitions(keys: Sequence[bytes], count: int) -> np.ndarray:
+def partitions(keys: Sequence[bytes] | pa.Array, count: int) -> np.ndarray:
     """The partition of each key among `count`, as `producer.send` picks it."""
     return (murmur2(keys) & np.uint32(0x7FFFFFFF)) % np.uint32(count)
 
@@ -62,26 +72,3 @@ def _same_length(rows: np.ndarray, length: int) -> np.ndarray:
         h *= M
         h ^= h >> np.uint32(15)
     return h
-
-
-def record_batches(
-    producer: AIOKafkaProducer, records: Iterable[tuple[bytes, bytes | None]]
-) -> list[Any]:
-    """One partition's records, in order, in as few record batches as hold them, each closed
-    (a batch left open lingers `linger_ms` before it may go, and the partition's next batch
-    waits for it).
-
-    A record is never dropped unsaid: one larger than the batch size goes in a batch of its
-    own (aiokafka's take any first record), which the broker refuses, failing its ack, if the
-    topic takes less; a producer that would not take it at all raises ValueError here."""
-    built = [producer.create_batch()]
-    for key, value in records:
-        if built[-1].append(key=key, value=value, timestamp=None) is None:
-            if built[-1].record_count():  # full (and closed by that): the record starts the next
-                built.append(producer.create_batch())
-            if built[-1].append(key=key, value=value, timestamp=None) is None:
-                size = len(key) + len(value or b"")
-                raise ValueError(f"record {key[:64]!r} of {size} bytes exceeds the batch size")
-    for batch in built:
-        batch.close()
-    return [batch for batch in built if batch.record_count()]

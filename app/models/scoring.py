@@ -107,13 +107,13 @@ async def score(
             )
             status.rows = len(rows.keys)
             await asyncio.gather(_save_status(kept, status), starting)
-            columns = await _score_all(settings, fitted, status, rows, publisher, progress)
+            results = await _score_all(settings, fitted, status, rows, publisher, progress)
         finally:
             gc.unfreeze()
             await _settled(starting)  # stopped once it is no longer starting
             await publisher.stop()
         key = scores_prefix(model, record.version, name) + "scores.parquet"
-        await kept.objects.put(key, await asyncio.to_thread(_results_parquet, columns))
+        await kept.objects.put(key, results)
         status.state, status.location = "done", key
         status.finished_at = format_time(datetime.now(UTC))
         await _save_status(kept, status)
@@ -341,9 +341,10 @@ async def _score_all(
     source: Source,
     publisher: KafkaPublisher,
     progress: Callable[[int], None] | None,
-) -> dict[str, Any]:
+) -> bytes:
     """Score in batches, as a pipeline: the model predicts one batch (in a thread) while the
     last is captured, and the broker acks the ones before (ACKS_AHEAD of them at most).
+    The results, as Parquet, are written (in a thread) while the last acks are awaited.
 
     A Parquet file's rows stay columns throughout where they can (every column of a type its
     feature takes, and of plain values): the model reads them whole (`predict_table`) and
@@ -419,23 +420,24 @@ async def _score_all(
             good, bad, values_of = ahead
             values, encoded = await values_of
             ahead = predicting(start + BATCH) if start + BATCH < len(keys) else None
-            records = _captured(settings, status, events, good, values, encoded, out, bad)
+            ids, captures = _captured(settings, status, events, good, values, encoded, out, bad)
             for row, key, reason in sorted(bad):  # in row order, though found in two passes
                 status.refuse(row, key, reason)
-            acks.append(await publisher.queue_keyed(PREDICTIONS, records))
+            acks.append(await publisher.queue_keyed(PREDICTIONS, ids, captures))
             while len(acks) > ACKS_AHEAD:
                 await acks.popleft()
-            status.scored += len(records)
+            status.scored += len(captures)
             gc.freeze()  # this batch's survivors (its results): see `score`
             if progress:
                 progress(min(BATCH, len(keys) - start))
+        written = asyncio.ensure_future(asyncio.to_thread(_results_parquet, out.columns()))
         while acks:
             await acks.popleft()
+        return await written
     finally:
         for pending in (*acks, ahead[2] if ahead else None):
             if pending is not None and not pending.done():
                 pending.cancel()
-    return out.columns()
 
 
 def _captured(
@@ -447,13 +449,13 @@ def _captured(
     features: pa.Array,
     out: Results,
     bad: Refusals,
-) -> list[tuple[bytes, bytes]]:
-    """The records capturing a batch's scores, each row's result added to `out` and each
-    row refused to `bad`. The rows' features (`features`, their JSON) were checked (the
-    codec's rules, by column or when they were logged), and the model's values are its
-    classes or numbers: the first event alone goes through the codec whole (until one
-    passes), for the fields every event of the job shares. The batch is encoded a column at
-    a time (`ScoredEvents.encode_batch`)."""
+) -> tuple[pa.Array, pa.Array]:
+    """The records capturing a batch's scores (their keys, the event ids, and their values),
+    each row's result added to `out` and each row refused to `bad`. The rows' features
+    (`features`, their JSON) were checked (the codec's rules, by column or when they were
+    logged), and the model's values are its classes or numbers: the first event alone goes
+    through the codec whole (until one passes), for the fields every event of the job
+    shares. The batch is encoded a column at a time (`ScoredEvents.encode_batch`)."""
     if not _all_finite(values):  # else no row's value needs a look
         keep = []
         for i, value in enumerate(values):
@@ -469,7 +471,7 @@ def _captured(
                 keep.append(i)
         good, values, features = good.take(keep), [values[i] for i in keep], features.take(keep)
     if not good:
-        return []
+        return pa.array([], pa.binary()), pa.array([], pa.binary())
     ids = events.id_of.many(good.keys)
     imputed = {i: {IMPUTED: missing} for i, missing in good.missing.items()}
     encoded = events.encode_batch(ids, good.rows, features, values, imputed)
@@ -497,8 +499,7 @@ def _captured(
     out.keys += good.keys
     out.ids.append(ids)
     out.predictions += values
-    keys = ids.cast(pa.binary()).to_pylist()
-    return list(zip(keys, encoded.to_pylist(), strict=True))
+    return ids.cast(pa.binary()), encoded
 
 
 def _all_finite(values: list[Any]) -> bool:

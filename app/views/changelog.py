@@ -15,7 +15,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from app.log.replay import kafka_bounds
-from app.partitioning import record_batches
+from app.record_batch import record_batches
 from app.settings import Settings
 from app.views.wal import PartitionTxn
 from tables.views import TABLE_NAME
@@ -99,10 +99,9 @@ class BatchWriter:
         for partition, records in by_partition.items():
             groups = (records[:-1], records[-1:]) if self.last_alone else (records,)
             for group in groups:
-                try:
-                    batches = record_batches(producer, group)
-                except ValueError as exc:
-                    raise ValueError(f"changelog {exc}") from None
+                batches = record_batches(
+                    [k for k, _ in group], [v for _, v in group], self.max_request_size
+                )
                 for batch in batches:
                     ack = await producer.send_batch(batch, self.topic, partition=partition)
                     sent.append((partition, batch.record_count(), ack))

@@ -7,59 +7,41 @@ import asyncio
 from typing import Any
 
 import pytest
+from aiokafka.record.default_records import DefaultRecordBatch
 
+from app.record_batch import RecordBatch
 from app.views.changelog import BatchWriter
-
-
-class FakeBatch:
-    def __init__(self, room: int) -> None:
-        self.records: list[tuple[bytes, bytes | None]] = []
-        self.room = room
-        self.closed = False
-
-    def append(self, *, key: bytes, value: bytes | None, timestamp: Any) -> object | None:
-        if len(self.records) >= self.room:
-            return None
-        self.records.append((key, value))
-        return object()
-
-    def record_count(self) -> int:
-        return len(self.records)
-
-    def close(self) -> None:
-        self.closed = True
 
 
 class FakeProducer:
     """Acks each batch with the offset of its first record, as a broker does."""
 
-    def __init__(self, room: int = 3, acks: bool = True) -> None:
-        self.room, self.acks = room, acks
+    def __init__(self, acks: bool = True) -> None:
+        self.acks = acks
         self.sent: dict[int, list[list[tuple[bytes, bytes | None]]]] = {}
         self.ends: dict[int, int] = {}
 
-    def create_batch(self) -> FakeBatch:
-        return FakeBatch(self.room)
-
-    async def send_batch(self, batch: FakeBatch, topic: str, *, partition: int) -> Any:
+    async def send_batch(self, batch: RecordBatch, topic: str, *, partition: int) -> Any:
         # An open batch would linger `linger_ms` in the producer, and hold up the next.
-        assert batch.closed, "a batch handed over still open"
-        self.sent.setdefault(partition, []).append(batch.records)
+        assert batch.closed(), "a batch handed over still open"
+        records = [(r.key, r.value) for r in DefaultRecordBatch(bytes(batch._build()))]
+        self.sent.setdefault(partition, []).append(records)
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         base = self.ends.get(partition, 0)
-        self.ends[partition] = base + len(batch.records)
+        self.ends[partition] = base + len(records)
         if self.acks:
             future.set_result(type("Meta", (), {"offset": base})())
         return future
 
 
 class Writer(BatchWriter):
+    """Batches of three of the records below at most: a batch's header is 61 bytes, and
+    each record (a key of one or two bytes, a value of one) nine or ten."""
+
     def __init__(
         self, producer: FakeProducer, ack_timeout: float = 60.0, last_alone: bool = False
     ) -> None:
-        super().__init__(
-            "unused:9092", "views-changelog", 1_000_000, ack_timeout, last_alone=last_alone
-        )
+        super().__init__("unused:9092", "views-changelog", 91, ack_timeout, last_alone=last_alone)
         self.fake = producer
 
     async def _started(self) -> Any:
@@ -71,7 +53,7 @@ CHANGES = [(0, f"k{i}".encode(), b"v") for i in range(5)] + [(1, b"a", None), (0
 
 
 async def test_changes_go_in_order_in_full_batches_and_the_last_offset_returned() -> None:
-    producer = FakeProducer(room=3)
+    producer = FakeProducer()
     offsets = await Writer(producer).write(CHANGES)
     assert producer.sent[0] == [
         [(b"k0", b"v"), (b"k1", b"v"), (b"k2", b"v")],
@@ -82,7 +64,7 @@ async def test_changes_go_in_order_in_full_batches_and_the_last_offset_returned(
 
 
 async def test_on_tansu_the_last_change_goes_alone() -> None:
-    producer = FakeProducer(room=3)
+    producer = FakeProducer()
     offsets = await Writer(producer, last_alone=True).write(CHANGES)
     assert producer.sent[0] == [
         [(b"k0", b"v"), (b"k1", b"v"), (b"k2", b"v")],

@@ -6,10 +6,11 @@ from __future__ import annotations
 import random
 import uuid
 
-from aiokafka.producer.message_accumulator import BatchBuilder
+import pyarrow as pa
 from aiokafka.record.default_records import DefaultRecordBatch
 
-from app.partitioning import murmur2, partitions, record_batches
+from app.partitioning import murmur2, partitions
+from app.record_batch import record_batches
 from app.topic_admin import key_partition
 
 
@@ -30,19 +31,18 @@ def test_known_values_of_kafkas_murmur2() -> None:
     assert [int(v) - (1 << 32) if v >= 1 << 31 else int(v) for v in got] == list(cases.values())
 
 
-class Batches:
-    """What `record_batches` needs of a producer: aiokafka's own batches, 16 kB each."""
-
-    def create_batch(self) -> BatchBuilder:
-        return BatchBuilder(16_384, 0)
-
-
 def test_record_batches_hold_every_record_in_order_in_valid_kafka_batches() -> None:
     rng = random.Random(5)
-    records = [(b"%036d" % i, rng.randbytes(rng.randint(0, 600))) for i in range(2_000)]
+    records: list[tuple[bytes | None, bytes | None]] = [
+        (b"%036d" % i, rng.randbytes(rng.randint(0, 600))) for i in range(2_000)
+    ]
     records.insert(700, (b"big", rng.randbytes(40_000)))  # larger than a batch: one of its own
-    built = record_batches(Batches(), records)  # type: ignore[arg-type]
-    found: list[tuple[bytes, bytes]] = []
+    records.insert(900, (b"gone", None))  # a tombstone
+    records.insert(1100, (None, b"no key"))
+    # Offset deltas of 64 and more take two bytes: a run that long in one batch.
+    records += [(b"k", b"") for _ in range(300)]
+    built = record_batches([k for k, _ in records], [v for _, v in records], 16_384)
+    found: list[tuple[bytes | None, bytes | None]] = []
     for batch in built:
         decoded = DefaultRecordBatch(bytes(batch._build()))
         assert decoded.validate_crc()
@@ -53,3 +53,14 @@ def test_record_batches_hold_every_record_in_order_in_valid_kafka_batches() -> N
         found += [(r.key, r.value) for r in inside]
     assert found == records
     assert [len(b._build()) > 16_384 for b in built].count(True) == 1
+    assert record_batches([], [], 16_384) == []
+
+
+def test_murmur2_of_an_arrow_column_is_that_of_its_keys() -> None:
+    rng = random.Random(6)
+    same = [rng.randbytes(36) for _ in range(500)]
+    mixed = [rng.randbytes(rng.randint(1, 40)) for _ in range(500)]
+    for keys in (same, mixed):
+        column = pa.array(keys, pa.binary())
+        assert murmur2(column).tolist() == murmur2(keys).tolist()
+        assert murmur2(column.slice(7, 100)).tolist() == murmur2(keys[7:107]).tolist()

@@ -9,6 +9,7 @@ from typing import Any
 
 import orjson
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from app.domain.scores import JobStatus
@@ -36,8 +37,8 @@ class Publisher:
     def __init__(self) -> None:
         self.sent: list[tuple[bytes, bytes]] = []
 
-    async def queue_keyed(self, topic: str, records: list[tuple[bytes, bytes]]) -> Any:
-        self.sent += records
+    async def queue_keyed(self, topic: str, keys: pa.Array, values: pa.Array) -> Any:
+        self.sent += zip(keys.to_pylist(), values.to_pylist(), strict=True)
         done = asyncio.get_running_loop().create_future()
         done.set_result(None)
         return done
@@ -55,7 +56,7 @@ async def run_job(
     publisher = Publisher()
     keys = [key for key, _ in instances]
     rows = [features for _, features in instances] if table is None else None
-    out = await scoring._score_all(
+    results = await scoring._score_all(
         Settings(),
         model,
         status,
@@ -63,7 +64,7 @@ async def run_job(
         publisher,  # type: ignore[arg-type]
         None,
     )
-    return status, out, publisher
+    return status, pq.read_table(pa.py_buffer(results)).to_pydict(), publisher
 
 
 async def test_refusals_are_listed_in_row_order_across_a_batch_edge(
@@ -85,7 +86,7 @@ async def test_refusals_are_listed_in_row_order_across_a_batch_edge(
         (9, "k9"),
     ]
     assert status.bad == 4 and status.scored == 6
-    assert out["row"].tolist() == [0, 1, 2, 5, 7, 8] and out["prediction"] == [
+    assert out["row"] == [0, 1, 2, 5, 7, 8] and out["prediction"] == [
         0.0,
         1.0,
         2.0,
@@ -93,9 +94,7 @@ async def test_refusals_are_listed_in_row_order_across_a_batch_edge(
         7.0,
         8.0,
     ]
-    assert [orjson.loads(v)["context"]["modelview.row"] for _, v in publisher.sent] == out[
-        "row"
-    ].tolist()
+    assert [orjson.loads(v)["context"]["modelview.row"] for _, v in publisher.sent] == out["row"]
 
 
 class Imputing(Echo):
@@ -123,7 +122,7 @@ async def test_a_files_columns_checked_by_type_give_the_jobs_rows_checked_one_by
         status, out, publisher = await run_job(
             Imputing(0.0, "regression", 1), instances, {}, columns
         )
-        runs.append((status.scored, out["row"].tolist(), publisher.sent))
+        runs.append((status.scored, out["row"], publisher.sent))
     assert runs[0] == runs[1]
     imputed = [orjson.loads(v)["context"].get("modelview.imputed") for _, v in runs[1][2]]
     assert imputed == [None, None, ["x"], None, ["x"], ["x"], None, None, ["x"]]
