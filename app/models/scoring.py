@@ -326,8 +326,8 @@ class Results:
 
 
 def _results_parquet(columns: dict[str, Any]) -> bytes:
-    # Keys and ids are unique: a dictionary of them would only be tried, and dropped.
-    return to_parquet(pa.table(columns), use_dictionary=["row", "prediction"])
+    # Rows, keys and ids are unique: a dictionary of them would only be tried, and dropped.
+    return to_parquet(pa.table(columns), use_dictionary=["prediction"])
 
 
 Refusals = list[tuple[int, str, str]]  # row, key, reason
