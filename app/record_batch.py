@@ -20,6 +20,8 @@ import pyarrow.compute as pc
 from aiokafka.producer.message_accumulator import BatchBuilder
 from aiokafka.record.util import calc_crc32c
 
+from app.domain.blobs import joined
+
 # Kafka's RecordBatch header (KIP-98): base offset, length, leader epoch, magic, CRC-32C,
 # attributes, last offset delta, first and max timestamps, producer id, producer epoch,
 # base sequence, record count.
@@ -79,7 +81,7 @@ def record_batches(keys: Blobs, values: Blobs, batch_size: int) -> list[RecordBa
     deltas -= np.repeat(firsts, np.diff(np.append(firsts, count)))
     body = fixed + _width(deltas)
     pieces = [_varints(body), b"\x00\x00", _varints(deltas), _varints(key_sizes), keys]
-    records = _joined([*pieces, _varints(value_sizes), values, b"\x00"])
+    records = joined([*pieces, _varints(value_sizes), values, b"\x00"])
     _, offsets, data = records.buffers()
     at = np.frombuffer(offsets, dtype=np.int32)[records.offset : records.offset + count + 1]
     now = int(time.time() * 1000)
@@ -162,14 +164,3 @@ def _varints(values: np.ndarray[Any, np.dtype[np.int64]]) -> pa.Array:
     np.cumsum(widths, out=offsets[1:])
     buffers = [None, pa.py_buffer(offsets), pa.py_buffer(data)]
     return pa.Array.from_buffers(pa.binary(), len(values), buffers)
-
-
-def _joined(pieces: Sequence[Any]) -> pa.Array:
-    """Arrays of one length and constants, joined element-wise (a null joins as nothing)."""
-    arrays = [
-        (pc.fill_null(p, b"") if p.null_count else p)
-        if isinstance(p, pa.Array)
-        else pa.scalar(p, pa.binary())
-        for p in pieces
-    ]
-    return pc.binary_join_element_wise(*arrays, pa.scalar(b"", pa.binary()))

@@ -18,6 +18,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from app.domain.blobs import joined
 from app.domain.events import Value
 
 NAMESPACE = uuid.UUID("5b0c2c8e-6f1d-4c55-9f0e-6d6f64656c76")  # modelview's own
@@ -169,7 +170,7 @@ class ScoredEvents:
             extras,
             b"}}",
         )
-        return _joined(pieces)
+        return joined(pieces)
 
 
 def rows_json(rows: Sequence[Mapping[str, Any]]) -> pa.Array:
@@ -193,7 +194,7 @@ def features_json(table: pa.Table) -> pa.Array | None:
         pieces += [(b"," if i else b"{") + orjson.dumps(name) + b":", text]
     if not pieces:
         return pa.array([b"{}"] * table.num_rows, pa.binary())
-    return _joined([*pieces, b"}"])
+    return joined([*pieces, b"}"])
 
 
 def _values_json(column: pa.Array) -> pa.Array | None:
@@ -228,9 +229,3 @@ def _categories_json(column: pa.DictionaryArray) -> pa.Array | None:
 
 
 _NULL = pa.scalar(b"null", pa.binary())
-
-
-def _joined(pieces: Sequence[Any]) -> pa.Array:
-    """Arrays of one length and constants, joined element-wise."""
-    arrays = [p if isinstance(p, pa.Array) else pa.scalar(p, pa.binary()) for p in pieces]
-    return pc.binary_join_element_wise(*arrays, pa.scalar(b"", pa.binary()))
