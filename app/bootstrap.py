@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Sequence
 from functools import cache, partial
 from typing import Any
 
@@ -45,7 +47,7 @@ from app.views.changelog import BatchWriter, changelog_topic
 from app.views.cluster import ClusterReads, Erased, Incomplete, Owners, ready_partitions
 from app.views.compat import CommittingConsumer, check_versions
 from app.views.deadletters import encode_dead_letter
-from app.views.ingestor import Ingestor, SendDeadLetter, log_backfill
+from app.views.ingestor import Ingestor, SendDeadLetters, log_backfill
 from app.views.queries import Queries
 from app.web import auth, metrics, routes
 from app.web.context import Web
@@ -77,7 +79,7 @@ def create(
     settings: Settings,
     *,
     adapters: Adapters | None = None,
-    dead_letters: SendDeadLetter | None = None,
+    dead_letters: SendDeadLetters | None = None,
     changelog: ChangelogWriter | None = None,
     **overrides: Any,
 ) -> Modelview:
@@ -119,10 +121,12 @@ def create(
     table = views.define(app, settings, writer)
     dead_letter_topic = raw_topic(app, DEAD_LETTERS)
 
-    async def to_dead_letter_topic(key: bytes | None, value: bytes) -> None:
-        await (await dead_letter_topic.send(key=key, value=value))
+    async def to_dead_letter_topic(letters: Sequence[tuple[bytes | None, bytes]]) -> None:
+        # Queued in order, then acked together: one produce request, not one a letter.
+        acks = [await dead_letter_topic.send(key=key, value=value) for key, value in letters]
+        await asyncio.gather(*acks)
 
-    send_dead_letter = dead_letters or to_dead_letter_topic
+    send_dead_letters = dead_letters or to_dead_letter_topic
     erasures_topic = raw_topic(app, ERASURES)
 
     async def to_erasures_topic(key: bytes, value: bytes) -> None:
@@ -130,7 +134,7 @@ def create(
 
     ingestor = Ingestor(
         TableStore(table),
-        send_dead_letter,
+        send_dead_letters,
         settings.max_event_bytes,
         table.wait_changelog,
         backfill=log_backfill(settings),
@@ -163,7 +167,8 @@ def create(
             record = SourceRecord(
                 kind, message.topic, message.partition, message.offset, message.key, message.value
             )
-            await send_dead_letter(message.key, encode_dead_letter(DeadLetter(record, reason)))
+            letter = encode_dead_letter(DeadLetter(record, reason))
+            await send_dead_letters([(message.key, letter)])
 
         return reject
 

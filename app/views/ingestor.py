@@ -23,8 +23,8 @@ KINDS: dict[str, Kind] = {PREDICTIONS: "prediction", TAGS: "tag", ERASURE_ORDERS
 GAP_CHUNK = 5_000
 log = logging.getLogger(__name__)
 
-# Sends one dead letter and waits until the broker has it.
-SendDeadLetter = Callable[[bytes | None, bytes], Awaitable[None]]
+# Sends dead letters (key, value), in order, and waits until the broker has them all.
+SendDeadLetters = Callable[[Sequence[tuple[bytes | None, bytes]]], Awaitable[None]]
 # Sends one record to the erasures topic (key, value) and waits until the broker has it.
 SendErasure = Callable[[bytes, bytes], Awaitable[None]]
 # Waits until every table write so far is in the changelog.
@@ -82,7 +82,7 @@ class Ingestor:
     def __init__(
         self,
         store: Store,
-        send_dead_letter: SendDeadLetter,
+        send_dead_letters: SendDeadLetters,
         max_event_bytes: int,
         changelog_acks: ChangelogAcks = _no_changelog,
         backfill: Backfill | None = None,
@@ -94,7 +94,7 @@ class Ingestor:
         self.backfill = backfill
         self.durable = DurableCursor()
         self.txn = PartitionTxn(store)
-        self.send_dead_letter = send_dead_letter
+        self.send_dead_letters = send_dead_letters
         self.max_event_bytes = max_event_bytes
         self.counts: Counter[str] = Counter()
         self.before: dict[str, bytes | None] = {}  # values read by the fold under way
@@ -230,9 +230,12 @@ class Ingestor:
             self.max_event_bytes,
             scan=lambda prefix: keys_under(self.store, prefix, partition),
         )
-        # Dead letters are durable before the cursor passes their records.
-        for letter in result.dead_letters:
-            await self.send_dead_letter(letter.record.key, encode_dead_letter(letter))
+        # Dead letters are durable before the cursor passes their records. A batch's go
+        # together: one ack at a time, 1% malformed took a tenth of ingestion's time.
+        if result.dead_letters:
+            await self.send_dead_letters(
+                [(letter.record.key, encode_dead_letter(letter)) for letter in result.dead_letters]
+            )
         # So are the reports of what an erasure took away: its status is their fold.
         if self.send_erasure is not None:
             for applied in result.erasures:

@@ -39,8 +39,8 @@ def build(tmp_path: Path) -> tuple[Modelview, list[bytes]]:
     settings = Settings(data_dir=tmp_path, partitions=2, batch_size=10, batch_within=0.05)
     letters: list[bytes] = []
 
-    async def capture(key: bytes | None, value: bytes) -> None:
-        letters.append(value)
+    async def capture(sent: Sequence[tuple[bytes | None, bytes]]) -> None:
+        letters.extend(value for _, value in sent)
 
     mv = create(
         settings,

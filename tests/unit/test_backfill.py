@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import orjson
 import pytest
 
@@ -28,7 +30,7 @@ def log(n: int) -> tuple[list[SourceRecord], list[SourceRecord]]:
     return records(PREDICTIONS, predictions), records(TAGS, tags)
 
 
-async def no_letters(key: bytes | None, value: bytes) -> None:
+async def no_letters(letters: Sequence[tuple[bytes | None, bytes]]) -> None:
     raise AssertionError("no dead letters expected")
 
 
@@ -134,16 +136,29 @@ async def test_a_failed_batch_is_retried_until_folded_never_skipped() -> None:
     failures = [RuntimeError("broker away"), RuntimeError("still away")]
     letters: list[bytes] = []
 
-    async def flaky_letters(key: bytes | None, value: bytes) -> None:
+    async def flaky_letters(sent: Sequence[tuple[bytes | None, bytes]]) -> None:
         if failures:
             raise failures.pop(0)
-        letters.append(value)
+        letters.extend(value for _, value in sent)
 
     store: dict[str, bytes] = {}
     ingestor = Ingestor(store, flaky_letters, 1 << 20)
     await ingestor.process_until_done([*predictions, bad, *tags], backoff=0.001)
     assert ingestor.counts["retries"] == 2 and len(letters) == 1
     assert_is_the_fold_of(store, [*predictions, bad, *tags])
+
+
+async def test_a_batch_s_dead_letters_go_together_in_log_order() -> None:
+    predictions, tags = log(5)
+    bad = [SourceRecord("prediction", PREDICTIONS, 0, o, b"junk", b"{") for o in (5, 6, 7)]
+    sends: list[list[int]] = []
+
+    async def letters(sent: Sequence[tuple[bytes | None, bytes]]) -> None:
+        sends.append([orjson.loads(value)["source"]["offset"] for _, value in sent])
+
+    ingestor = Ingestor({}, letters, 1 << 20)
+    await ingestor.process([*predictions, *reversed(bad), *tags])
+    assert sends == [[5, 6, 7]]  # one send, one wait for its acks, not one a letter
 
 
 async def test_a_stopping_worker_leaves_a_failing_batch_to_the_next_start() -> None:
