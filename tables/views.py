@@ -13,7 +13,7 @@ import faust
 from faust.types import TP
 
 from app.settings import Settings
-from app.views.compat import prefix_keys
+from app.views.compat import prefix_keys, write_batch
 
 TABLE_NAME = "views"
 
@@ -131,6 +131,14 @@ class TableStore(MutableMapping[str, bytes]):
 
     def __iter__(self) -> Iterator[str]:
         return (k.decode() if isinstance(k, bytes) else k for k in self.table.data)
+
+    def write_batch(self, partition: int, items: Sequence[tuple[str, bytes | None]]) -> None:
+        """Write `items` (None deletes) of one partition in order, in one write of its
+        database, each queued for the changelog: a batch's hundreds of writes, one put each
+        through Faust's store, took a fifth of ingestion's time (bench.ingest --profile)."""
+        raw = [(key.encode(), value) for key, value in items]
+        self.table.unsent.extend((partition, key, value) for key, value in raw)
+        write_batch(self.table, partition, raw)
 
     def keys_under(self, prefix: str, partition: int) -> Iterator[str]:
         """One partition's keys under `prefix`, by a seek (`app.views.wal.keys_under`)."""

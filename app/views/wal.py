@@ -8,7 +8,7 @@ the batch is complete (the wal says so) or its keys are put back from the undo r
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, MutableMapping
+from collections.abc import Iterator, Mapping, MutableMapping, Sequence
 from typing import Any
 
 import orjson
@@ -23,6 +23,20 @@ def keys_under(store: Store, prefix: str, partition: int) -> list[str]:
     if seek is not None:
         return list(seek(prefix, partition))
     return [key for key in store if key.startswith(prefix)]
+
+
+def write_batch(store: Store, partition: int, items: Sequence[tuple[str, bytes | None]]) -> None:
+    """Write `items` (None deletes) in order: in one write where the store can
+    (`tables.views.TableStore`), else key by key."""
+    write = getattr(store, "write_batch", None)
+    if write is not None:
+        write(partition, items)
+        return
+    for key, value in items:
+        if value is None:
+            store.pop(key, None)
+        else:
+            store[key] = value
 
 
 def wal_key(partition: int) -> str:
@@ -53,15 +67,17 @@ class PartitionTxn:
     ) -> None:
         """Write a batch and advance the cursor; `before` may hold keys' current values, read once."""
         wal = self._wal(partition)
+        items: list[tuple[str, bytes | None]] = []
         if writes:
             known = before or {}
             undo = {k: _text(known[k] if k in known else self.store.get(k)) for k in writes}
-            self.store[wal_key(partition)] = orjson.dumps(
-                {"cursor": wal["cursor"], "pending": {"undo": undo}}
-            )
-            for key, value in writes.items():
-                self._put(key, value)
-        self.store[wal_key(partition)] = orjson.dumps({"cursor": dict(cursor), "pending": None})
+            pending = {"cursor": wal["cursor"], "pending": {"undo": undo}}
+            items.append((wal_key(partition), orjson.dumps(pending)))
+            # Deleting what is not there writes nothing, not a tombstone.
+            items += [(k, v) for k, v in writes.items() if v is not None or undo[k] is not None]
+        done = {"cursor": dict(cursor), "pending": None}
+        items.append((wal_key(partition), orjson.dumps(done)))
+        write_batch(self.store, partition, items)
 
     def _wal(self, partition: int) -> dict[str, Any]:
         raw = self.store.get(wal_key(partition))

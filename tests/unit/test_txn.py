@@ -1,7 +1,13 @@
 from __future__ import annotations
 
-import orjson
+from collections.abc import Sequence
+from pathlib import Path
+from types import SimpleNamespace
 
+import orjson
+from rocksdict import Options, Rdict
+
+from app.views.compat import write_batch
 from app.views.wal import PartitionTxn, committed, wal_key
 
 
@@ -44,3 +50,50 @@ def test_readers_see_only_complete_batches() -> None:
     view = committed(store, partitions=4)
     assert view["a"] == b"2" and view.get("b") is None and view.get("c", b"-") == b"-"
     assert committed({"a": b"1"}, partitions=4) == {"a": b"1"}
+
+
+class Batched(dict[str, bytes]):
+    """A store that writes a batch at once, as the worker's table does: what it was handed."""
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*args)  # type: ignore[arg-type]
+        self.batches: list[tuple[int, list[tuple[str, bytes | None]]]] = []
+
+    def write_batch(self, partition: int, items: Sequence[tuple[str, bytes | None]]) -> None:
+        self.batches.append((partition, list(items)))
+        for key, value in items:
+            if value is None:
+                self.pop(key, None)
+            else:
+                self[key] = value
+
+
+def test_a_batch_is_one_write_in_wal_order_with_no_tombstone_for_what_was_absent() -> None:
+    store = Batched({"a": b"1", "gone": b"x"})
+    PartitionTxn(store).commit(4, {"a": b"2", "gone": None, "never": None}, {"t": 3})
+    [(partition, items)] = store.batches
+    assert partition == 4
+    keys = [key for key, _ in items]
+    assert keys == [wal_key(4), "a", "gone", wal_key(4)]  # pending, writes, done
+    assert orjson.loads(items[0][1] or b"")["pending"]["undo"] == {
+        "a": "1",
+        "gone": "x",
+        "never": None,
+    }
+    assert dict(store) == {"a": b"2", wal_key(4): items[-1][1]}
+
+
+def test_a_partition_s_batch_is_one_rocksdb_write_in_order(tmp_path: Path) -> None:
+    db = Rdict(str(tmp_path / "p2"), Options(raw_mode=True))
+    opened: list[int] = []
+
+    def open_db(partition: int) -> Rdict:
+        opened.append(partition)
+        return db
+
+    table = SimpleNamespace(data=SimpleNamespace(_db_for_partition=open_db))
+    db[b"old"] = b"1"
+    write_batch(table, 2, [(b"k", b"1"), (b"k", b"2"), (b"old", None), (b"j", b"3"), (b"j", None)])
+    assert opened == [2]
+    assert dict(db.items()) == {b"k": b"2"}
+    db.close()
