@@ -21,7 +21,7 @@ from app.domain.registry import RegistryEntry, training_marks
 from app.domain.registry import decode as decode_entry
 from app.erasure_stages import erased_in_views
 from app.extras import require
-from app.lifecycle import guard_local_state, stop_in_order, watch_log
+from app.lifecycle import guard_local_state, stop_in_order, tune_collector, watch_log
 from app.log.flusher import Flusher
 from app.log.replay import hot_ends
 from app.models.adapters import Adapters
@@ -157,6 +157,7 @@ def create(
         redact=erased_in_views(TableStore(table)),
     )
     app.task(flusher.run)
+    tune_collector(app)
     mv = Modelview(settings, app, table, ingestor, flusher)
     stop_watch = watch_log(app, settings, flusher, mv.queries)
     registry_table = registry.define(app, settings)

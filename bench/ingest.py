@@ -20,7 +20,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from app.client import KafkaPublisher
 from app.topics import PREDICTIONS, TAGS
 from bench import quix
-from bench.common import machine_line, py_spy, stop_spy, wait_processed
+from bench.common import cpu_seconds, machine_line, py_spy, stop_spy, wait_processed
 from tests.e2e.workload import build
 from tests.services import WorkerProcess, stack_settings, start_stack
 
@@ -91,7 +91,9 @@ async def main(
         assert worker.process is not None
         spy = py_spy(worker.process.pid, profile) if profile else None
         # The stopped worker committed nothing of the backlog: the new one folds all of it.
+        cpu_before = cpu_seconds(worker.process.pid)
         seconds = wait_processed(worker, total)
+        cpu = cpu_seconds(worker.process.pid) - cpu_before
         if spy is not None:
             stop_spy(spy)
         worker.stop()
@@ -116,6 +118,7 @@ async def main(
     print(f"raw aiokafka consume + orjson.loads: {raw_rate:,.0f} records/s")
     print(f"modelview worker, backlog to views:  {rate:,.0f} records/s")
     print(f"ratio (modelview / raw consume): {rate / raw_rate:.4f}")
+    print(f"  the worker's CPU meanwhile: {cpu:.2f} s, {cpu / total * 1e6:.0f} µs a record")
     for name, (quix_seconds, bad) in peers.items():
         quix_rate = total / quix_seconds
         print(f"Quix Streams 3.28, {name}: {quix_rate:,.0f} records/s ({bad} malformed dropped)")
