@@ -117,6 +117,13 @@ async def test_a_live_claim_is_waited_for_and_a_taken_over_one_stops(stack: Sett
             await admin.create_topics([NewTopic(f"{other}-5", 1, 1)])
         finally:
             await admin.close()
+
+        # CreateTopics answers before the broker's metadata shows the topic; a claim is
+        # found once it is listed, so wait for that rather than race it.
+        async def newer_listed() -> bool:
+            return f"{other}-5" in await listed(stack)
+
+        await wait_until(newer_listed, within=30, what="the newer claim in the metadata")
         await still_mine()
         raise AssertionError("went on past a newer claim")
 
