@@ -318,7 +318,7 @@ class _Aggregates:
                 self._touch(AggKey("dataset", name), tag.tagged_at)
         for agg, change in delta(old, new).items():
             counts = self._touch(agg, None)
-            if any(value < 0 for value in change.values()):
+            if min(change.values()) < 0:  # `delta` leaves out empty changes
                 self.subtracted.add(agg_key(self.partition, agg))
             for name, value in change.items():
                 total = counts.get(name, 0) + value
