@@ -27,28 +27,23 @@ from tables.views import TABLE_NAME
 log = logging.getLogger(__name__)
 
 RUNNING = "worker.running"
-# Allocations between collections of the youngest generation (CPython's default is 700).
-YOUNG_COLLECTION_EVERY = 50_000
 
 
 def tune_collector(app: faust.App) -> None:
     """Once the worker has started, keep the cycle collector off what start-up built.
 
-    A fold batch allocates tens of thousands of objects that live as long as the batch.
-    With CPython's defaults they were promoted and scanned again and again, with a full
-    collection about every second over the 200,000 objects of Faust, aiokafka and the
-    rest: 0.12 s of collection a second of ingestion (measured with `gc.callbacks`,
-    bench.ingest, 2026-12-05). Start-up's objects are frozen (never scanned again), and
-    the youngest generation is collected every 50,000 allocations, not 700: 0.03 s in
-    the whole run. Cycles are still collected, later.
+    With CPython's defaults a full collection came about every second of ingestion, each
+    scanning the 200,000 objects of Faust, aiokafka and the rest: 0.12 s of collection a
+    second (measured with `gc.callbacks`, bench.ingest, 2026-12-05). Start-up's objects
+    are frozen, never scanned again. The thresholds stay CPython's: collecting the young
+    generation every 50,000 allocations instead made the worker's RSS grow by 170 MB over
+    bench.memory's second half million events (BENCHMARKS.md, 2026-12-05 evening).
     """
 
     @app.task  # type: ignore[untyped-decorator]
     async def _tune_collector() -> None:
         gc.collect()
         gc.freeze()
-        _, middle, oldest = gc.get_threshold()
-        gc.set_threshold(YOUNG_COLLECTION_EVERY, middle * 2, oldest * 2)
 
 
 Step = tuple[str, Callable[[], Awaitable[None]]]
