@@ -37,8 +37,9 @@ class AggKey(NamedTuple):
 
 @lru_cache(maxsize=4096)
 def hour_of(moment: datetime) -> str:
-    # Cached: one event's time is asked for up to three times in a fold step.
-    return moment.strftime("%Y-%m-%dT%H")
+    # Cached: one event's time is asked for up to three times in a fold step. `isoformat`
+    # takes 40% of `strftime`'s time; before year 1000 it pads the year, which %Y does not.
+    return moment.isoformat()[:13] if moment.year >= 1000 else moment.strftime("%Y-%m-%dT%H")
 
 
 def contribution(example: Example | None, inputs: bool = True) -> dict[AggKey, Counts]:
@@ -68,6 +69,8 @@ def contribution(example: Example | None, inputs: bool = True) -> dict[AggKey, C
 def delta(old: Example | None, new: Example) -> dict[AggKey, Counts]:
     # A prediction, once there, never changes (a different one is a conflict, refused).
     inputs = old is None or old.prediction is not new.prediction
+    if not inputs and old is not None and not old.erased and not new.erased:
+        return _tag_delta(old, new)
     before, after = contribution(old, inputs), contribution(new, inputs)
     if not before:  # a new example: its whole contribution (each `after` is a fresh dict)
         return {key: counts for key, counts in after.items() if counts}
@@ -76,6 +79,47 @@ def delta(old: Example | None, new: Example) -> dict[AggKey, Counts]:
         diff = subtract(after.get(key, {}), before.get(key, {}))
         if diff:
             out[key] = diff
+    return out
+
+
+def _tag_delta(old: Example, new: Example) -> dict[AggKey, Counts]:
+    """`delta` when only the tag changed, the commonest step of a fold: the prediction's own
+    counters cancel (x - x is exactly 0), so only the label's are subtracted, and the model
+    and its hour share one difference. The same numbers, in the same order, as the whole
+    contributions' difference (a unit test holds the two equal)."""
+    pred = old.prediction
+    if pred is None:  # a tag waiting for its prediction counts nowhere yet
+        return {}
+    value = pred.prediction.value
+    before, after = old.tag, new.tag
+    label_before = before.label if before is not None else None
+    label_after = after.label if after is not None else None
+    out: dict[AggKey, Counts] = {}
+    metrics = subtract(_label_counts(value, label_after), _label_counts(value, label_before))
+    if metrics:
+        hour = hour_of(pred.occurred_at)
+        out[AggKey("model", pred.model, pred.model_version)] = metrics
+        out[AggKey("model_hour", pred.model, pred.model_version, hour)] = metrics
+    if label_before is not None or label_after is not None:
+        labels = subtract(
+            drift.of_label(label_after) if label_after is not None else {},
+            drift.of_label(label_before) if label_before is not None else {},
+        )
+        if labels:
+            key = AggKey("labels_hour", pred.model, pred.model_version, hour_of(pred.occurred_at))
+            out[key] = labels
+    names_before = before.datasets if before is not None else ()
+    names_after = after.datasets if after is not None else ()
+    if names_before or names_after:
+        counts_before = _dataset_counts(label_before) if before is not None else {}
+        counts_after = _dataset_counts(label_after) if after is not None else {}
+        for name in dict.fromkeys((*names_before, *names_after)):
+            diff = subtract(
+                counts_after if name in names_after else {},
+                counts_before if name in names_before else {},
+            )
+            if diff:
+                out[AggKey("dataset", name)] = diff
     return out
 
 
@@ -142,20 +186,26 @@ def _metric_counts(pred: PredictionEvent, label: Value | None) -> Counts:
         # Clipped: a square of a finite 1e200 is inf, which JSON stores as null, and the next
         # event's sum then failed the fold for ever (found by a test of extreme values).
         v = drift.clip(float(value))
-        counts |= {"pred_n": 1, "pred_sum": v, "pred_sumsq": v * v}
+        counts["pred_n"] = 1
+        counts["pred_sum"] = v
+        counts["pred_sumsq"] = v * v
     else:
         counts[f"pred_class:{class_name(value)}"] = 1
+    if label is not None:
+        counts.update(_label_counts(value, label))
+    return counts
+
+
+def _label_counts(value: Value, label: Value | None) -> Counts:
+    """The counters of a model's metrics that the label decides."""
     if label is None:
-        return counts
-    counts["labeled"] = 1
+        return {}
     if is_number(value) and is_number(label):
         error = drift.clip(abs(drift.clip(float(value)) - drift.clip(float(label))))
-        counts |= {"n_err": 1, "abs_err_sum": error, "sq_err_sum": error * error}
-    else:
-        counts["n_cls"] = 1
-        if class_name(value) == class_name(label):
-            counts["correct"] = 1
-    return counts
+        return {"labeled": 1, "n_err": 1, "abs_err_sum": error, "sq_err_sum": error * error}
+    if class_name(value) == class_name(label):
+        return {"labeled": 1, "n_cls": 1, "correct": 1}
+    return {"labeled": 1, "n_cls": 1}
 
 
 def _dataset_counts(label: Value | None) -> Counts:

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import random
+
 from app.domain.codec import prediction_from_dict, tag_from_dict
 from app.domain.examples import Example
 from app.domain.stats import (
@@ -103,3 +105,40 @@ def test_summaries() -> None:
         "new_since_training": 2,
         "label_summary": {"classes": {"a": 2}},
     }
+
+
+def _whole_difference(old: Example, new: Example) -> dict[AggKey, dict[str, float]]:
+    """`delta` as its definition reads: the contributions' difference, key by key."""
+    before, after = contribution(old, inputs=False), contribution(new, inputs=False)
+    out = {}
+    for key in [*before, *(k for k in after if k not in before)]:
+        diff = add(after.get(key, {}), before.get(key, {}), -1)
+        if diff:
+            out[key] = diff
+    return out
+
+
+def test_a_changed_tag_moves_the_same_numbers_as_the_whole_contributions() -> None:
+    # `delta`'s path for a tag on a known prediction subtracts only the label's counters.
+    rng = random.Random(7)
+    values: list[object] = [12.5, -3.0, 0.0, 1e200, True, "late", 7]
+    labels: list[object] = [None, 17.0, -3.0, 0.0, 1e200, True, False, "late", "on-time", 7]
+    for _ in range(400):
+        value = rng.choice(values)
+        pred = prediction_from_dict(prediction(event_id=EID, prediction={"value": value}))
+        tags = [
+            tag_from_dict(
+                tag(
+                    EID,
+                    label=rng.choice(labels),
+                    datasets=rng.sample(["a", "b", "c"], rng.randint(0, 3)),
+                )
+            )
+            for _ in range(2)
+        ]
+        old = Example(EID, pred, rng.choice([None, tags[0]]))
+        new = Example(EID, pred, tags[1])
+        got, want = delta(old, new), _whole_difference(old, new)
+        assert got == want
+        # The same counters in the same order: a view's bytes depend on it.
+        assert all(list(got[key]) == list(want[key]) for key in want)
