@@ -211,15 +211,17 @@ def encode_tag(tag: TagEvent) -> bytes:
 
 
 def format_time(moment: datetime) -> str:
-    text = moment.astimezone(UTC).isoformat()
+    # Every time a fold meets is UTC already (`parse_time`): skip the conversion's new object.
+    text = (moment if moment.tzinfo is UTC else moment.astimezone(UTC)).isoformat()
     return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
 def parse_time(text: str) -> datetime:
-    moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    # Python 3.11 reads "Z" itself; a lowercase "z" it does not.
+    moment = datetime.fromisoformat(text.replace("z", "+00:00") if "z" in text else text)
     if moment.tzinfo is None:
         raise ValueError("no timezone")
-    return moment.astimezone(UTC)
+    return moment if moment.tzinfo is UTC else moment.astimezone(UTC)
 
 
 class _Missing:
@@ -232,8 +234,8 @@ _MISSING: Any = _Missing()
 def _object(data: Any, what: str, allowed: set[str]) -> Mapping[str, Any]:
     if not isinstance(data, dict):
         raise InvalidEvent(f"{what} must be a JSON object, got {_kind(data)}")
-    unknown = sorted(set(data) - allowed)
-    if unknown:
+    if not allowed.issuperset(data):  # the common case builds no set
+        unknown = sorted(set(data) - allowed)
         raise InvalidEvent(f"unknown field(s) {unknown}; allowed: {sorted(allowed)}")
     return data
 

@@ -31,12 +31,15 @@ def decode(key: str, raw: bytes | None) -> Any:
 
 def to_json(key: str, value: Any) -> Any:
     if isinstance(value, Example):
-        return {
+        out: dict[str, Any] = {
             "event_id": value.event_id,
             "prediction": prediction_to_dict(value.prediction) if value.prediction else None,
             "tag": tag_to_dict(value.tag) if value.tag else None,
             "tag_ids": sorted(value.tag_ids),
-        } | ({"erased": True} if value.erased else {})
+        }
+        if value.erased:
+            out["erased"] = True
+        return out
     if isinstance(value, Agg):
         updated = format_time(value.updated_at) if value.updated_at else None
         return {"counts": value.counts, "updated_at": updated}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import random
 from typing import Any
 
@@ -22,7 +21,7 @@ def folded(seed: int) -> dict[str, bytes]:
     rng = random.Random(seed)
     for p in range(PARTITIONS):
         records, _ = make_log(rng, 60)
-        records = [dataclasses.replace(r, partition=p) for r in records]
+        records = [r._replace(partition=p) for r in records]
         part: dict[str, bytes] = {}
         run(part, records, batch=7)
         # The fold wrote under partition 0; file its keys under p, as a worker of p would.
