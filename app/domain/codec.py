@@ -14,6 +14,7 @@ import orjson
 from app.domain.events import (
     REDACTED,
     SCHEMA_VERSION,
+    TEXT_TYPES,
     Feature,
     Prediction,
     PredictionEvent,
@@ -45,6 +46,7 @@ PREDICTION_FIELDS = {
     "context",
     "erased",
 }
+_PREDICTION_FIELDS = {"value", "scores"}
 TAG_FIELDS = {"schema_version", "tag_id", "event_id", "label", "datasets", "source", "tagged_at"}
 
 
@@ -309,7 +311,7 @@ def _features(value: Any) -> dict[str, Feature]:
     if len(value) > MAX_FEATURES:
         raise InvalidEvent(f"features: at most {MAX_FEATURES}, got {len(value)}")
     for name, feature in value.items():
-        if feature is None or isinstance(feature, str | bool):
+        if feature is None or isinstance(feature, TEXT_TYPES):
             continue
         if is_number(feature):
             _finite(feature, f"features.{name}")
@@ -333,8 +335,8 @@ def _prediction(value: Any) -> Prediction:
         raise InvalidEvent("prediction: required")
     if not isinstance(value, dict):
         raise InvalidEvent(f"prediction: must be an object with a value, got {_kind(value)}")
-    unknown = sorted(set(value) - {"value", "scores"})
-    if unknown:
+    if not _PREDICTION_FIELDS.issuperset(value):
+        unknown = sorted(set(value) - _PREDICTION_FIELDS)
         raise InvalidEvent(f"prediction: unknown field(s) {unknown}; allowed: ['scores', 'value']")
     if "value" not in value:
         raise InvalidEvent("prediction.value: required")
@@ -350,7 +352,7 @@ def _prediction(value: Any) -> Prediction:
 
 
 def _value(value: Any, where: str) -> Value:
-    if isinstance(value, str | bool):
+    if isinstance(value, TEXT_TYPES):
         return value
     if is_number(value):
         _finite(value, where)

@@ -23,7 +23,14 @@ from typing import Any
 
 import orjson
 
-from app.domain.events import Feature, PredictionEvent, Value, class_name
+from app.domain.events import (
+    NUMBER_TYPES,
+    TEXT_TYPES,
+    Feature,
+    PredictionEvent,
+    Value,
+    class_name,
+)
 
 Counts = dict[str, float]
 
@@ -103,7 +110,7 @@ def _profile(field: str, value: Feature | Value, into: Counts) -> None:
     if value is None:
         key = counter("null", field)
         into[key] = into.get(key, 0) + 1
-    elif isinstance(value, float | int) and not isinstance(value, bool):
+    elif isinstance(value, NUMBER_TYPES) and not isinstance(value, bool):
         v = float(value)
         key = counter("b", field, bucket(v))
         v = clip(v)
@@ -111,7 +118,7 @@ def _profile(field: str, value: Feature | Value, into: Counts) -> None:
         into[first] = into.get(first, 0) + v
         into[second] = into.get(second, 0) + v * v
         into[key] = into.get(key, 0) + 1
-    elif isinstance(value, str | bool):
+    elif isinstance(value, TEXT_TYPES):
         key = counter("c", field, class_name(value))
         into[key] = into.get(key, 0) + 1
     else:

@@ -85,8 +85,14 @@ def redacted_tag(tag: TagEvent) -> TagEvent:
     )
 
 
+# Tuples, not `int | float`: a union in an isinstance call is built anew each call, and these
+# run for every feature of every event a fold decodes.
+NUMBER_TYPES = (int, float)
+TEXT_TYPES = (str, bool)
+
+
 def is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+    return isinstance(value, NUMBER_TYPES) and not isinstance(value, bool)
 
 
 def class_name(value: Value) -> str:
