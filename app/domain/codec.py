@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -140,7 +140,25 @@ def tag_from_dict(data: Any) -> TagEvent:
     )
 
 
-def prediction_to_dict(event: PredictionEvent) -> dict[str, Any]:
+def format_time(moment: datetime) -> str:
+    # Every time a fold meets is UTC already (`parse_time`): skip the conversion's new object.
+    text = (moment if moment.tzinfo is UTC else moment.astimezone(UTC)).isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
+
+
+def parse_time(text: str) -> datetime:
+    # Python 3.11 reads "Z" itself; a lowercase "z" it does not.
+    moment = datetime.fromisoformat(text.replace("z", "+00:00") if "z" in text else text)
+    if moment.tzinfo is None:
+        raise ValueError("no timezone")
+    return moment if moment.tzinfo is UTC else moment.astimezone(UTC)
+
+
+def prediction_to_dict(
+    event: PredictionEvent, time: Callable[[datetime], Any] = format_time
+) -> dict[str, Any]:
+    """The event's JSON fields; `time` writes its time (the views keep datetimes, which
+    orjson writes as `format_time` would, in a tenth of the time)."""
     prediction: dict[str, Any] = {"value": event.prediction.value}
     if event.prediction.scores is not None:
         prediction["scores"] = dict(event.prediction.scores)
@@ -149,7 +167,7 @@ def prediction_to_dict(event: PredictionEvent) -> dict[str, Any]:
         "event_id": event.event_id,
         "model": event.model,
         "model_version": event.model_version,
-        "occurred_at": format_time(event.occurred_at),
+        "occurred_at": time(event.occurred_at),
         "features": dict(event.features),
         "prediction": prediction,
         "context": dict(event.context),
@@ -161,7 +179,7 @@ def prediction_to_dict(event: PredictionEvent) -> dict[str, Any]:
     return out
 
 
-def tag_to_dict(tag: TagEvent) -> dict[str, Any]:
+def tag_to_dict(tag: TagEvent, time: Callable[[datetime], Any] = format_time) -> dict[str, Any]:
     return {
         "schema_version": tag.schema_version,
         "tag_id": tag.tag_id,
@@ -169,7 +187,7 @@ def tag_to_dict(tag: TagEvent) -> dict[str, Any]:
         "label": tag.label,
         "datasets": list(tag.datasets),
         "source": tag.source,
-        "tagged_at": format_time(tag.tagged_at),
+        "tagged_at": time(tag.tagged_at),
     }
 
 
@@ -210,20 +228,6 @@ def encode_prediction(event: PredictionEvent) -> bytes:
 
 def encode_tag(tag: TagEvent) -> bytes:
     return orjson.dumps(tag_to_dict(tag))
-
-
-def format_time(moment: datetime) -> str:
-    # Every time a fold meets is UTC already (`parse_time`): skip the conversion's new object.
-    text = (moment if moment.tzinfo is UTC else moment.astimezone(UTC)).isoformat()
-    return text[:-6] + "Z" if text.endswith("+00:00") else text
-
-
-def parse_time(text: str) -> datetime:
-    # Python 3.11 reads "Z" itself; a lowercase "z" it does not.
-    moment = datetime.fromisoformat(text.replace("z", "+00:00") if "z" in text else text)
-    if moment.tzinfo is None:
-        raise ValueError("no timezone")
-    return moment if moment.tzinfo is UTC else moment.astimezone(UTC)
 
 
 class _Missing:
