@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Sequence
 from functools import cache, partial
 from typing import Any
@@ -54,8 +53,6 @@ from app.web import auth, metrics, routes
 from app.web.context import Web
 from tables import erasures, lineage, registry, views
 from tables.views import ChangelogWriter, TableStore
-
-log = logging.getLogger(__name__)
 
 
 class Modelview:
@@ -208,17 +205,6 @@ def create(
         retrainer.abandon()
 
     app.on_partitions_revoked.connect(abandon_trainings)  # type: ignore[arg-type]
-
-    async def settle_views(sender: Any, *args: Any, **kwargs: Any) -> None:
-        # Faust sends this once the agents' events are done, before the group moves the
-        # partitions on: the last batch's changes, still in flight (the Ingestor's step 8),
-        # reach the changelog before another worker restores the views from it.
-        try:
-            await ingestor.settle()
-        except Exception:
-            log.exception("the views' last changes were not acked before a rebalance")
-
-    app.on_partitions_revoked.connect(settle_views)  # type: ignore[arg-type]
     drift_cache: dict[str, drift.Counts] = {}
     psi_gauges = _measure_drift(app, settings, reads, kept, drift_cache)
 

@@ -69,20 +69,14 @@ class Ingestor:
        passes their records.
     6. Write the batch to the table under the wal: undo record, writes, new cursor. The
        changes are queued for the changelog (`tables.views.ViewsTable`).
-    7. Wait for the changelog's acks of the batch before (`settle`), and advance the
-       durable cursor past it (`DurableCursor`).
-    8. Send this batch's changes to the changelog (`changelog_acks`) and return: their acks
-       are awaited by step 7 of the next batch, so the broker writes one batch while the
-       next is folded. A batch's changes go out only once the one before is acked, so a
-       failed send is sent again, in order, before anything newer.
+    7. Wait for the changelog's acks of every queued change (`changelog_acks`).
+    8. Advance the durable cursor past the batch (`DurableCursor`).
     9. The consumer group commits the durable cursor, and nothing else, for these topics
        (`CommittingConsumer`, on Faust's commit timer).
 
     A crash between any two steps leaves the views either before or after the batch, and
-    the group's offset at or behind them; on restart step 2 and 3 bring both together
-    (after an unclean stop the local tables are rebuilt from the changelog, so changes
-    never acked are not trusted). `drain` runs step 7 for a stop, once the streams no
-    longer deliver, and for a rebalance, before another worker may take the partitions.
+    the group's offset at or behind them; on restart step 2 and 3 bring both together.
+    `drain` runs step 7 for a stop, once the streams no longer deliver.
     """
 
     def __init__(
@@ -105,10 +99,6 @@ class Ingestor:
         self.counts: Counter[str] = Counter()
         self.before: dict[str, bytes | None] = {}  # values read by the fold under way
         self.stopping = False
-        # Step 8's acks in flight, and the cursors of the batches they make durable.
-        self.acks: asyncio.Future[None] | None = None
-        self.unacked: dict[int, dict[str, int]] = {}
-        self.settling = asyncio.Lock()
 
     async def stop_retrying(self) -> None:
         """From now a failed batch is left to the next start, not retried: a worker that is
@@ -119,39 +109,8 @@ class Ingestor:
         self.stopping = True
 
     async def drain(self) -> None:
-        """Step 7 for whatever is still queued: a stop is clean only after it, and a
-        rebalance may hand the partitions on only after it."""
-        await self.settle()
+        """Step 7 for whatever is still queued: a stop is clean only after it."""
         await self.changelog_acks()
-
-    async def settle(self) -> None:
-        """Wait for the changelog's acks of the batches written so far; they are durable then.
-
-        A send that failed left its changes queued (`ViewsTable.wait_changelog`): they are
-        sent again here, in order, before the cursors pass them.
-        """
-        async with self.settling:
-            acks, self.acks = self.acks, None
-            if acks is not None:
-                await acks
-            if self.unacked:
-                await self.changelog_acks()
-                self._advance()
-
-    async def _durable_once_acked(self) -> None:
-        """Step 8: the batch is durable once its changes are acked, whenever that is."""
-        try:
-            await self.changelog_acks()
-        except Exception as exc:
-            log.warning("changelog write failed (%s); sent again with the next batch", exc)
-            raise
-        self._advance()
-
-    def _advance(self) -> None:
-        for partition, cursor in self.unacked.items():
-            for topic, offset in cursor.items():
-                self.durable.advance(topic, partition, offset + 1)
-        self.unacked.clear()
 
     def read(self, key: str) -> Any:
         raw = self.store.get(key)
@@ -200,9 +159,10 @@ class Ingestor:
                 cursors[partition] = await self.process_partition(partition, group)
         # The group commits what is reported durable here: the table writes must be in the
         # changelog first, or a crash would lose them for good.
-        await self.settle()
-        self.unacked.update(cursors)
-        self.acks = asyncio.ensure_future(self._durable_once_acked())
+        await self.changelog_acks()
+        for partition, cursor in cursors.items():
+            for topic, offset in cursor.items():
+                self.durable.advance(topic, partition, offset + 1)
 
     async def process_partition(
         self, partition: int, records: Sequence[SourceRecord]
