@@ -21,7 +21,6 @@ from typing import Any, Literal, NamedTuple
 
 import orjson
 
-from app.domain import drift
 from app.domain.codec import InvalidEvent, decode_prediction, decode_tag
 from app.domain.erasure import ErasureApplied, ErasureOrder, InvalidErasure, decode_order
 from app.domain.events import PredictionEvent, TagEvent
@@ -310,29 +309,16 @@ class _Aggregates:
     def apply(self, old: Example | None, new: Example, tag: TagEvent | None) -> None:
         """Move the aggregates by `new - old`, and their `updated_at`."""
         touch = self._touch
-        pred = new.prediction
-        if pred is not None:
+        if new.prediction is not None:
             moment = example_time(new)
+            pred = new.prediction
             touch(AggKey("model", pred.model, pred.model_version), moment)
             hour = hour_of(pred.occurred_at)
             touch(AggKey("model_hour", pred.model, pred.model_version, hour), moment)
         if tag is not None:
             for name in tag.datasets:
                 touch(AggKey("dataset", name), tag.tagged_at)
-        # A prediction's first arrival: its inputs' counters go straight into their aggregate
-        # rather than through a dict of their own (about 20 counters a prediction).
-        fresh = (
-            pred is not None
-            and not new.erased
-            and (old is None or (old.prediction is None and not old.erased))
-            and drift.PREDICTION not in pred.features
-        )
-        if fresh:
-            assert pred is not None
-            inputs = AggKey("inputs_hour", pred.model, pred.model_version, hour)
-            if drift.add_inputs(pred, touch(inputs, None)):
-                self.subtracted.add(inputs)
-        for agg, change in delta(old, new, inputs=not fresh).items():
+        for agg, change in delta(old, new).items():
             counts = touch(agg, None)
             if min(change.values()) < 0:  # `delta` leaves out empty changes
                 self.subtracted.add(agg)

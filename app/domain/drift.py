@@ -135,22 +135,6 @@ def _add_inputs(features: Mapping[str, Feature], prediction: Value, into: Counts
     _profile(PREDICTION, prediction, into)
 
 
-def add_inputs(event: PredictionEvent, into: Counts) -> bool:
-    """`into` moved in place by `of_inputs(event)`, to the same bits, without the event's own
-    dict; True if a sum moved down. A sum that comes to zero is dropped, as an aggregate
-    drops it (`stats.add`). Not for an event with a feature named PREDICTION, whose
-    counters would meet the prediction's within the event."""
-    _add_inputs(event.features, event.prediction.value, into)
-    down = False
-    for name, value in (*event.features.items(), (PREDICTION, event.prediction.value)):
-        if isinstance(value, NUMBER_TYPES) and not isinstance(value, bool):
-            down = down or value < 0
-            for key in _moments(name):
-                if into.get(key) == 0:
-                    del into[key]
-    return down
-
-
 def of_inputs(event: PredictionEvent) -> Counts:
     counts: Counts = {}
     _add_inputs(event.features, event.prediction.value, counts)

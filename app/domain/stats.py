@@ -66,14 +66,11 @@ def contribution(example: Example | None, inputs: bool = True) -> dict[AggKey, C
     return out
 
 
-def delta(old: Example | None, new: Example, inputs: bool = True) -> dict[AggKey, Counts]:
-    """What `new` adds to each aggregate, less what `old` did; `inputs=False` leaves out the
-    inputs' counters, for a caller that adds a new prediction's itself (`drift.add_inputs`)."""
+def delta(old: Example | None, new: Example) -> dict[AggKey, Counts]:
     # A prediction, once there, never changes (a different one is a conflict, refused).
-    same = old is not None and old.prediction is new.prediction
-    if same and old is not None and not old.erased and not new.erased:
+    inputs = old is None or old.prediction is not new.prediction
+    if not inputs and old is not None and not old.erased and not new.erased:
         return _tag_delta(old, new)
-    inputs = inputs and not same
     before, after = contribution(old, inputs), contribution(new, inputs)
     if not before:  # a new example: its whole contribution (each `after` is a fresh dict)
         return {key: counts for key, counts in after.items() if counts}
