@@ -13,7 +13,7 @@ import faust
 from faust.types import TP
 
 from app.settings import Settings
-from app.views.compat import prefix_keys, write_batch
+from app.views.compat import prefix_keys, read_key, write_batch
 
 TABLE_NAME = "views"
 
@@ -116,6 +116,10 @@ class TableStore(MutableMapping[str, bytes]):
     def get(self, key: str, default: Any = None) -> Any:
         value = self.table.data.get(key.encode())
         return default if value is None else value
+
+    def get_in(self, partition: int, key: str) -> bytes | None:
+        """`key` in one partition's database: how the fold reads (`app.views.wal.read_key`)."""
+        return read_key(self.table, partition, key.encode())
 
     def __setitem__(self, key: str, value: bytes) -> None:
         raw = key.encode()

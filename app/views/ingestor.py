@@ -17,7 +17,7 @@ from app.topics import ERASURE_ORDERS, PREDICTIONS, TAGS
 from app.views import viewcodec
 from app.views.compat import writing_for
 from app.views.deadletters import encode_dead_letter
-from app.views.wal import PartitionTxn, Store, keys_under
+from app.views.wal import PartitionTxn, Store, keys_under, read_key
 
 KINDS: dict[str, Kind] = {PREDICTIONS: "prediction", TAGS: "tag", ERASURE_ORDERS: "erasure"}
 GAP_CHUNK = 5_000
@@ -112,8 +112,8 @@ class Ingestor:
         """Step 7 for whatever is still queued: a stop is clean only after it."""
         await self.changelog_acks()
 
-    def read(self, key: str) -> Any:
-        raw = self.store.get(key)
+    def read(self, partition: int, key: str) -> Any:
+        raw = read_key(self.store, partition, key)
         self.before[key] = raw  # the wal's undo needs the old value: read it once
         return viewcodec.decode(key, raw)
 
@@ -223,7 +223,7 @@ class Ingestor:
     ) -> dict[str, int]:
         self.before = {}
         result = fold_batch(
-            self.read,
+            lambda key: self.read(partition, key),
             partition,
             cursor,
             records,

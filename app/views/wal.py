@@ -25,6 +25,15 @@ def keys_under(store: Store, prefix: str, partition: int) -> list[str]:
     return [key for key in store if key.startswith(prefix)]
 
 
+def read_key(store: Store, partition: int, key: str) -> bytes | None:
+    """`key`'s value in `partition`'s part of the store: read from that partition's database
+    where the store has one (`tables.views.TableStore`), else a plain lookup."""
+    get_in = getattr(store, "get_in", None)
+    if get_in is not None:
+        return get_in(partition, key)  # type: ignore[no-any-return]
+    return store.get(key)
+
+
 def write_batch(store: Store, partition: int, items: Sequence[tuple[str, bytes | None]]) -> None:
     """Write `items` (None deletes) in order: in one write where the store can
     (`tables.views.TableStore`), else key by key."""
