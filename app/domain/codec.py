@@ -46,7 +46,7 @@ PREDICTION_FIELDS = {
     "context",
     "erased",
 }
-_PREDICTION_FIELDS = {"value", "scores"}
+PREDICTION_VALUE_FIELDS = {"value", "scores"}  # of an event's `prediction` object
 TAG_FIELDS = {"schema_version", "tag_id", "event_id", "label", "datasets", "source", "tagged_at"}
 
 
@@ -339,8 +339,8 @@ def _prediction(value: Any) -> Prediction:
         raise InvalidEvent("prediction: required")
     if not isinstance(value, dict):
         raise InvalidEvent(f"prediction: must be an object with a value, got {_kind(value)}")
-    if not _PREDICTION_FIELDS.issuperset(value):
-        unknown = sorted(set(value) - _PREDICTION_FIELDS)
+    if not PREDICTION_VALUE_FIELDS.issuperset(value):
+        unknown = sorted(set(value) - PREDICTION_VALUE_FIELDS)
         raise InvalidEvent(f"prediction: unknown field(s) {unknown}; allowed: ['scores', 'value']")
     if "value" not in value:
         raise InvalidEvent("prediction.value: required")

@@ -94,10 +94,10 @@ def _tag_delta(old: Example, new: Example) -> dict[AggKey, Counts]:
     before, after = old.tag, new.tag
     label_before = before.label if before is not None else None
     label_after = after.label if after is not None else None
+    hour = hour_of(pred.occurred_at)
     out: dict[AggKey, Counts] = {}
     metrics = subtract(_label_counts(value, label_after), _label_counts(value, label_before))
     if metrics:
-        hour = hour_of(pred.occurred_at)
         out[AggKey("model", pred.model, pred.model_version)] = metrics
         out[AggKey("model_hour", pred.model, pred.model_version, hour)] = metrics
     if label_before is not None or label_after is not None:
@@ -106,8 +106,7 @@ def _tag_delta(old: Example, new: Example) -> dict[AggKey, Counts]:
             drift.of_label(label_before) if label_before is not None else {},
         )
         if labels:
-            key = AggKey("labels_hour", pred.model, pred.model_version, hour_of(pred.occurred_at))
-            out[key] = labels
+            out[AggKey("labels_hour", pred.model, pred.model_version, hour)] = labels
     names_before = before.datasets if before is not None else ()
     names_after = after.datasets if after is not None else ()
     if names_before or names_after:
