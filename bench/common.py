@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,6 +29,34 @@ def cpu_seconds(pid: int) -> float:
     machine a process's CPU per record drifts less than its wall-clock rate."""
     fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_cpu() -> dict[str, float]:
+    """CPU seconds so far of every process, by its name, and `idle` for the machine's idle
+    time (all cores, /proc/stat). The difference of two calls says where the cores went."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = defaultdict(float)
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:  # gone meanwhile
+            continue
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        fields = stat.rpartition(")")[2].split()
+        out[name] += (int(fields[11]) + int(fields[12])) / tick
+    with open("/proc/stat") as f:
+        out["idle"] = int(f.readline().split()[4]) / tick
+    return out
+
+
+def cpu_split(before: dict[str, float], after: dict[str, float], top: int = 4) -> str:
+    """The busiest process names between two `machine_cpu` calls, and the idle time."""
+    used = {name: after.get(name, 0.0) - before.get(name, 0.0) for name in after}
+    idle = used.pop("idle", 0.0)
+    busiest = sorted(used.items(), key=lambda item: (-item[1], item[0]))[:top]
+    return ", ".join(f"{name} {seconds:.2f} s" for name, seconds in [*busiest, ("idle", idle)])
 
 
 def processed(worker: WorkerProcess) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import shutil
 import tempfile
 import time
@@ -20,7 +21,15 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from app.client import KafkaPublisher
 from app.topics import PREDICTIONS, TAGS
 from bench import quix
-from bench.common import cpu_seconds, machine_line, py_spy, stop_spy, wait_processed
+from bench.common import (
+    cpu_seconds,
+    cpu_split,
+    machine_cpu,
+    machine_line,
+    py_spy,
+    stop_spy,
+    wait_processed,
+)
 from tests.e2e.workload import build
 from tests.services import WorkerProcess, stack_settings, start_stack
 
@@ -91,9 +100,10 @@ async def main(
         assert worker.process is not None
         spy = py_spy(worker.process.pid, profile) if profile else None
         # The stopped worker committed nothing of the backlog: the new one folds all of it.
-        cpu_before = cpu_seconds(worker.process.pid)
+        cpu_before, machine_before = cpu_seconds(worker.process.pid), machine_cpu()
         seconds = wait_processed(worker, total)
         cpu = cpu_seconds(worker.process.pid) - cpu_before
+        machine = cpu_split(machine_before, machine_cpu())
         if spy is not None:
             stop_spy(spy)
         worker.stop()
@@ -119,6 +129,7 @@ async def main(
     print(f"modelview worker, backlog to views:  {rate:,.0f} records/s")
     print(f"ratio (modelview / raw consume): {rate / raw_rate:.4f}")
     print(f"  the worker's CPU meanwhile: {cpu:.2f} s, {cpu / total * 1e6:.0f} µs a record")
+    print(f"  the machine's CPU meanwhile, {seconds:.2f} s on {os.cpu_count()} cores: {machine}")
     for name, (quix_seconds, bad) in peers.items():
         quix_rate = total / quix_seconds
         print(f"Quix Streams 3.28, {name}: {quix_rate:,.0f} records/s ({bad} malformed dropped)")
