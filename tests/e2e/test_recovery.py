@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -12,9 +13,11 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from app.client import HttpClient, KafkaPublisher
 from app.log.replay import log_end
+from app.record_batch import CODECS
 from app.settings import Settings
 from app.stack.services import Stack
 from app.topics import PREDICTIONS, TAGS
+from app.views.changelog import changelog_topic
 from tests.e2e.workload import MODELS, build
 from tests.reference import assert_close
 from tests.services import WorkerProcess
@@ -55,6 +58,22 @@ async def check_views(process: WorkerProcess, reference: Any) -> None:
         for name, want in reference.datasets().items():
             status, body = await http.get(f"/v1/datasets/{name}")
             assert_close(body, want, name)
+
+
+def changelog_codecs(settings: Settings) -> Counter[int]:
+    """How many of the views' changelog batches on the broker's disk use each codec: a
+    segment file holds the record batches as they were produced (KIP-98 layout)."""
+    codecs: Counter[int] = Counter()
+    for segment in settings.data_dir.rglob(f"{changelog_topic(settings)}-*/*.log"):
+        data, at = segment.read_bytes(), 0
+        while at + 23 <= len(data):
+            length = int.from_bytes(data[at + 8 : at + 12], "big")
+            if not length:
+                break  # the preallocated rest of the segment
+            attributes = int.from_bytes(data[at + 21 : at + 23], "big")
+            codecs[attributes & 0x7] += 1
+            at += 12 + length
+    return codecs
 
 
 async def group_behind(settings: Settings) -> dict[str, int]:
@@ -119,6 +138,8 @@ async def test_kill_9_then_restart_rebuilds_from_the_changelog(
     total, reference = await publish_all(stack, 600, seed=3)
     await processed(process, total)
     process.kill()
+    if stack.broker == "kafka":  # compressed there; the restart below reads them back
+        assert CODECS["zstd"] in changelog_codecs(stack), changelog_codecs(stack)
     again = worker()
     assert "did not stop cleanly" in again.log_path.read_text()
     # Records whose table writes had not reached the changelog were not committed either:

@@ -7,10 +7,11 @@ import random
 import uuid
 
 import pyarrow as pa
+import pytest
 from aiokafka.record.default_records import DefaultRecordBatch
 
 from app.partitioning import murmur2, partitions
-from app.record_batch import record_batches
+from app.record_batch import CODECS, record_batches
 from app.topic_admin import key_partition
 
 
@@ -31,7 +32,10 @@ def test_known_values_of_kafkas_murmur2() -> None:
     assert [int(v) - (1 << 32) if v >= 1 << 31 else int(v) for v in got] == list(cases.values())
 
 
-def test_record_batches_hold_every_record_in_order_in_valid_kafka_batches() -> None:
+@pytest.mark.parametrize("compression", [None, "zstd", "gzip", "snappy"])
+def test_record_batches_hold_every_record_in_order_in_valid_kafka_batches(
+    compression: str | None,
+) -> None:
     rng = random.Random(5)
     records: list[tuple[bytes | None, bytes | None]] = [
         (b"%036d" % i, rng.randbytes(rng.randint(0, 600))) for i in range(2_000)
@@ -41,7 +45,7 @@ def test_record_batches_hold_every_record_in_order_in_valid_kafka_batches() -> N
     records.insert(1100, (None, b"no key"))
     # Offset deltas of 64 and more take two bytes: a run that long in one batch.
     records += [(b"k", b"") for _ in range(300)]
-    built = record_batches([k for k, _ in records], [v for _, v in records], 16_384)
+    built = record_batches([k for k, _ in records], [v for _, v in records], 16_384, compression)
     found: list[tuple[bytes | None, bytes | None]] = []
     for batch in built:
         decoded = DefaultRecordBatch(bytes(batch._build()))
@@ -54,6 +58,25 @@ def test_record_batches_hold_every_record_in_order_in_valid_kafka_batches() -> N
     assert found == records
     assert [len(b._build()) > 16_384 for b in built].count(True) == 1
     assert record_batches([], [], 16_384) == []
+
+
+def test_compressed_batches_decode_to_their_records_and_random_bytes_stay_plain() -> None:
+    rng = random.Random(8)
+    text = [
+        (b"ex/%d" % i, b'{"features":{"x":%d,"y":"abc"}}' % rng.randint(0, 99)) for i in range(3000)
+    ]
+    noise = [(b"n%d" % i, rng.randbytes(300)) for i in range(200)]
+    for records, codec in ((text, CODECS["zstd"]), (noise, 0)):
+        keys, values = [k for k, _ in records], [v for _, v in records]
+        plain = record_batches(keys, values, 16_384)
+        packed = record_batches(keys, values, 16_384, "zstd")
+        assert [b.record_count() for b in packed] == [b.record_count() for b in plain]
+        decoded = [DefaultRecordBatch(bytes(b._build())) for b in packed]
+        assert {d.compression_type for d in decoded} == {codec}  # plain where not smaller
+        assert all(d.validate_crc() for d in decoded)
+        assert [(r.key, r.value) for d in decoded for r in d] == records
+        if codec:
+            assert sum(b.size() for b in packed) < sum(b.size() for b in plain) / 3
 
 
 def test_murmur2_of_an_arrow_column_is_that_of_its_keys() -> None:
