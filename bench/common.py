@@ -27,15 +27,19 @@ def machine_line() -> str:
 def cpu_seconds(pid: int) -> float:
     """User and system CPU time a process has used so far (Linux's /proc). On a shared
     machine a process's CPU per record drifts less than its wall-clock rate."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return _stat_cpu(Path(f"/proc/{pid}/stat").read_text())
+
+
+def _stat_cpu(stat: str) -> float:
+    """User and system CPU seconds in a /proc/<pid>/stat line (its name may hold spaces)."""
+    fields = stat.rpartition(")")[2].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def machine_cpu() -> dict[str, float]:
-    """CPU seconds so far of every process, by its name, and `idle` for the machine's idle
-    time (all cores, /proc/stat). The difference of two calls says where the cores went."""
-    tick = os.sysconf("SC_CLK_TCK")
-    out: dict[str, float] = defaultdict(float)
+def machine_cpu() -> dict[int, tuple[str, float]]:
+    """Every process's name and CPU seconds so far, by pid, and the machine's idle time (all
+    cores, /proc/stat) under pid 0. The difference of two calls says where the cores went."""
+    out = {0: ("idle", 0.0)}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -43,17 +47,22 @@ def machine_cpu() -> dict[str, float]:
             stat = (entry / "stat").read_text()
         except OSError:  # gone meanwhile
             continue
-        name = stat[stat.index("(") + 1 : stat.rindex(")")]
-        fields = stat.rpartition(")")[2].split()
-        out[name] += (int(fields[11]) + int(fields[12])) / tick
+        out[int(entry.name)] = (stat[stat.index("(") + 1 : stat.rindex(")")], _stat_cpu(stat))
     with open("/proc/stat") as f:
-        out["idle"] = int(f.readline().split()[4]) / tick
+        out[0] = ("idle", int(f.readline().split()[4]) / os.sysconf("SC_CLK_TCK"))
     return out
 
 
-def cpu_split(before: dict[str, float], after: dict[str, float], top: int = 4) -> str:
-    """The busiest process names between two `machine_cpu` calls, and the idle time."""
-    used = {name: after.get(name, 0.0) - before.get(name, 0.0) for name in after}
+def cpu_split(
+    before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]], top: int = 4
+) -> str:
+    """The busiest process names between two `machine_cpu` calls, and the idle time.
+
+    By pid, then summed by the later name: a kernel worker renames itself with its work, and
+    a process started in between used all its CPU in between."""
+    used: dict[str, float] = defaultdict(float)
+    for pid, (name, seconds) in after.items():
+        used[name] += seconds - before.get(pid, (name, 0.0))[1]
     idle = used.pop("idle", 0.0)
     busiest = sorted(used.items(), key=lambda item: (-item[1], item[0]))[:top]
     return ", ".join(f"{name} {seconds:.2f} s" for name, seconds in [*busiest, ("idle", idle)])
