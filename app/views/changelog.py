@@ -74,8 +74,9 @@ class BatchWriter:
 
     On Apache Kafka the batches are compressed (`compression`, zstd): the changes are JSON,
     with the wal's undo of every key a batch touches, about 1 KB a folded record, and zstd
-    makes them a fifth of that. The broker then spent about 40% less CPU on the changelog
-    and the ingest step waited about a third less for its acks (bench.ingest, 2026-12-06).
+    makes them a fifth of that. The broker's CPU fell by about half in two runs of three
+    and the changelog step took about a quarter less time, though the ingest rate did not
+    move: the worker's own CPU bounds it (bench.ingest, BENCHMARKS.md, 2026-12-06).
     """
 
     def __init__(
