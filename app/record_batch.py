@@ -64,12 +64,21 @@ class RecordBatch(BatchBuilder):  # type: ignore[misc]
 
 
 def record_batches(
-    keys: Blobs, values: Blobs, batch_size: int, compression: str | None = None
+    keys: Blobs,
+    values: Blobs,
+    batch_size: int,
+    compression: str | None = None,
+    units: Sequence[int] = (),
 ) -> list[RecordBatch]:
     """One partition's records, in order, in as few batches of at most `batch_size` bytes
     as hold them; a record larger than that goes in a batch of its own (as aiokafka's builder
     takes any first record), which the broker refuses, failing its ack, if the topic takes
     less. A None key or value is Kafka's null (a value's: a tombstone).
+
+    `units` are the first records of runs that must not be split (ascending): a batch is
+    cut only where one begins, unless a run alone is larger than a batch (`unit_fits`
+    says which fit). Kafka appends a batch whole or not at all, so a run in one batch
+    reaches the log whole or not at all.
 
     With `compression` (a name in `CODECS`) each batch's records are compressed, as a
     producer's are, where that makes the batch smaller: batches are still cut by their
@@ -89,7 +98,8 @@ def record_batches(
     # smaller than its delta in its batch, so a batch is at most a few bytes short of full.
     fixed = 3 + _width(key_sizes) + _width(value_sizes)
     fixed += np.maximum(key_sizes, 0) + np.maximum(value_sizes, 0)
-    firsts = _cuts(_framed(fixed + _width(np.arange(count, dtype=np.int64))), batch_size)
+    sizes = _framed(fixed + _width(np.arange(count, dtype=np.int64)))
+    firsts = _cuts(sizes, batch_size, np.asarray(units, dtype=np.int64))
     deltas = np.arange(count, dtype=np.int64)
     deltas -= np.repeat(firsts, np.diff(np.append(firsts, count)))
     body = fixed + _width(deltas)
@@ -121,18 +131,39 @@ def _framed(body: np.ndarray[Any, np.dtype[np.int64]]) -> np.ndarray[Any, np.dty
     return body + _width(body)
 
 
-def _cuts(sizes: np.ndarray[Any, np.dtype[np.int64]], batch_size: int) -> np.ndarray[Any, Any]:
+def _cuts(
+    sizes: np.ndarray[Any, np.dtype[np.int64]],
+    batch_size: int,
+    units: np.ndarray[Any, np.dtype[np.int64]],
+) -> np.ndarray[Any, Any]:
     """The first record of each batch: records are added while the batch stays within
-    `batch_size` bytes, header included, and a batch's first record always goes in."""
+    `batch_size` bytes, header included, and a batch's first record always goes in. Where
+    a unit begins inside the records that fit, the batch ends at the last such beginning."""
     ends = np.cumsum(sizes)
     firsts, first, count = [0], 0, len(sizes)
     while True:
         before = int(ends[first - 1]) if first else 0
         last = int(np.searchsorted(ends, before + batch_size - HEADER.size, side="right"))
+        if last < count:
+            # The last unit that begins after `first` and no later than `last`, if any.
+            at = int(np.searchsorted(units, last, side="right")) - 1
+            if at >= 0 and units[at] > first:
+                last = int(units[at])
         first = max(first + 1, last)
         if first >= count:
             return np.array(firsts, dtype=np.int64)
         firsts.append(first)
+
+
+# A record's framing beyond its key and value, at most: attributes, timestamp delta, and
+# varints of its length, offset delta, key length and value length (under 2**27 each).
+RECORD_FRAMING = 24
+
+
+def unit_fits(items: Sequence[tuple[bytes, bytes | None]], batch_size: int) -> bool:
+    """Whether `record_batches` puts these records, a unit, in one batch of `batch_size`."""
+    framed = sum(len(key) + len(value or b"") for key, value in items)
+    return framed + RECORD_FRAMING * len(items) + HEADER.size <= batch_size
 
 
 def _seal(buffer: bytearray) -> None:

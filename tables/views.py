@@ -18,14 +18,22 @@ from app.views.compat import prefix_keys, read_key, write_batch
 TABLE_NAME = "views"
 
 
-# (changelog partition, key, value or None for a delete)
-Change = tuple[int, bytes, bytes | None]
+# (changelog partition, [(key, value or None for a delete), ...]): changes that reach the
+# changelog together, whole, where the writer can (`ChangelogWriter.whole_bytes`).
+Unit = tuple[int, list[tuple[bytes, bytes | None]]]
 
 
 class ChangelogWriter(Protocol):
-    """Writes changes in order; returns the last offset written per changelog partition."""
+    """Writes units of changes in order; returns the last offset written per changelog partition.
 
-    async def write(self, changes: Sequence[Change]) -> dict[int, int]: ...
+    A unit of at most `whole_bytes` bytes (`app.record_batch.unit_fits`) reaches the log
+    whole or not at all; 0 promises nothing.
+    """
+
+    @property
+    def whole_bytes(self) -> int: ...
+
+    async def write(self, units: Sequence[Unit]) -> dict[int, int]: ...
 
     async def stop(self) -> None: ...
 
@@ -41,22 +49,22 @@ class ViewsTable(faust.Table[bytes, bytes]):
 
     def __init__(self, app: faust.App, *, writer: ChangelogWriter, **kwargs: Any) -> None:
         self.writer = writer
-        self.unsent: list[Change] = []
+        self.unsent: list[Unit] = []
         super().__init__(app, **kwargs)
 
     def on_key_set(self, key: bytes, value: bytes) -> None:
-        self.unsent.append((self._changelog_partition(key), key, value))
+        self.unsent.append((self._changelog_partition(key), [(key, value)]))
 
     def on_key_del(self, key: bytes) -> None:
-        self.unsent.append((self._changelog_partition(key), key, None))
+        self.unsent.append((self._changelog_partition(key), [(key, None)]))
 
     async def wait_changelog(self) -> None:
         """Write every change so far to the changelog; kept for the next call if that fails."""
-        changes = list(self.unsent)
-        if not changes:
+        units = list(self.unsent)
+        if not units:
             return
-        offsets = await self.writer.write(changes)
-        del self.unsent[: len(changes)]
+        offsets = await self.writer.write(units)
+        del self.unsent[: len(units)]
         topic = self.changelog_topic.get_topic_name()
         for partition, offset in offsets.items():
             # What Faust does per acked write: recovery then starts after this offset.
@@ -136,12 +144,18 @@ class TableStore(MutableMapping[str, bytes]):
     def __iter__(self) -> Iterator[str]:
         return (k.decode() if isinstance(k, bytes) else k for k in self.table.data)
 
+    @property
+    def whole_bytes(self) -> int:
+        """`write_batch`'s items up to this size reach the changelog whole (`app.views.wal`)."""
+        return self.table.writer.whole_bytes
+
     def write_batch(self, partition: int, items: Sequence[tuple[str, bytes | None]]) -> None:
         """Write `items` (None deletes) of one partition in order, in one write of its
-        database, each queued for the changelog: a batch's hundreds of writes, one put each
-        through Faust's store, took a fifth of ingestion's time (bench.ingest --profile)."""
+        database, and queue them for the changelog as one unit: a batch's hundreds of
+        writes, one put each through Faust's store, took a fifth of ingestion's time
+        (bench.ingest --profile)."""
         raw = [(key.encode(), value) for key, value in items]
-        self.table.unsent.extend((partition, key, value) for key, value in raw)
+        self.table.unsent.append((partition, raw))
         write_batch(self.table, partition, raw)
 
     def keys_under(self, prefix: str, partition: int) -> Iterator[str]:

@@ -18,7 +18,7 @@ from app.log.replay import kafka_bounds
 from app.record_batch import record_batches
 from app.settings import Settings
 from app.views.wal import PartitionTxn
-from tables.views import TABLE_NAME
+from tables.views import TABLE_NAME, Unit
 
 
 def changelog_topic(settings: Settings) -> str:
@@ -65,6 +65,9 @@ class BatchWriter:
     Faust sends one record per table write, each through its own buffers and callbacks; at
     hundreds of writes per batch that, not the fold, bounded ingestion. Here a partition's
     changes go out as whole record batches, in order, and the call returns once all are acked.
+    A unit of changes (one `write_batch` of the table, a partition's fold) that fits a batch
+    goes in one, never cut: Kafka appends a batch whole or not at all, so the wal needs no
+    undo record for it (`app.views.wal`).
 
     On Tansu (`last_alone`), each partition's last change travels alone in a batch of its
     own: Tansu answers ListOffsets "latest" with the last batch's base offset + 1
@@ -73,8 +76,8 @@ class BatchWriter:
     second produce round trip (aiokafka sends a partition's next batch once the last is acked).
 
     On Apache Kafka the batches are compressed (`compression`, zstd): the changes are JSON,
-    with the wal's undo of every key a batch touches, about 1 KB a folded record, and zstd
-    makes them a fifth of that. The broker's CPU fell by about half in two runs of three
+    then about 1 KB a folded record with the wal's undo of every key a batch touched, and
+    zstd made them a fifth of that. The broker's CPU fell by about half in two runs of three
     and the changelog step took about a quarter less time, though the ingest rate did not
     move: the worker's own CPU bounds it (bench.ingest, BENCHMARKS.md, 2026-12-06).
     """
@@ -97,12 +100,22 @@ class BatchWriter:
         self.max_request_size = max_request_size
         self._producer: AIOKafkaProducer | None = None
 
-    async def write(self, changes: Sequence[tuple[int, bytes, bytes | None]]) -> dict[int, int]:
-        """Send `(partition, key, value or None)` in order; the last offset written per partition."""
+    @property
+    def whole_bytes(self) -> int:
+        """A unit up to this size goes in one record batch, which Kafka appends whole; on
+        Tansu a partition's last record goes alone, so no unit is promised whole."""
+        return 0 if self.last_alone else self.max_request_size
+
+    async def write(self, units: Sequence[Unit]) -> dict[int, int]:
+        """Send each `(partition, [(key, value or None), ...])` in order, a unit that fits a
+        batch (`whole_bytes`) in one; the last offset written per partition."""
         producer = await self._started()
         by_partition: dict[int, list[tuple[bytes, bytes | None]]] = defaultdict(list)
-        for partition, key, value in changes:
-            by_partition[partition].append((key, value))
+        starts: dict[int, list[int]] = defaultdict(list)
+        for partition, changes in units:
+            records = by_partition[partition]
+            starts[partition].append(len(records))
+            records += changes
         sent: list[tuple[int, int, asyncio.Future[Any]]] = []  # partition, records, ack
         for partition, records in by_partition.items():
             groups = (records[:-1], records[-1:]) if self.last_alone else (records,)
@@ -112,6 +125,7 @@ class BatchWriter:
                     [v for _, v in group],
                     self.max_request_size,
                     self.compression,
+                    units=() if self.last_alone else starts[partition],
                 )
                 for batch in batches:
                     ack = await producer.send_batch(batch, self.topic, partition=partition)

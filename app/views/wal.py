@@ -4,6 +4,10 @@ Per partition a `wal/{p}` key holds the cursor (last offset applied per source t
 while a batch is being written, the old value of every key it touches. The batch's writes go
 to one changelog partition in order, so after a crash the table is a prefix of them: either
 the batch is complete (the wal says so) or its keys are put back from the undo record.
+
+Where the changelog takes a batch's writes whole (one Kafka record batch, appended whole or
+not at all: `tables.views.TableStore.whole_bytes`), no prefix can cut a batch, and the undo
+record is not written: on Apache Kafka it was a third of the changelog's bytes.
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ from collections.abc import Iterator, Mapping, MutableMapping, Sequence
 from typing import Any
 
 import orjson
+
+from app.record_batch import unit_fits
 
 Store = MutableMapping[str, bytes]
 
@@ -48,6 +54,14 @@ def write_batch(store: Store, partition: int, items: Sequence[tuple[str, bytes |
             store[key] = value
 
 
+def _whole(store: Store, items: Sequence[tuple[str, bytes | None]]) -> bool:
+    """Whether `items` reach the store's changelog whole, in one record batch, so that no
+    crash can leave part of them (`tables.views.TableStore.whole_bytes`); a plain mapping
+    promises nothing."""
+    limit: int = getattr(store, "whole_bytes", 0)
+    return limit > 0 and unit_fits([(k.encode(), v) for k, v in items], limit)
+
+
 def wal_key(partition: int) -> str:
     return f"wal/{partition}"
 
@@ -75,17 +89,19 @@ class PartitionTxn:
         before: Mapping[str, bytes | None] | None = None,
     ) -> None:
         """Write a batch and advance the cursor; `before` may hold keys' current values, read once."""
-        wal = self._wal(partition)
-        items: list[tuple[str, bytes | None]] = []
-        if writes:
-            known = before or {}
-            undo = {k: _text(known[k] if k in known else self.store.get(k)) for k in writes}
-            pending = {"cursor": wal["cursor"], "pending": {"undo": undo}}
-            items.append((wal_key(partition), orjson.dumps(pending)))
-            # Deleting what is not there writes nothing, not a tombstone.
-            items += [(k, v) for k, v in writes.items() if v is not None or undo[k] is not None]
-        done = {"cursor": dict(cursor), "pending": None}
-        items.append((wal_key(partition), orjson.dumps(done)))
+        known = before or {}
+
+        def old(key: str) -> bytes | None:
+            return known[key] if key in known else self.store.get(key)
+
+        # Deleting what is not there writes nothing, not a tombstone.
+        items = [(k, v) for k, v in writes.items() if v is not None or old(k) is not None]
+        changed = bool(items)
+        items.append((wal_key(partition), orjson.dumps({"cursor": dict(cursor), "pending": None})))
+        if changed and not _whole(self.store, items):
+            undo = {k: _text(old(k)) for k, _ in items[:-1]}
+            pending = {"cursor": self._wal(partition)["cursor"], "pending": {"undo": undo}}
+            items.insert(0, (wal_key(partition), orjson.dumps(pending)))
         write_batch(self.store, partition, items)
 
     def _wal(self, partition: int) -> dict[str, Any]:

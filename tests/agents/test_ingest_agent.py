@@ -19,7 +19,7 @@ from app.settings import Settings
 from app.topics import PREDICTIONS, TAGS
 from app.views.compat import fetch_event
 from app.views.ingestor import KINDS
-from tables.views import Change
+from tables.views import Unit
 from tests.factories import prediction, tag
 from tests.fakes import memory_adapters
 from tests.waiting import wait_until
@@ -28,7 +28,9 @@ from tests.waiting import wait_until
 class Unlogged:
     """A changelog writer that keeps nothing: there is no broker under test_context."""
 
-    async def write(self, changes: Sequence[Change]) -> dict[int, int]:
+    whole_bytes = 0
+
+    async def write(self, units: Sequence[Unit]) -> dict[int, int]:
         return {}
 
     async def stop(self) -> None:

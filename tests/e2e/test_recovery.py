@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -76,6 +78,35 @@ def changelog_codecs(settings: Settings) -> Counter[int]:
     return codecs
 
 
+async def wal_records(settings: Settings) -> Counter[str]:
+    """The views' changelog's wal records, by kind: "pending" (a batch's undo, written
+    before its keys) and "done" (its cursor, after them)."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.bootstrap_servers, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    kinds: Counter[str] = Counter()
+    try:
+        topic = changelog_topic(settings)
+        tps = [TopicPartition(topic, p) for p in range(settings.partitions)]
+        ends = await consumer.end_offsets(tps)
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        left = {tp for tp in tps if ends[tp] > 0}
+        deadline = time.monotonic() + 60
+        while left:
+            assert time.monotonic() < deadline, f"changelog not read to its end: {left}"
+            for tp, records in (await consumer.getmany(timeout_ms=1000)).items():
+                if records[-1].offset + 1 >= ends[tp]:
+                    left.discard(tp)
+                for r in records:
+                    if r.key is not None and r.key.startswith(b"wal/") and r.value is not None:
+                        kinds["pending" if orjson.loads(r.value)["pending"] else "done"] += 1
+    finally:
+        await consumer.stop()
+    return kinds
+
+
 async def group_behind(settings: Settings) -> dict[str, int]:
     """Per topic-partition, how far the group's committed offset is from the log's end."""
     ends = await log_end(settings)
@@ -140,6 +171,9 @@ async def test_kill_9_then_restart_rebuilds_from_the_changelog(
     process.kill()
     if stack.broker == "kafka":  # compressed there; the restart below reads them back
         assert CODECS["zstd"] in changelog_codecs(stack), changelog_codecs(stack)
+        # Each batch's writes went in one record batch, whole or not at all: no undo.
+        kinds = await wal_records(stack)
+        assert kinds["done"] > 0 and kinds["pending"] == 0, kinds
     again = worker()
     assert "did not stop cleanly" in again.log_path.read_text()
     # Records whose table writes had not reached the changelog were not committed either:

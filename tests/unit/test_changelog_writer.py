@@ -11,6 +11,7 @@ from aiokafka.record.default_records import DefaultRecordBatch
 
 from app.record_batch import RecordBatch
 from app.views.changelog import BatchWriter
+from tables.views import Unit
 
 
 class FakeProducer:
@@ -49,7 +50,9 @@ class Writer(BatchWriter):
         return self.fake
 
 
-CHANGES = [(0, f"k{i}".encode(), b"v") for i in range(5)] + [(1, b"a", None), (0, b"w", b"x")]
+# Each change a unit of its own, as Faust's own table writes are.
+CHANGES: list[Unit] = [(0, [(f"k{i}".encode(), b"v")]) for i in range(5)]
+CHANGES += [(1, [(b"a", None)]), (0, [(b"w", b"x")])]
 
 
 async def test_changes_go_in_order_in_full_batches_and_the_last_offset_returned() -> None:
@@ -78,4 +81,25 @@ async def test_on_tansu_the_last_change_goes_alone() -> None:
 async def test_unacknowledged_writes_raise_instead_of_waiting_forever() -> None:
     writer = Writer(FakeProducer(acks=False), ack_timeout=0.05)
     with pytest.raises(TimeoutError, match="1 of 1 changelog batches not acknowledged"):
-        await writer.write([(0, b"k", b"v"), (0, b"w", b"x")])
+        await writer.write([(0, [(b"k", b"v"), (b"w", b"x")])])
+
+
+async def test_a_unit_that_fits_a_batch_goes_in_one_and_units_share_batches() -> None:
+    producer = FakeProducer()
+    units: list[Unit] = [
+        (0, [(b"k0", b"v"), (b"k1", b"v")]),
+        (0, [(b"k2", b"v"), (b"k3", b"v")]),
+        (0, [(b"k4", b"v")]),
+        (1, [(b"a", None)]),
+        (0, [(b"w", b"x")]),
+    ]
+    offsets = await Writer(producer).write(units)
+    assert producer.sent[0] == [
+        [(b"k0", b"v"), (b"k1", b"v")],  # k2 would have cut the next unit
+        [(b"k2", b"v"), (b"k3", b"v"), (b"k4", b"v")],
+        [(b"w", b"x")],
+    ]
+    assert producer.sent[1] == [[(b"a", None)]]
+    assert offsets == {0: 5, 1: 0}
+    assert Writer(producer).whole_bytes == 91
+    assert Writer(producer, last_alone=True).whole_bytes == 0  # Tansu: nothing promised

@@ -11,7 +11,7 @@ import pytest
 from aiokafka.record.default_records import DefaultRecordBatch
 
 from app.partitioning import murmur2, partitions
-from app.record_batch import CODECS, record_batches
+from app.record_batch import CODECS, record_batches, unit_fits
 from app.topic_admin import key_partition
 
 
@@ -77,6 +77,43 @@ def test_compressed_batches_decode_to_their_records_and_random_bytes_stay_plain(
         assert [(r.key, r.value) for d in decoded for r in d] == records
         if codec:
             assert sum(b.size() for b in packed) < sum(b.size() for b in plain) / 3
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_a_unit_that_fits_a_batch_is_never_split_and_one_that_does_not_is(seed: int) -> None:
+    rng = random.Random(seed)
+    limit = 4_096
+    units: list[list[tuple[bytes, bytes | None]]] = []
+    for u in range(60):
+        size = rng.choice([1, 3, 10, 80])  # units of 80 exceed a batch
+        units.append(
+            [
+                (b"u%d/%d" % (u, i), rng.randbytes(rng.randint(0, 200)) if i % 7 else None)
+                for i in range(size)
+            ]
+        )
+    records = [record for unit in units for record in unit]
+    starts, at = [], 0
+    for unit in units:
+        starts.append(at)
+        at += len(unit)
+    built = record_batches(
+        [k for k, _ in records], [v for _, v in records], limit, "zstd", units=starts
+    )
+    decoded = [[(r.key, r.value) for r in DefaultRecordBatch(bytes(b._build()))] for b in built]
+    assert [record for batch in decoded for record in batch] == records
+    assert all(b.size() <= limit for b in built)
+    batch_of = {key: n for n, batch in enumerate(decoded) for key, _ in batch}
+    fits = [unit_fits(unit, limit) for unit in units]
+    assert True in fits and False in fits
+    for unit, whole in zip(units, fits, strict=True):
+        spread = {batch_of[key] for key, _ in unit}
+        if whole:
+            assert len(spread) == 1
+        if sum(len(k) + len(v or b"") for k, v in unit) > limit:
+            assert not whole and len(spread) > 1
+    # Units share batches: not a batch each.
+    assert any(len({k.split(b"/")[0] for k, _ in batch if k}) > 1 for batch in decoded)
 
 
 def test_murmur2_of_an_arrow_column_is_that_of_its_keys() -> None:

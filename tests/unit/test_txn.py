@@ -75,12 +75,39 @@ def test_a_batch_is_one_write_in_wal_order_with_no_tombstone_for_what_was_absent
     assert partition == 4
     keys = [key for key, _ in items]
     assert keys == [wal_key(4), "a", "gone", wal_key(4)]  # pending, writes, done
-    assert orjson.loads(items[0][1] or b"")["pending"]["undo"] == {
-        "a": "1",
-        "gone": "x",
-        "never": None,
-    }
+    assert orjson.loads(items[0][1] or b"")["pending"]["undo"] == {"a": "1", "gone": "x"}
     assert dict(store) == {"a": b"2", wal_key(4): items[-1][1]}
+
+
+class Whole(Batched):
+    """A store whose changelog takes a write of up to `whole_bytes` whole, as the worker's
+    table does on Apache Kafka (one record batch, appended whole or not at all)."""
+
+    def __init__(self, whole_bytes: int, *args: object) -> None:
+        super().__init__(*args)
+        self.whole_bytes = whole_bytes
+
+
+def test_a_batch_the_changelog_takes_whole_is_written_without_its_undo() -> None:
+    store = Whole(10_000, {"a": b"1", "gone": b"x"})
+    txn = PartitionTxn(store)
+    txn.commit(4, {"a": b"2", "gone": None, "never": None}, {"t": 3})
+    [(_, items)] = store.batches
+    assert [key for key, _ in items] == ["a", "gone", wal_key(4)]  # no pending record
+    assert orjson.loads(items[-1][1] or b"") == {"cursor": {"t": 3}, "pending": None}
+    assert txn.cursor(4) == {"t": 3} and dict(store) == {"a": b"2", wal_key(4): items[-1][1]}
+
+
+def test_a_batch_larger_than_the_changelog_takes_whole_keeps_its_undo() -> None:
+    big = b"v" * 600
+    store = Whole(1_000, {"a": b"1"})
+    PartitionTxn(store).commit(0, {"a": big, "b": big}, {"t": 1})
+    [(_, items)] = store.batches
+    assert [key for key, _ in items] == [wal_key(0), "a", "b", wal_key(0)]
+    assert orjson.loads(items[0][1] or b"")["pending"]["undo"] == {"a": "1", "b": None}
+    # Nothing written, only the cursor: nothing to undo, whatever the size.
+    PartitionTxn(store).commit(0, {}, {"t": 2})
+    assert [key for key, _ in store.batches[-1][1]] == [wal_key(0)]
 
 
 def test_a_partition_s_batch_is_one_rocksdb_write_in_order(tmp_path: Path) -> None:
