@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections import Counter, defaultdict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from app.domain import erasure
@@ -153,13 +155,14 @@ class Ingestor:
         for record in records:
             by_partition[record.partition].append(record)
         cursors: dict[int, dict[str, int]] = {}
-        for partition, group in by_partition.items():
-            # Faust files table writes under the current event's partition: make it this one.
-            with writing_for(group[-1].topic, partition):
-                cursors[partition] = await self.process_partition(partition, group)
-        # The group commits what is reported durable here: the table writes must be in the
-        # changelog first, or a crash would lose them for good.
-        await self.changelog_acks()
+        with collector_paused():
+            for partition, group in by_partition.items():
+                # Faust files table writes under the current event's partition: this one.
+                with writing_for(group[-1].topic, partition):
+                    cursors[partition] = await self.process_partition(partition, group)
+            # The group commits what is reported durable here: the table writes must be in
+            # the changelog first, or a crash would lose them for good.
+            await self.changelog_acks()
         for partition, cursor in cursors.items():
             for topic, offset in cursor.items():
                 self.durable.advance(topic, partition, offset + 1)
@@ -250,6 +253,27 @@ class Ingestor:
             replayed=result.skipped,
         )
         return result.cursor
+
+
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """CPython's cycle collector off while a fetch is folded and written (`process`).
+
+    A fetch's objects (examples, aggregates, encoded values: tens of thousands for 8,000
+    records) live until its partitions are written, and every collection its allocations
+    set off went through them all again. Over bench.ingest's 42,329 records the collector
+    took 213 and 392 ms, 8-10% of the agent's time; paused, 31 and 32 ms, one young
+    collection after each fetch (`gc.callbacks`, 2026-12-06). Reference counting still
+    frees what is dropped; cycles, anyone's, wait until the fetch is done, under a second.
+    """
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 def _holes(cursor: dict[str, int], records: Sequence[SourceRecord]) -> list[tuple[str, int, int]]:

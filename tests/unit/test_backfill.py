@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Sequence
 
 import orjson
@@ -191,3 +192,26 @@ async def test_offsets_are_reported_durable_only_once_the_changelog_has_them() -
     assert committable(PREDICTIONS, 0) is None and committable(TAGS, 0) is None
     await ingestor.process(records)  # the retry: folded already, written now
     assert committable(PREDICTIONS, 0) == 10 and committable(TAGS, 0) == 4
+
+
+async def test_the_cycle_collector_is_paused_while_a_fetch_is_folded_and_back_after() -> None:
+    predictions, tags = log(5)
+    seen: list[bool] = []
+
+    class Watched(dict[str, bytes]):
+        def write_batch(self, partition: int, items: Sequence[tuple[str, bytes | None]]) -> None:
+            seen.append(gc.isenabled())
+            self.update({k: v for k, v in items if v is not None})
+
+    async def acks() -> None:
+        seen.append(gc.isenabled())
+
+    async def failing() -> None:
+        raise RuntimeError("changelog away")
+
+    assert gc.isenabled()
+    await Ingestor(Watched(), no_letters, 1 << 20, acks).process([*predictions, *tags])
+    assert seen == [False, False] and gc.isenabled()
+    with pytest.raises(RuntimeError, match="changelog away"):
+        await Ingestor(Watched(), no_letters, 1 << 20, failing).process(predictions)
+    assert gc.isenabled()  # back on, whatever the batch's end
