@@ -103,7 +103,7 @@ def build(n_predictions: int, seed: int = 7) -> Workload:
 
 
 def _malformed(rng: random.Random) -> Item:
-    event_id = str(uuid.uuid4())
+    event_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))  # seeded, as the rest
     good = {
         "schema_version": 1,
         "event_id": event_id,
