@@ -23,6 +23,7 @@ import orjson
 from app.domain.log_layout import LogRecord
 from app.record_batch import record_batches
 from app.settings import Settings
+from app.topic_admin import key_partition
 from app.topics import PREDICTIONS, TAGS
 from app.views.refold import fold_records
 from bench.common import machine_line
@@ -36,7 +37,7 @@ def records(predictions: int) -> dict[int, list[LogRecord]]:
     offsets: dict[tuple[str, int], int] = defaultdict(int)
     for item in build(predictions, seed=21).items:
         topic = PREDICTIONS if item.kind == "prediction" else TAGS
-        p = hash(item.key) % PARTITIONS
+        p = key_partition(item.key, PARTITIONS)  # as the producer puts it; hash() is salted
         offset = offsets[(topic, p)]
         offsets[(topic, p)] += 1
         by_partition[p].append(LogRecord(topic, p, offset, 0, item.key, item.raw))
@@ -47,7 +48,9 @@ class WholeStore(dict[str, bytes]):
     """A dict whose writes reach a changelog whole, as the worker's table's do on Apache
     Kafka (`tables.views.TableStore.whole_bytes`): each commit's items are kept, to measure."""
 
-    whole_bytes = Settings().max_event_bytes * 4  # about a produce request (1 MB)
+    # What the worker's writer promises: Faust's `producer_max_request_size` default, which
+    # app.bootstrap gives its BatchWriter.
+    whole_bytes = 1_000_000
 
     def __init__(self) -> None:
         super().__init__()
