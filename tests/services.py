@@ -136,6 +136,7 @@ class WorkerProcess:
         with ThreadPoolExecutor(1) as thread:  # callers may be inside an event loop
             ends = thread.submit(asyncio.run, log_end(self.settings)).result()
         deadline = time.monotonic() + within
+        health: dict[str, Any] = {}
         while time.monotonic() < deadline:
             health = self.health() or {}
             positions: Any = health.get("positions") or {}
@@ -152,7 +153,10 @@ class WorkerProcess:
             ):
                 return
             time.sleep(0.2)
-        raise AssertionError(f"worker not caught up within {within}s\n{self.log_tail()}")
+        raise AssertionError(
+            f"worker not caught up within {within}s: the log ends at {ends}, and /healthz "
+            f"said last {health}\n{self.log_tail()}"
+        )
 
     def stop(self, within: float = 60.0) -> int:
         if self.process is None or self.process.poll() is not None:
