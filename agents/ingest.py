@@ -4,13 +4,16 @@ The worker's consumer hands over each fetch of these topics whole (`deliver`), a
 on the agent's channel, rather than one Faust event per record: Faust's per-record path
 costs more than the fold itself (`bench/ceiling.py`). The event is still Faust's: the
 agent's stream tracks and acks it, and drops it if a rebalance began since the fetch.
+What a dropped fetch held, and nothing delivered after it, is folded from the log on a
+`CatchUp` event (`CatchUps`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import faust
@@ -20,11 +23,16 @@ from faust.types import TP
 from app.settings import Settings
 from app.topic_admin import raw_topic
 from app.topics import ERASURE_ORDERS, PREDICTIONS, TAGS
+from app.views.cluster import is_ready
 from app.views.compat import DeliverFetch, fetch_event
-from app.views.ingestor import Ingestor, source_record
+from app.views.ingestor import DurableCursor, Handover, Ingestor, source_record
 
 # Fetches waiting for the agent: enough to keep it busy while the next is fetched.
 FETCHES_QUEUED = 4
+# How often to look for partitions whose handed-over records were dropped: a stalled
+# partition is caught up within two looks.
+CATCH_UP_SECONDS = 2.0
+SOURCES = (PREDICTIONS, TAGS, ERASURE_ORDERS)
 
 log = logging.getLogger(__name__)
 
@@ -49,22 +57,85 @@ async def offer(channel: Any, event: Any) -> bool:
     return True
 
 
+@dataclass(frozen=True)
+class CatchUp:
+    """An event's value asking the agent to fold, per (topic, partition), whatever the views
+    lack below the offset given, from the log."""
+
+    ends: dict[tuple[str, int], int]
+
+
+class CatchUps:
+    """Puts a `CatchUp` for the stalled partitions (`Handover.stalled`) on the agent's
+    channel, behind the fetches already queued, one at a time and without blocking the
+    caller: a stalled partition costs one look more, never a wait."""
+
+    def __init__(
+        self, app: faust.App, channel: Any, handover: Handover, durable: DurableCursor
+    ) -> None:
+        self.app, self.channel, self.handover, self.durable = app, channel, handover, durable
+        self.putting: asyncio.Task[bool] | None = None
+
+    def look(self, owned: Collection[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        """Ask for the stalled ones among `owned`; returns what was asked for."""
+        if self.putting is not None and not self.putting.done():
+            return {}
+        stalled = self.handover.stalled(owned, self.durable)
+        if not stalled:
+            return {}
+        (topic, partition), end = next(iter(stalled.items()))
+        event = fetch_event(
+            self.app,
+            CatchUp(stalled),
+            TP(topic, partition),
+            end - 1,
+            self.app.consumer_generation_id,
+        )
+        self.putting = asyncio.ensure_future(offer(self.channel, event))
+        return stalled
+
+
 def register(app: faust.App, ingestor: Ingestor, settings: Settings) -> tuple[Any, DeliverFetch]:
     """The agent, and the `deliver` the worker's consumer hands each fetch to."""
     # Subscribed (so partitions are assigned and fetched), but read through `deliver`.
-    app.topics.add(
-        raw_topic(app, PREDICTIONS, TAGS, ERASURE_ORDERS, partitions=settings.partitions)
-    )
+    app.topics.add(raw_topic(app, *SOURCES, partitions=settings.partitions))
     fetched = app.channel(maxsize=FETCHES_QUEUED)
+    handover = Handover()
+    catch_ups = CatchUps(app, fetched, handover, ingestor.durable)
 
     async def deliver(records: Mapping[TP, Sequence[ConsumerRecord]]) -> None:
         batch = [source_record(r) for rs in records.values() for r in rs]
+        for tp, rs in records.items():
+            handover.handed(tp.topic, tp.partition, rs[-1].offset + 1)
         first = next(iter(records))
         generation = app.consumer_generation_id
         await offer(fetched, fetch_event(app, batch, first, records[first][-1].offset, generation))
 
     async def ingest(stream: Any) -> None:
         async for batch in stream:
-            await ingestor.process_until_done(batch)
+            if isinstance(batch, CatchUp):
+                # What the views lack below these ends is then logged as skipped offsets.
+                log.info(
+                    "catching up to what was handed over: %s",
+                    {f"{t}[{p}]": end for (t, p), end in sorted(batch.ends.items())},
+                )
+                try:
+                    await ingestor.process([], ends=batch.ends)
+                except Exception as exc:  # not retried here: the next look asks again
+                    log.warning("catching up failed (%s); asked again in a moment", exc)
+            else:
+                await ingestor.process_until_done(batch)
+
+    @app.timer(CATCH_UP_SECONDS)  # type: ignore[untyped-decorator]
+    async def catch_up() -> None:
+        if is_ready(app):
+            catch_ups.look(owned(app))
 
     return app.agent(fetched, name="ingest")(ingest), deliver
+
+
+def owned(app: faust.App) -> list[tuple[str, int]]:
+    """The views' source partitions this worker holds active."""
+    return [
+        (tp.topic, tp.partition) for tp in app.assignor.assigned_actives() if tp.topic in SOURCES
+    ]

@@ -6,7 +6,7 @@ import asyncio
 import gc
 import logging
 from collections import Counter, defaultdict
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -56,6 +56,46 @@ class DurableCursor:
     def committable(self, topic: str, partition: int) -> int | None:
         """The offset to commit, or None while nothing of this partition is folded here."""
         return self._next.get((topic, partition))
+
+
+class Handover:
+    """What was handed to the ingest agent and never folded: the records of a fetch that
+    Faust dropped on the way.
+
+    The agent's stream drops a fetch event whose generation is not the group's at the
+    moment it is taken, or taken while the flow is stopped, and a rebalance clears the
+    agent's queue. Faust's seek back to the committed offsets brings such records again
+    when it comes after the drop; when the drop comes after the seek (the fetch made past
+    it, the event stamped or taken in between), nothing does. A later record of the
+    partition shows the hole, and `Ingestor._missed` folds it from the log; after the last
+    records of a partition nothing does, and the views stayed short of the log for good
+    (the broker-away capture test, in CI, 2026-12-06). `stalled` names those partitions.
+    """
+
+    def __init__(self) -> None:
+        self._handed: dict[tuple[str, int], int] = {}
+        self._seen: dict[tuple[str, int], int | None] = {}
+
+    def handed(self, topic: str, partition: int, next_offset: int) -> None:
+        """Records of `topic`[`partition`] below `next_offset` went to the agent."""
+        key = (topic, partition)
+        self._handed[key] = max(next_offset, self._handed.get(key, next_offset))
+
+    def stalled(
+        self, owned: Collection[tuple[str, int]], durable: DurableCursor
+    ) -> dict[tuple[str, int], int]:
+        """Per owned (topic, partition) whose views are short of what was handed over and
+        did not move since the last call, the offset they must reach."""
+        out: dict[tuple[str, int], int] = {}
+        for key in owned:
+            end = self._handed.get(key)
+            if end is None:
+                continue
+            at = durable.committable(*key)
+            if (at is None or at < end) and key in self._seen and self._seen[key] == at:
+                out[key] = end
+            self._seen[key] = at
+        return out
 
 
 class Ingestor:
@@ -150,16 +190,29 @@ class Ingestor:
                 log.warning("ingest batch failed (%s); retry %d in %.1f s", exc, attempt, delay)
                 await asyncio.sleep(delay)
 
-    async def process(self, records: Sequence[SourceRecord]) -> None:
+    async def process(
+        self,
+        records: Sequence[SourceRecord],
+        ends: Mapping[tuple[str, int], int] | None = None,
+    ) -> None:
+        """Fold `records`, and, where `ends` names a (topic, partition), everything the views
+        lack below its offset, read from the log (what `Handover.stalled` found)."""
         by_partition: dict[int, list[SourceRecord]] = defaultdict(list)
         for record in records:
             by_partition[record.partition].append(record)
+        reach: dict[int, dict[str, int]] = defaultdict(dict)
+        for (topic, partition), end in (ends or {}).items():
+            reach[partition][topic] = end
+            by_partition.setdefault(partition, [])
         cursors: dict[int, dict[str, int]] = {}
         with collector_paused():
             for partition, group in by_partition.items():
+                topic = group[-1].topic if group else next(iter(reach[partition]))
                 # Faust files table writes under the current event's partition: this one.
-                with writing_for(group[-1].topic, partition):
-                    cursors[partition] = await self.process_partition(partition, group)
+                with writing_for(topic, partition):
+                    cursors[partition] = await self.process_partition(
+                        partition, group, reach.get(partition)
+                    )
             # The group commits what is reported durable here: the table writes must be in
             # the changelog first, or a crash would lose them for good.
             await self.changelog_acks()
@@ -168,16 +221,20 @@ class Ingestor:
                 self.durable.advance(topic, partition, offset + 1)
 
     async def process_partition(
-        self, partition: int, records: Sequence[SourceRecord]
+        self,
+        partition: int,
+        records: Sequence[SourceRecord],
+        ends: Mapping[str, int] | None = None,
     ) -> dict[str, int]:
-        """Fold a partition's records; returns the views' cursor after them."""
+        """Fold a partition's records, and up to `ends` (per topic, an offset the views must
+        reach) from the log; returns the views' cursor after them."""
         # In log order: after a start Faust can hand over prefetched records before the ones
         # it fetches again from the committed offset (faust-streaming#221), and a fold in
         # delivery order would skip the lower offsets as already applied.
         records = sorted(records, key=_log_order)
         # Read (and, after a crash, rolled back) once; each fold hands on the cursor it wrote.
         cursor = self.txn.cursor(partition)
-        missed = await self._missed(partition, cursor, records)
+        missed = await self._missed(partition, cursor, records, ends or {})
         if missed:
             records = sorted([*missed, *records], key=_log_order)
         for start in range(0, len(records), GAP_CHUNK):
@@ -185,9 +242,14 @@ class Ingestor:
         return cursor
 
     async def _missed(
-        self, partition: int, cursor: dict[str, int], records: Sequence[SourceRecord]
+        self,
+        partition: int,
+        cursor: dict[str, int],
+        records: Sequence[SourceRecord],
+        ends: Mapping[str, int],
     ) -> list[SourceRecord]:
-        """The records past the views' cursor that delivery skipped, read from the log.
+        """The records past the views' cursor that delivery skipped, read from the log:
+        those below the batch's last record of a topic, and those below its `ends`.
 
         Faust's delivery is not to be trusted to be complete. Fresh views (after the broker
         lost its log) meet offsets committed after the restart. And at every start Faust
@@ -201,7 +263,7 @@ class Ingestor:
         if self.backfill is None:
             return []
         missed: list[SourceRecord] = []
-        for topic, first, stop in _holes(cursor, records):
+        for topic, first, stop in _holes(cursor, records, ends):
             log.warning(
                 "delivery of %s[%d] skipped offsets %d..%d (views at %d): folding them "
                 "from the log",
@@ -276,9 +338,11 @@ def collector_paused() -> Iterator[None]:
         gc.enable()
 
 
-def _holes(cursor: dict[str, int], records: Sequence[SourceRecord]) -> list[tuple[str, int, int]]:
+def _holes(
+    cursor: dict[str, int], records: Sequence[SourceRecord], ends: Mapping[str, int]
+) -> list[tuple[str, int, int]]:
     """(topic, first, stop) of each run of offsets past the cursor that `records`, in log
-    order, lack below their last."""
+    order, lack below their last, or below `ends` (per topic, an offset to reach)."""
     holes: list[tuple[str, int, int]] = []
     expected: dict[str, int] = {}
     for r in records:
@@ -286,6 +350,10 @@ def _holes(cursor: dict[str, int], records: Sequence[SourceRecord]) -> list[tupl
         if r.offset > want:
             holes.append((r.topic, want, r.offset))
         expected[r.topic] = max(want, r.offset + 1)
+    for topic, end in ends.items():
+        want = expected.get(topic, cursor.get(topic, -1) + 1)
+        if end > want:
+            holes.append((topic, want, end))
     return holes
 
 

@@ -12,13 +12,13 @@ import orjson
 import pytest
 from faust.types import TP
 
-from agents.ingest import offer
+from agents.ingest import CatchUps, offer
 from app.bootstrap import Modelview, create
 from app.domain.batch import SourceRecord
 from app.settings import Settings
 from app.topics import PREDICTIONS, TAGS
 from app.views.compat import fetch_event
-from app.views.ingestor import KINDS
+from app.views.ingestor import KINDS, Handover
 from tables.views import Unit
 from tests.factories import prediction, tag
 from tests.fakes import memory_adapters
@@ -113,3 +113,39 @@ async def test_a_fetch_waiting_on_a_full_queue_is_dropped_when_a_rebalance_clear
     stopped.cancel()
     with pytest.raises(asyncio.CancelledError):
         await stopped
+
+
+async def test_a_fetch_dropped_at_a_partition_s_end_is_folded_from_the_log(tmp_path: Path) -> None:
+    mv, _ = build(tmp_path)
+    events = [prediction() for _ in range(3)]
+    records = [
+        SourceRecord("prediction", PREDICTIONS, 1, o, e["event_id"].encode(), orjson.dumps(e))
+        for o, e in enumerate(events)
+    ]
+    asked: list[tuple[int, int]] = []
+
+    async def from_log(topic: str, partition: int, start: int, stop: int) -> list[SourceRecord]:
+        asked.append((start, stop))
+        return [r for r in records if start <= r.offset < stop]
+
+    mv.ingestor.backfill = from_log
+    handover = Handover()
+    app = mv.app
+    async with app.agents["ingest"].test_context() as ctx:
+        channel = ctx.stream().channel
+        catch_ups = CatchUps(app, channel, handover, mv.ingestor.durable)
+        tp = TP(PREDICTIONS, 1)
+        handover.handed(PREDICTIONS, 1, 1)
+        await channel.put(fetch_event(app, records[:1], tp, 0, app.consumer_generation_id))
+        # Stamped before a rebalance and taken after it: the stream drops it.
+        handover.handed(PREDICTIONS, 1, 3)
+        await channel.put(fetch_event(app, records[1:], tp, 2, app.consumer_generation_id - 1))
+        await wait_until(lambda: mv.ingestor.durable.committable(PREDICTIONS, 1) == 1)
+        await wait_until(channel.empty)
+        owned = [(PREDICTIONS, 1), (PREDICTIONS, 0)]
+        assert catch_ups.look(owned) == {}  # the first look: they may be on their way
+        assert catch_ups.look(owned) == {(PREDICTIONS, 1): 3}
+        await wait_until(lambda: mv.ingestor.durable.committable(PREDICTIONS, 1) == 3)
+        assert asked == [(1, 3)]
+        assert all(mv.queries.read().example(e["event_id"]) is not None for e in events)
+        assert catch_ups.look(owned) == {}  # caught up

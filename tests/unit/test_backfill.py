@@ -12,7 +12,7 @@ from app.domain.batch import SourceRecord
 from app.domain.log_layout import LogRecord
 from app.log.rebuild import differences
 from app.topics import PREDICTIONS, TAGS
-from app.views.ingestor import Backfill, Ingestor
+from app.views.ingestor import Backfill, DurableCursor, Handover, Ingestor
 from app.views.refold import fold_records
 from tests.factories import prediction, tag
 
@@ -173,6 +173,44 @@ async def test_a_stopping_worker_leaves_a_failing_batch_to_the_next_start() -> N
     await ingestor.process_until_done([*predictions, *tags], backoff=60.0)  # no retry
     assert ingestor.counts["retries"] == 0
     assert ingestor.durable.committable(PREDICTIONS, 0) is None  # so nothing is committed
+
+
+async def test_records_handed_over_and_dropped_at_a_partition_s_end_are_folded_from_the_log() -> (
+    None
+):
+    predictions, tags = log(30)
+    asked: list[tuple[str, int, int, int]] = []
+    store: dict[str, bytes] = {}
+    ingestor = Ingestor(store, no_letters, 1 << 20, backfill=from_log(predictions, tags, asked))
+    await ingestor.process(predictions[:10] + tags[:10])
+    # The fetch after them was dropped on the way, and nothing of the partition came since.
+    await ingestor.process([], ends={(PREDICTIONS, 0): 30, (TAGS, 0): 25})
+    assert sorted(asked) == [(PREDICTIONS, 0, 10, 30), (TAGS, 0, 10, 25)]
+    committable = ingestor.durable.committable
+    assert committable(PREDICTIONS, 0) == 30 and committable(TAGS, 0) == 25
+    # Asked again once the views hold it: nothing is read.
+    await ingestor.process([], ends={(PREDICTIONS, 0): 30, (TAGS, 0): 20})
+    assert len(asked) == 2
+    assert_is_the_fold_of(store, predictions + tags[:25])
+
+
+def test_a_partition_is_stalled_when_short_of_what_was_handed_over_and_not_moving() -> None:
+    handover, durable = Handover(), DurableCursor()
+    owned = [(PREDICTIONS, 0), (PREDICTIONS, 1), (TAGS, 0)]
+    handover.handed(PREDICTIONS, 0, 50)
+    handover.handed(PREDICTIONS, 0, 40)  # a seek back: what went over must still be folded
+    handover.handed(PREDICTIONS, 1, 20)
+    handover.handed(TAGS, 0, 7)
+    durable.advance(PREDICTIONS, 0, 30)
+    durable.advance(PREDICTIONS, 1, 20)
+    assert handover.stalled(owned, durable) == {}  # the first look: it may be on its way
+    durable.advance(TAGS, 0, 3)  # moving
+    assert handover.stalled(owned, durable) == {(PREDICTIONS, 0): 50}
+    assert handover.stalled(owned, durable) == {(PREDICTIONS, 0): 50, (TAGS, 0): 7}
+    assert handover.stalled([(PREDICTIONS, 1)], durable) == {}  # not owned: not asked
+    durable.advance(PREDICTIONS, 0, 50)
+    durable.advance(TAGS, 0, 7)
+    assert handover.stalled(owned, durable) == {}
 
 
 async def test_offsets_are_reported_durable_only_once_the_changelog_has_them() -> None:
