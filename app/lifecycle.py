@@ -170,8 +170,8 @@ def stop_in_order(
 def watch_log(
     app: faust.App, settings: Settings, flusher: Flusher, queries: Queries
 ) -> Callable[[], Awaitable[None]]:
-    """Returns the watch's stop."""
-    """Every few seconds, check that the broker still holds what this worker has seen."""
+    """Every few seconds, check that the broker still holds what this worker has seen;
+    returns the watch's stop."""
     watch = LogWatch(
         settings,
         marker=epoch.marker_topic(settings),
