@@ -160,10 +160,20 @@ def _cuts(
 RECORD_FRAMING = 24
 
 
-def unit_fits(items: Sequence[tuple[bytes, bytes | None]], batch_size: int) -> bool:
-    """Whether `record_batches` puts these records, a unit, in one batch of `batch_size`."""
-    framed = sum(len(key) + len(value or b"") for key, value in items)
+def unit_fits(items: Sequence[tuple[bytes | str, bytes | None]], batch_size: int) -> bool:
+    """Whether `record_batches` puts these records, a unit, in one batch of `batch_size`.
+
+    A key may be given as text, as it will be written in UTF-8: its size is then taken
+    without encoding it (an ASCII string's is its length, known without a pass).
+    """
+    framed = sum(_utf8_size(key) + len(value or b"") for key, value in items)
     return framed + RECORD_FRAMING * len(items) + HEADER.size <= batch_size
+
+
+def _utf8_size(key: bytes | str) -> int:
+    if isinstance(key, bytes) or key.isascii():
+        return len(key)
+    return len(key.encode())
 
 
 def _seal(buffer: bytearray) -> None:

@@ -59,7 +59,7 @@ def _whole(store: Store, items: Sequence[tuple[str, bytes | None]]) -> bool:
     crash can leave part of them (`tables.views.TableStore.whole_bytes`); a plain mapping
     promises nothing."""
     limit: int = getattr(store, "whole_bytes", 0)
-    return limit > 0 and unit_fits([(k.encode(), v) for k, v in items], limit)
+    return limit > 0 and unit_fits(items, limit)
 
 
 def wal_key(partition: int) -> str:

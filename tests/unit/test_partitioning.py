@@ -11,7 +11,7 @@ import pytest
 from aiokafka.record.default_records import DefaultRecordBatch
 
 from app.partitioning import murmur2, partitions
-from app.record_batch import CODECS, record_batches, unit_fits
+from app.record_batch import CODECS, HEADER, RECORD_FRAMING, record_batches, unit_fits
 from app.topic_admin import key_partition
 
 
@@ -114,6 +114,16 @@ def test_a_unit_that_fits_a_batch_is_never_split_and_one_that_does_not_is(seed: 
             assert not whole and len(spread) > 1
     # Units share batches: not a batch each.
     assert any(len({k.split(b"/")[0] for k, _ in batch if k}) > 1 for batch in decoded)
+
+
+def test_a_unit_with_text_keys_fits_exactly_when_its_utf8_keys_do() -> None:
+    value = b"v" * 100
+    for key in ("example/abc", "example/\u00e9t\u00e9-\u65e5\u672c", "\U0001f600"):
+        items = [(key, value), (key, None)]
+        encoded = [(key.encode(), value), (key.encode(), None)]
+        exact = 2 * len(key.encode()) + 100 + 2 * RECORD_FRAMING + HEADER.size
+        for limit in (exact - 1, exact):
+            assert unit_fits(items, limit) == unit_fits(encoded, limit) == (limit == exact)
 
 
 def test_murmur2_of_an_arrow_column_is_that_of_its_keys() -> None:
