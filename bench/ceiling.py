@@ -26,6 +26,7 @@ from typing import Any
 from app.settings import Settings
 from app.topic_admin import ensure_topics
 from app.topics import PREDICTIONS, TAGS
+from app.views.ingestor import DurableCursor
 from bench.common import machine_line
 from bench.ingest import publish, raw_consume
 from tests.e2e.workload import build
@@ -74,7 +75,12 @@ def _agent(settings: Settings, total: int, data_dir: str, send: Connection, mode
     if mode == "per-fetch":
 
         class Counter:
+            durable = DurableCursor()  # nothing is folded: a catch-up event counts nothing
+
             async def process_until_done(self, records: Any) -> None:
+                count(len(records))
+
+            async def process(self, records: Any, ends: Any = None) -> None:
                 count(len(records))
 
         _, deliver = ingest.register(app, Counter(), settings)  # type: ignore[arg-type]
