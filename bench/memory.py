@@ -3,7 +3,8 @@
 State lives in RocksDB and the changelog, so the worker's RSS should level off once its
 caches are warm, not grow with the events. Predictions and their tags are published a chunk
 at a time, never far ahead of the worker, so that the curve follows the fold, not a backlog.
-Prints the curve and the growth over the second half against the RSS at the halfway mark.
+Prints the curve, the RSS at the end against the RSS at the halfway mark, and the growth
+over the second half fitted through all its samples.
 """
 
 from __future__ import annotations
@@ -114,6 +115,20 @@ async def main(total: int, every: int) -> None:
     print(f"events: {total:,} (predictions and one tag each) in {seconds:,.0f} s, 8 partitions")
     print(f"RSS at {half[0]:,}: {half[1]:.1f} MB; at {curve[-1][0]:,}: {curve[-1][1]:.1f} MB")
     print(f"ratio (RSS at the end / RSS at half way): {curve[-1][1] / half[1]:.3f}")
+    later = [point for point in curve if point[0] >= half[0]]
+    if len(later) >= 3:
+        # One sample swings by tens of MB as RocksDB's memtables fill and flush; a line
+        # through every sample of the second half says how fast RSS grows, if it does.
+        print(f"growth over the second half, fitted: {slope(later) * 1e6:+.1f} MB a million events")
+
+
+def slope(points: list[tuple[int, float]]) -> float:
+    """The least-squares slope of y over x."""
+    n = len(points)
+    mean_x = sum(x for x, _ in points) / n
+    mean_y = sum(y for _, y in points) / n
+    spread = sum((x - mean_x) ** 2 for x, _ in points)
+    return sum((x - mean_x) * (y - mean_y) for x, y in points) / spread
 
 
 if __name__ == "__main__":
