@@ -30,6 +30,13 @@ def cpu_seconds(pid: int) -> float:
     return _stat_cpu(Path(f"/proc/{pid}/stat").read_text())
 
 
+def page_faults(pid: int) -> int:
+    """Minor page faults a process has taken so far: a count, where CPU time drifts. Each
+    is a page the kernel mapped in, as a heap or a fresh mapping grows."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return int(fields[7])
+
+
 def _stat_cpu(stat: str) -> float:
     """User and system CPU seconds in a /proc/<pid>/stat line (its name may hold spaces)."""
     fields = stat.rpartition(")")[2].split()

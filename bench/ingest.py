@@ -26,6 +26,7 @@ from bench.common import (
     cpu_split,
     machine_cpu,
     machine_line,
+    page_faults,
     py_spy,
     stop_spy,
     wait_processed,
@@ -101,8 +102,10 @@ async def main(
         spy = py_spy(worker.process.pid, profile) if profile else None
         # The stopped worker committed nothing of the backlog: the new one folds all of it.
         cpu_before, machine_before = cpu_seconds(worker.process.pid), machine_cpu()
+        faults_before = page_faults(worker.process.pid)
         seconds = wait_processed(worker, total)
         cpu = cpu_seconds(worker.process.pid) - cpu_before
+        faults = page_faults(worker.process.pid) - faults_before
         machine = cpu_split(machine_before, machine_cpu())
         if spy is not None:
             stop_spy(spy)
@@ -129,6 +132,7 @@ async def main(
     print(f"modelview worker, backlog to views:  {rate:,.0f} records/s")
     print(f"ratio (modelview / raw consume): {rate / raw_rate:.4f}")
     print(f"  the worker's CPU meanwhile: {cpu:.2f} s, {cpu / total * 1e6:.0f} µs a record")
+    print(f"  the worker's minor page faults meanwhile: {faults:,}, {faults / total:.2f} a record")
     print(f"  the machine's CPU meanwhile, {seconds:.2f} s on {os.cpu_count()} cores: {machine}")
     for name, (quix_seconds, bad) in peers.items():
         quix_rate = total / quix_seconds
