@@ -21,6 +21,7 @@ from app.domain.registry import RegistryEntry, training_marks
 from app.domain.registry import decode as decode_entry
 from app.erasure_stages import erased_in_views
 from app.extras import require
+from app.heap import fix_mmap_threshold
 from app.lifecycle import guard_local_state, stop_in_order, tune_collector, watch_log
 from app.log.flusher import Flusher
 from app.log.replay import hot_ends
@@ -90,6 +91,7 @@ def create(
     topic, `changelog` for the views' changelog writer. `overrides` are Faust settings.
     """
     check_versions()  # the private internals app/views/compat.py relies on
+    fix_mmap_threshold()  # before the first fetch: RSS stays level (app.heap)
     if settings.retrain_trainer != "baseline" and (
         settings.retrain_min_labels > 0 or settings.retrain_seconds > 0
     ):
