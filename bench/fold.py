@@ -26,6 +26,7 @@ from app.settings import Settings
 from app.topic_admin import key_partition
 from app.topics import PREDICTIONS, TAGS
 from app.views.refold import fold_records
+from app.views.wal import put_each
 from bench.common import machine_line
 from tests.e2e.workload import build
 
@@ -58,11 +59,7 @@ class WholeStore(dict[str, bytes]):
 
     def write_batch(self, partition: int, items: Sequence[tuple[str, bytes | None]]) -> None:
         self.units.append([(key.encode(), value) for key, value in items])
-        for key, value in items:
-            if value is None:
-                self.pop(key, None)
-            else:
-                self[key] = value
+        put_each(self, items)
 
 
 def changelog(parts: dict[int, list[LogRecord]], batch_size: int) -> tuple[float, float, float]:

@@ -41,6 +41,8 @@ from faust.transport.drivers.aiokafka import Consumer
 from faust.types import TP, Message
 from rocksdict import WriteBatch
 
+from app.views.wal import put_each
+
 SUPPORTED = {"faust-streaming": "0.15.3", "aiokafka": "0.14.0"}
 
 log = logging.getLogger(__name__)
@@ -280,11 +282,7 @@ def write_batch(table: Any, partition: int, items: Sequence[tuple[bytes, bytes |
     data = table.data
     open_db = getattr(data, "_db_for_partition", None)
     if open_db is None:
-        for key, value in items:
-            if value is None:
-                data.pop(key, None)
-            else:
-                data[key] = value
+        put_each(data, items)
         return
     batch = WriteBatch(raw_mode=True)
     for key, value in items:

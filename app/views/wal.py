@@ -12,7 +12,7 @@ record is not written: on Apache Kafka it was a third of the changelog's bytes.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, MutableMapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping, Sequence
 from typing import Any
 
 import orjson
@@ -47,6 +47,12 @@ def write_batch(store: Store, partition: int, items: Sequence[tuple[str, bytes |
     if write is not None:
         write(partition, items)
         return
+    put_each(store, items)
+
+
+def put_each(store: MutableMapping[Any, Any], items: Iterable[tuple[Any, Any]]) -> None:
+    """Put each (key, value) of `items` in order, a None value deleting its key (absent or not):
+    a batch written key by key, where a store has no batch of its own."""
     for key, value in items:
         if value is None:
             store.pop(key, None)

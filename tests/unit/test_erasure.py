@@ -20,7 +20,7 @@ from app.erasure_stages import _redacted_lineage, _warm_from, erased_in_views
 from app.log.rebuild import differences
 from app.log.segments import Records
 from app.views import viewcodec
-from app.views.wal import PartitionTxn
+from app.views.wal import PartitionTxn, put_each
 from app.web.events import client_prediction
 from tests import factories
 
@@ -54,12 +54,9 @@ def _fold(records: Sequence[SourceRecord]) -> tuple[dict[str, bytes], list[Erasu
             LIMIT,
             scan=lambda prefix: [k for k in store if k.startswith(prefix)],
         )
-        for key, value in result.writes.items():
-            raw = viewcodec.encode(key, value)
-            if raw is None:
-                store.pop(key, None)
-            else:
-                store[key] = raw
+        put_each(
+            store, ((key, viewcodec.encode(key, value)) for key, value in result.writes.items())
+        )
         applied += result.erasures
     return store, applied
 

@@ -13,7 +13,7 @@ import pytest
 from app.domain.batch import SourceRecord, fold_batch
 from app.views import viewcodec
 from app.views.queries import Queries
-from app.views.wal import PartitionTxn
+from app.views.wal import PartitionTxn, put_each
 from tests.factories import prediction, tag
 from tests.reference import Reference, assert_close
 
@@ -47,11 +47,7 @@ class RecordingStore(MutableMapping[str, bytes]):
     @classmethod
     def replay(cls, log: list[tuple[str, bytes | None]]) -> RecordingStore:
         store = cls()
-        for key, value in log:
-            if value is None:
-                store.data.pop(key, None)
-            else:
-                store.data[key] = value
+        put_each(store.data, log)
         store.log = list(log)
         return store
 

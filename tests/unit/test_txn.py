@@ -8,7 +8,7 @@ import orjson
 from rocksdict import Options, Rdict
 
 from app.views.compat import write_batch
-from app.views.wal import PartitionTxn, committed, wal_key
+from app.views.wal import PartitionTxn, committed, put_each, wal_key
 
 
 def test_commit_writes_and_advances_cursor() -> None:
@@ -61,11 +61,7 @@ class Batched(dict[str, bytes]):
 
     def write_batch(self, partition: int, items: Sequence[tuple[str, bytes | None]]) -> None:
         self.batches.append((partition, list(items)))
-        for key, value in items:
-            if value is None:
-                self.pop(key, None)
-            else:
-                self[key] = value
+        put_each(self, items)
 
 
 def test_a_batch_is_one_write_in_wal_order_with_no_tombstone_for_what_was_absent() -> None:
