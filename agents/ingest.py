@@ -23,7 +23,7 @@ from faust.types import TP
 from app.settings import Settings
 from app.topic_admin import raw_topic
 from app.topics import ERASURE_ORDERS, PREDICTIONS, TAGS
-from app.views.cluster import is_ready
+from app.views.cluster import ready_partitions
 from app.views.compat import DeliverFetch, fetch_event
 from app.views.ingestor import DurableCursor, Handover, Ingestor, source_record
 
@@ -128,14 +128,7 @@ def register(app: faust.App, ingestor: Ingestor, settings: Settings) -> tuple[An
 
     @app.timer(CATCH_UP_SECONDS)  # type: ignore[untyped-decorator]
     async def catch_up() -> None:
-        if is_ready(app):
-            catch_ups.look(owned(app))
+        # None while a rebalance or recovery is under way: no partition is stalled then.
+        catch_ups.look([(t, p) for t in SOURCES for p in ready_partitions(app, t)])
 
     return app.agent(fetched, name="ingest")(ingest), deliver
-
-
-def owned(app: faust.App) -> list[tuple[str, int]]:
-    """The views' source partitions this worker holds active."""
-    return [
-        (tp.topic, tp.partition) for tp in app.assignor.assigned_actives() if tp.topic in SOURCES
-    ]
