@@ -33,14 +33,19 @@ def cpu_seconds(pid: int) -> float:
 def page_faults(pid: int) -> int:
     """Minor page faults a process has taken so far: a count, where CPU time drifts. Each
     is a page the kernel mapped in, as a heap or a fresh mapping grows."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return int(fields[7])
+    return int(_stat_fields(Path(f"/proc/{pid}/stat").read_text())[7])
 
 
 def _stat_cpu(stat: str) -> float:
-    """User and system CPU seconds in a /proc/<pid>/stat line (its name may hold spaces)."""
-    fields = stat.rpartition(")")[2].split()
+    """User and system CPU seconds in a /proc/<pid>/stat line."""
+    fields = _stat_fields(stat)
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _stat_fields(stat: str) -> list[str]:
+    """A /proc/<pid>/stat line's fields after the name (which may hold spaces), from the
+    state on: field N of proc(5) is at N - 3."""
+    return stat.rpartition(")")[2].split()
 
 
 def machine_cpu() -> dict[int, tuple[str, float]]:
