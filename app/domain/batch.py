@@ -25,7 +25,7 @@ from app.domain.codec import InvalidEvent, decode_prediction, decode_tag
 from app.domain.erasure import ErasureApplied, ErasureOrder, InvalidErasure, decode_order
 from app.domain.events import PredictionEvent, TagEvent
 from app.domain.examples import Example, Outcome, apply_prediction, apply_tag, redacted
-from app.domain.stats import AggKey, Counts, delta, example_time, hour_of, settle
+from app.domain.stats import AggKey, Counts, dataset_key, delta, example_time, model_keys, settle
 
 Kind = Literal["prediction", "tag", "erasure", "model_event", "lineage"]
 
@@ -311,13 +311,12 @@ class _Aggregates:
         touch = self._touch
         if new.prediction is not None:
             moment = example_time(new)
-            pred = new.prediction
-            touch(AggKey("model", pred.model, pred.model_version), moment)
-            hour = hour_of(pred.occurred_at)
-            touch(AggKey("model_hour", pred.model, pred.model_version, hour), moment)
+            keys = model_keys(new.prediction)
+            touch(keys.model, moment)
+            touch(keys.hour, moment)
         if tag is not None:
             for name in tag.datasets:
-                touch(AggKey("dataset", name), tag.tagged_at)
+                touch(dataset_key(name), tag.tagged_at)
         for agg, change in delta(old, new).items():
             counts = touch(agg, None)
             if min(change.values()) < 0:  # `delta` leaves out empty changes

@@ -35,6 +35,36 @@ class AggKey(NamedTuple):
         return tuple(p for p in (self.kind, self.name, self.version, self.hour) if p)
 
 
+class ModelKeys(NamedTuple):
+    """A model version's aggregate keys in one hour of its predictions."""
+
+    model: AggKey
+    hour: AggKey
+    inputs: AggKey
+    labels: AggKey
+
+
+def model_keys(pred: PredictionEvent) -> ModelKeys:
+    return _model_keys(pred.model, pred.model_version, hour_of(pred.occurred_at))
+
+
+@lru_cache(maxsize=16384)
+def _model_keys(model: str, version: str, hour: str) -> ModelKeys:
+    # Made once: a fold asks for an event's keys up to six times, and a named tuple's
+    # construction costs about 0.4 µs, a cached lookup a fifth of that.
+    return ModelKeys(
+        AggKey("model", model, version),
+        AggKey("model_hour", model, version, hour),
+        AggKey("inputs_hour", model, version, hour),
+        AggKey("labels_hour", model, version, hour),
+    )
+
+
+@lru_cache(maxsize=4096)
+def dataset_key(name: str) -> AggKey:
+    return AggKey("dataset", name)
+
+
 @lru_cache(maxsize=4096)
 def hour_of(moment: datetime) -> str:
     # Cached: one event's time is asked for up to three times in a fold step. `isoformat`
@@ -50,19 +80,16 @@ def contribution(example: Example | None, inputs: bool = True) -> dict[AggKey, C
     pred = example.prediction
     tag = example.tag
     metrics = _metric_counts(pred, tag.label if tag is not None else None)
-    hour = hour_of(pred.occurred_at)
-    out = {
-        AggKey("model", pred.model, pred.model_version): metrics,
-        AggKey("model_hour", pred.model, pred.model_version, hour): metrics,
-    }
+    keys = model_keys(pred)
+    out = {keys.model: metrics, keys.hour: metrics}
     if inputs:
-        out[AggKey("inputs_hour", pred.model, pred.model_version, hour)] = drift.of_inputs(pred)
+        out[keys.inputs] = drift.of_inputs(pred)
     if tag is not None and tag.label is not None:
-        out[AggKey("labels_hour", pred.model, pred.model_version, hour)] = drift.of_label(tag.label)
+        out[keys.labels] = drift.of_label(tag.label)
     if tag is not None:
         counts = _dataset_counts(tag.label)
         for name in tag.datasets:
-            out[AggKey("dataset", name)] = counts
+            out[dataset_key(name)] = counts
     return out
 
 
@@ -94,19 +121,19 @@ def _tag_delta(old: Example, new: Example) -> dict[AggKey, Counts]:
     before, after = old.tag, new.tag
     label_before = before.label if before is not None else None
     label_after = after.label if after is not None else None
-    hour = hour_of(pred.occurred_at)
+    keys = model_keys(pred)
     out: dict[AggKey, Counts] = {}
     metrics = subtract(_label_counts(value, label_after), _label_counts(value, label_before))
     if metrics:
-        out[AggKey("model", pred.model, pred.model_version)] = metrics
-        out[AggKey("model_hour", pred.model, pred.model_version, hour)] = metrics
+        out[keys.model] = metrics
+        out[keys.hour] = metrics
     if label_before is not None or label_after is not None:
         labels = subtract(
             drift.of_label(label_after) if label_after is not None else {},
             drift.of_label(label_before) if label_before is not None else {},
         )
         if labels:
-            out[AggKey("labels_hour", pred.model, pred.model_version, hour)] = labels
+            out[keys.labels] = labels
     names_before = before.datasets if before is not None else ()
     names_after = after.datasets if after is not None else ()
     if names_before or names_after:
@@ -118,7 +145,7 @@ def _tag_delta(old: Example, new: Example) -> dict[AggKey, Counts]:
                 counts_before if name in names_before else {},
             )
             if diff:
-                out[AggKey("dataset", name)] = diff
+                out[dataset_key(name)] = diff
     return out
 
 
