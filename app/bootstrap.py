@@ -209,6 +209,11 @@ def create(
         retrainer.abandon()
 
     app.on_partitions_revoked.connect(abandon_trainings)  # type: ignore[arg-type]
+
+    async def settle_changelog(sender: Any, *args: Any, **kwargs: Any) -> None:
+        await ingestor.before_rebalance()
+
+    app.on_partitions_revoked.connect(settle_changelog)  # type: ignore[arg-type]
     drift_cache: dict[str, drift.Counts] = {}
     psi_gauges = _measure_drift(app, settings, reads, kept, drift_cache)
 

@@ -107,18 +107,22 @@ class Ingestor:
        short (`app.views.wal`).
     3. Fill any hole between that cursor and the batch from the log (`_missed`).
     4. Fold the records past the cursor, purely (`app.domain.batch.fold_batch`).
-    5. Send the dead letters and wait for the broker's acks: durable before the cursor
-       passes their records.
+    5. Queue the dead letters.
     6. Write the batch to the table under the wal: undo record, writes, new cursor. The
        changes are queued for the changelog (`tables.views.ViewsTable`).
-    7. Wait for the changelog's acks of every queued change (`changelog_acks`).
-    8. Advance the durable cursor past the batch (`DurableCursor`).
+    7. In the background, while the next batch folds (`_write_behind`): send the queued
+       dead letters, then every queued change to the changelog (`changelog_acks`), each
+       waited for until acked, retried until they are; one such write at a time, in order.
+       The dead letters go first: a worker restored from a changelog past their records
+       would not meet them again.
+    8. Advance the durable cursor past the batches it wrote (`DurableCursor`).
     9. The consumer group commits the durable cursor, and nothing else, for these topics
        (`CommittingConsumer`, on Faust's commit timer).
 
     A crash between any two steps leaves the views either before or after the batch, and
     the group's offset at or behind them; on restart step 2 and 3 bring both together.
-    `drain` runs step 7 for a stop, once the streams no longer deliver.
+    `drain` runs step 7 for a stop, once the streams no longer deliver; a rebalance waits
+    for the write in flight (`before_rebalance`).
     """
 
     def __init__(
@@ -140,6 +144,11 @@ class Ingestor:
         self.max_event_bytes = max_event_bytes
         self.counts: Counter[str] = Counter()
         self.before: dict[str, bytes | None] = {}  # values read by the fold under way
+        self.letters: list[tuple[bytes | None, bytes]] = []  # dead letters not yet acked
+        # Cursors of folds whose changes are not yet acked, and the write in flight.
+        self.unacked: list[dict[int, dict[str, int]]] = []
+        self.writing: asyncio.Future[None] | None = None
+        self.backoff = 0.5  # seconds before a failed changelog write's first retry
         self.stopping = False
 
     async def stop_retrying(self) -> None:
@@ -152,7 +161,12 @@ class Ingestor:
 
     async def drain(self) -> None:
         """Step 7 for whatever is still queued: a stop is clean only after it."""
-        await self.changelog_acks()
+        try:
+            await self.settle()
+        except Exception as exc:  # its changes are still queued: the write below sends them
+            log.warning("a changelog write failed (%s); writing again", exc)
+        await self._write_behind()
+        await self.settle()
 
     def read(self, partition: int, key: str) -> Any:
         raw = read_key(self.store, partition, key)
@@ -213,12 +227,61 @@ class Ingestor:
                     cursors[partition] = await self.process_partition(
                         partition, group, reach.get(partition)
                     )
-            # The group commits what is reported durable here: the table writes must be in
-            # the changelog first, or a crash would lose them for good.
-            await self.changelog_acks()
-        for partition, cursor in cursors.items():
-            for topic, offset in cursor.items():
-                self.durable.advance(topic, partition, offset + 1)
+                # Let the changelog write in flight send, and take its acks.
+                await asyncio.sleep(0)
+        self.unacked.append(cursors)
+        await self._write_behind()
+
+    async def _write_behind(self) -> None:
+        """Settle the changelog write in flight, then start the next, of everything folded
+        since: the next fetch folds while the broker takes it."""
+        await self.settle()
+        self.writing = asyncio.ensure_future(self._write(self.unacked))
+        self.unacked = []
+        await asyncio.sleep(0)  # it starts sending now, not after the next fold
+
+    async def before_rebalance(self, within: float = 30.0) -> None:
+        """Wait, up to `within` seconds, for the changelog write in flight: its partitions'
+        next owner restores their views from the changelog, and a write that landed after
+        that would mix two workers' states in it."""
+        writing = self.writing
+        if writing is None:
+            return
+        done, _ = await asyncio.wait([writing], timeout=within)
+        if not done:
+            log.warning("the changelog write in flight did not finish within %.0f s", within)
+
+    async def settle(self) -> None:
+        """Wait for the changelog write in flight; it fails only once the worker is stopping
+        (`_write`), and its changes stay queued for the next."""
+        writing, self.writing = self.writing, None
+        if writing is not None:
+            await writing
+
+    async def _write(self, cursors: list[dict[int, dict[str, int]]]) -> None:
+        """Send the dead letters and the changelog, retried until acked, then report the
+        folds' cursors durable: the group commits what is reported durable here, and a
+        crash must not lose what it committed. A stopping worker does not retry: what
+        failed stays queued for `drain`, and is not durable."""
+        attempt = 0
+        while True:
+            try:
+                await self._send_letters()
+                await self.changelog_acks()
+                break
+            except Exception as exc:
+                if self.stopping:
+                    self.unacked[:0] = cursors
+                    raise
+                attempt += 1
+                self.counts.update(retries=1)
+                delay = min(10.0, self.backoff * 2 ** min(attempt - 1, 5))
+                log.warning("changelog write failed (%s); retry %d in %.1f s", exc, attempt, delay)
+                await asyncio.sleep(delay)
+        for batch in cursors:
+            for partition, cursor in batch.items():
+                for topic, offset in cursor.items():
+                    self.durable.advance(topic, partition, offset + 1)
 
     async def process_partition(
         self,
@@ -283,6 +346,17 @@ class Ingestor:
             missed += found
         return missed
 
+    async def _send_letters(self) -> None:
+        """Send the dead letters folded so far and wait for their acks: before the changelog
+        carries a cursor past their records, since a worker restored from it would not meet
+        them again. Kept until acked, so a retried batch, whose records the views' cursor
+        has passed, still sends them. One wait a fetch: a wait a partition took a tenth of
+        ingestion's time (bench.ingest, 2026-12-07)."""
+        letters = list(self.letters)
+        if letters:
+            await self.send_dead_letters(letters)
+            del self.letters[: len(letters)]
+
     async def _fold(
         self, partition: int, cursor: dict[str, int], records: Sequence[SourceRecord]
     ) -> dict[str, int]:
@@ -295,12 +369,10 @@ class Ingestor:
             self.max_event_bytes,
             scan=lambda prefix: keys_under(self.store, prefix, partition),
         )
-        # Dead letters are durable before the cursor passes their records. A batch's go
-        # together: one ack at a time, 1% malformed took a tenth of ingestion's time.
-        if result.dead_letters:
-            await self.send_dead_letters(
-                [(letter.record.key, encode_dead_letter(letter)) for letter in result.dead_letters]
-            )
+        # Sent, and acked, with the rest of the fetch's (`_send_letters`).
+        self.letters += [
+            (letter.record.key, encode_dead_letter(letter)) for letter in result.dead_letters
+        ]
         # So are the reports of what an erasure took away: its status is their fold.
         if self.send_erasure is not None:
             for applied in result.erasures:

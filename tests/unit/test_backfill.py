@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import orjson
 import pytest
@@ -144,8 +145,11 @@ async def test_a_failed_batch_is_retried_until_folded_never_skipped() -> None:
 
     store: dict[str, bytes] = {}
     ingestor = Ingestor(store, flaky_letters, 1 << 20)
+    ingestor.backoff = 0.001
     await ingestor.process_until_done([*predictions, bad, *tags], backoff=0.001)
+    await ingestor.settle()  # the letters are sent in the background, retried there
     assert ingestor.counts["retries"] == 2 and len(letters) == 1
+    assert ingestor.durable.committable(PREDICTIONS, 0) == 11
     assert_is_the_fold_of(store, [*predictions, bad, *tags])
 
 
@@ -159,6 +163,7 @@ async def test_a_batch_s_dead_letters_go_together_in_log_order() -> None:
 
     ingestor = Ingestor({}, letters, 1 << 20)
     await ingestor.process([*predictions, *reversed(bad), *tags])
+    await ingestor.settle()
     assert sends == [[5, 6, 7]]  # one send, one wait for its acks, not one a letter
 
 
@@ -171,6 +176,8 @@ async def test_a_stopping_worker_leaves_a_failing_batch_to_the_next_start() -> N
     ingestor = Ingestor({}, no_letters, 1 << 20, away)
     await ingestor.stop_retrying()
     await ingestor.process_until_done([*predictions, *tags], backoff=60.0)  # no retry
+    with pytest.raises(RuntimeError, match="lost the changelog"):
+        await ingestor.drain()
     assert ingestor.counts["retries"] == 0
     assert ingestor.durable.committable(PREDICTIONS, 0) is None  # so nothing is committed
 
@@ -185,6 +192,7 @@ async def test_records_handed_over_and_dropped_at_a_partition_s_end_are_folded_f
     await ingestor.process(predictions[:10] + tags[:10])
     # The fetch after them was dropped on the way, and nothing of the partition came since.
     await ingestor.process([], ends={(PREDICTIONS, 0): 30, (TAGS, 0): 25})
+    await ingestor.settle()
     assert sorted(asked) == [(PREDICTIONS, 0, 10, 30), (TAGS, 0, 10, 25)]
     committable = ingestor.durable.committable
     assert committable(PREDICTIONS, 0) == 30 and committable(TAGS, 0) == 25
@@ -215,21 +223,75 @@ def test_a_partition_is_stalled_when_short_of_what_was_handed_over_and_not_movin
 
 async def test_offsets_are_reported_durable_only_once_the_changelog_has_them() -> None:
     predictions, tags = log(10)
+    acked = asyncio.Event()
     flushes: list[Exception | None] = [RuntimeError("changelog away"), None]
 
     async def flush() -> None:
+        await acked.wait()
         failure = flushes.pop(0)
         if failure is not None:
             raise failure
 
     ingestor = Ingestor({}, no_letters, 1 << 20, flush)
-    records = [*predictions, *tags[:4]]
-    with pytest.raises(RuntimeError, match="changelog away"):
-        await ingestor.process(records)
+    ingestor.backoff = 0.001
+    await ingestor.process([*predictions, *tags[:4]])
     committable = ingestor.durable.committable
     assert committable(PREDICTIONS, 0) is None and committable(TAGS, 0) is None
-    await ingestor.process(records)  # the retry: folded already, written now
+    acked.set()  # the first write fails, and is retried until acked
+    await ingestor.settle()
+    assert ingestor.counts["retries"] == 1
     assert committable(PREDICTIONS, 0) == 10 and committable(TAGS, 0) == 4
+
+
+async def test_the_next_batch_folds_while_the_last_one_s_changelog_waits_for_its_acks() -> None:
+    predictions, tags = log(10)
+    acked = asyncio.Event()
+    calls: list[str] = []
+
+    async def letters(sent: Sequence[tuple[bytes | None, bytes]]) -> None:
+        calls.append("letters")
+
+    async def flush() -> None:
+        calls.append("changelog")
+        await acked.wait()
+
+    store: dict[str, bytes] = {}
+    bad = SourceRecord("prediction", PREDICTIONS, 0, 5, b"junk", b"{")
+    first = [*predictions[:5], bad]
+    ingestor = Ingestor(store, letters, 1 << 20, flush)
+    await ingestor.process(first)
+    assert calls == ["letters", "changelog"]  # the letters acked before the changelog is sent
+    second = asyncio.ensure_future(ingestor.process([*predictions[6:], *tags]))
+    await wait_for(lambda: ingestor.counts["applied"] == 19)  # folded, the write still waiting
+    assert not second.done() and ingestor.durable.committable(PREDICTIONS, 0) is None
+    acked.set()
+    await second
+    await ingestor.settle()
+    assert ingestor.durable.committable(PREDICTIONS, 0) == 10
+    assert_is_the_fold_of(store, [*first, *predictions[6:], *tags])
+
+
+async def test_a_rebalance_waits_for_the_write_in_flight_for_a_while_only() -> None:
+    predictions, _ = log(3)
+    acked = asyncio.Event()
+
+    async def flush() -> None:
+        await acked.wait()
+
+    ingestor = Ingestor({}, no_letters, 1 << 20, flush)
+    await ingestor.process(predictions)
+    await ingestor.before_rebalance(within=0.01)  # not acked: it gives up waiting
+    assert ingestor.durable.committable(PREDICTIONS, 0) is None
+    acked.set()
+    await ingestor.before_rebalance()
+    assert ingestor.durable.committable(PREDICTIONS, 0) == 3
+
+
+async def wait_for(condition: Callable[[], bool], within: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + within
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.001)
 
 
 async def test_the_cycle_collector_is_paused_while_a_fetch_is_folded_and_back_after() -> None:
@@ -241,15 +303,13 @@ async def test_the_cycle_collector_is_paused_while_a_fetch_is_folded_and_back_af
             seen.append(gc.isenabled())
             self.update({k: v for k, v in items if v is not None})
 
-    async def acks() -> None:
-        seen.append(gc.isenabled())
-
-    async def failing() -> None:
-        raise RuntimeError("changelog away")
+    class Failing(Watched):
+        def write_batch(self, partition: int, items: Sequence[tuple[str, bytes | None]]) -> None:
+            raise RuntimeError("store away")
 
     assert gc.isenabled()
-    await Ingestor(Watched(), no_letters, 1 << 20, acks).process([*predictions, *tags])
-    assert seen == [False, False] and gc.isenabled()
-    with pytest.raises(RuntimeError, match="changelog away"):
-        await Ingestor(Watched(), no_letters, 1 << 20, failing).process(predictions)
+    await Ingestor(Watched(), no_letters, 1 << 20).process([*predictions, *tags])
+    assert seen == [False] and gc.isenabled()
+    with pytest.raises(RuntimeError, match="store away"):
+        await Ingestor(Failing(), no_letters, 1 << 20).process(predictions)
     assert gc.isenabled()  # back on, whatever the batch's end
