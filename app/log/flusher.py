@@ -93,7 +93,6 @@ class Flusher:
         ages = [now - p.since for p in self.parts.values() if p.since is not None]
         return {
             "partitions": len(self.parts),
-            "partitions_listed": sum(p.known for p in self.parts.values()),
             "lag_records": sum(max(0, p.highwater - p.next_offset) for p in self.parts.values()),
             "oldest_unflushed_seconds": round(max(ages, default=0.0), 3),
             "buffered_records": sum(len(p.buffer) for p in self.parts.values()),
@@ -209,12 +208,8 @@ class Flusher:
         for tp in owned - set(self.parts):
             self.parts[tp] = _Partition(*tp)
         now = time.monotonic()
-        due = [p for p in self.parts.values() if not p.known and now >= p.retry_at]
-        empty = await self._empty(consumer, due)
-        for part in due:
-            if part.tp in empty:
-                part.retry_at = now + self.settings.flush_seconds
-            else:
+        for part in self.parts.values():
+            if not part.known and now >= part.retry_at:
                 await self._learn_progress(cold, part, now)
         wanted = {p.tp for p in self.parts.values() if p.known}
         if wanted != consumer.assignment():
@@ -223,22 +218,6 @@ class Flusher:
             for tp in new:
                 part = self.parts[(tp.topic, tp.partition)]
                 consumer.seek(tp, part.next_offset)
-
-    async def _empty(
-        self, consumer: AIOKafkaConsumer, parts: list[_Partition]
-    ) -> set[TopicPartition]:
-        """Those of `parts` whose log has never held a record: nothing to flush, so their S3
-        progress is listed once they have one. A start lists every owned partition of six
-        topics, most of them empty (erasures, lineage), and each listing is an S3 request
-        that costs the event loop about 5 ms (bench.ingest --profile, 2026-12-07)."""
-        if not parts:
-            return set()
-        try:
-            ends = await consumer.end_offsets([p.tp for p in parts])
-        except Exception as exc:  # then each is listed, as if it held records
-            log.warning("flusher could not read log ends (%s); listing S3 for each", exc)
-            return set()
-        return {tp for tp, end in ends.items() if end == 0}
 
     async def _learn_progress(self, cold: SegmentStore, part: _Partition, now: float) -> None:
         try:
