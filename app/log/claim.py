@@ -82,8 +82,7 @@ class TopicClaim:
                 if newest < 0 or await self._stale(consumer, newest, loop.time()):
                     mine = newest + 1
                     if await self._create(admin, mine):
-                        await self._hold(admin, mine, done, work)
-                        return True
+                        return await self._hold(admin, mine, done, work)
                 if loop.time() > deadline:
                     raise ClaimTimeout(
                         f"{self.prefix}: not done within {within:g}s; claims {sorted(generations)}"
@@ -133,7 +132,9 @@ class TopicClaim:
         generation: int,
         done: Callable[[set[str]], bool],
         work: Callable[[Callable[[], Awaitable[None]]], Awaitable[None]],
-    ) -> None:
+    ) -> bool:
+        """Run `work` under the claim unless it is done already; whether it ran."""
+
         async def still_mine() -> None:
             newer = {g for g in self._generations(set(await admin.list_topics())) if g > generation}
             if newer:
@@ -141,13 +142,18 @@ class TopicClaim:
                 raise ClaimLost(f"{self._topic(generation)} was taken over: {taken}")
 
         async with self._heartbeat(generation):
-            # The work may have been done between our look and our claim.
-            if not done(set(await admin.list_topics())):
+            # The work may have been done between our look and our claim: a worker slow to
+            # claim can find the claimant's topic already deleted, its work done. Then it
+            # did not do the work, and must not say it did (CI, 2026-12-07: two workers
+            # logged "log epoch opened by this worker").
+            ran = not done(set(await admin.list_topics()))
+            if ran:
                 await work(still_mine)
         names = set(await admin.list_topics())
         stale = [self._topic(g) for g in self._generations(names) if g <= generation]
         with contextlib.suppress(UnknownTopicOrPartitionError):
             await admin.delete_topics(stale)
+        return ran
 
     @contextlib.asynccontextmanager
     async def _heartbeat(self, generation: int) -> AsyncIterator[None]:

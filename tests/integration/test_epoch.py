@@ -54,6 +54,25 @@ async def test_workers_starting_together_open_the_epoch_once(stack: Settings) ->
     assert ran == [opened.index(True)]
 
 
+async def test_a_claim_won_after_the_work_was_done_says_it_did_not_do_it(
+    stack: Settings,
+) -> None:
+    # The claimant finished and deleted its claim between this worker's look and its claim.
+    looks: list[set[str]] = []
+
+    def done(names: set[str]) -> bool:
+        looks.append(names)
+        return len(looks) > 1  # not done at the first look; done by the time it is claimed
+
+    async def work(still_mine: Callable[[], Awaitable[None]]) -> None:
+        raise AssertionError("the work was done already")
+
+    prefix = f"{epoch.marker_topic(stack)}-late"
+    claimed = await TopicClaim(stack, prefix).run_once(done, work, within=30)
+    assert claimed is False and len(looks) == 2
+    assert not any(n.startswith(prefix) for n in await listed(stack))  # its claim is gone
+
+
 async def test_a_claim_whose_heartbeat_stopped_is_taken_over(stack: Settings) -> None:
     dead = f"{epoch.marker_topic(stack)}-claim-0"
     admin = AIOKafkaAdminClient(bootstrap_servers=stack.bootstrap_servers)
