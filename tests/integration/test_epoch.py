@@ -70,7 +70,6 @@ async def test_a_claim_won_after_the_work_was_done_says_it_did_not_do_it(
     prefix = f"{epoch.marker_topic(stack)}-late"
     claimed = await TopicClaim(stack, prefix).run_once(done, work, within=30)
     assert claimed is False and len(looks) == 2
-    assert not any(n.startswith(prefix) for n in await listed(stack))  # its claim is gone
 
 
 async def test_a_claim_whose_heartbeat_stopped_is_taken_over(stack: Settings) -> None:
