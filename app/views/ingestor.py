@@ -200,7 +200,7 @@ class Ingestor:
                     return
                 attempt += 1
                 self.counts.update(retries=1)
-                delay = min(10.0, backoff * 2 ** min(attempt - 1, 5))
+                delay = _retry_delay(backoff, attempt)
                 log.warning("ingest batch failed (%s); retry %d in %.1f s", exc, attempt, delay)
                 await asyncio.sleep(delay)
 
@@ -275,7 +275,7 @@ class Ingestor:
                     raise
                 attempt += 1
                 self.counts.update(retries=1)
-                delay = min(10.0, self.backoff * 2 ** min(attempt - 1, 5))
+                delay = _retry_delay(self.backoff, attempt)
                 log.warning("changelog write failed (%s); retry %d in %.1f s", exc, attempt, delay)
                 await asyncio.sleep(delay)
         for batch in cursors:
@@ -350,8 +350,7 @@ class Ingestor:
         """Send the dead letters folded so far and wait for their acks: before the changelog
         carries a cursor past their records, since a worker restored from it would not meet
         them again. Kept until acked, so a retried batch, whose records the views' cursor
-        has passed, still sends them. One wait a fetch: a wait a partition took a tenth of
-        ingestion's time (bench.ingest, 2026-12-07)."""
+        has passed, still sends them. One send and one wait a write, not one a partition."""
         letters = list(self.letters)
         if letters:
             await self.send_dead_letters(letters)
@@ -427,6 +426,11 @@ def _holes(
         if end > want:
             holes.append((topic, want, end))
     return holes
+
+
+def _retry_delay(backoff: float, attempt: int) -> float:
+    """Seconds before retry `attempt` (from 1): doubling from `backoff`, at most 10."""
+    return min(10.0, backoff * 2.0 ** min(attempt - 1, 5))
 
 
 def _log_order(record: SourceRecord) -> tuple[str, int]:
