@@ -46,6 +46,9 @@ class Settings:
     # rather than 2000 wrote a fifth fewer changelog records for bench.ingest's workload
     # (folded in memory, BENCHMARKS.md, 2026-12-06).
     batch_size: int = 8000
+    # RocksDB's memory for the views, in MiB, shared by every partition the worker owns:
+    # block cache, memtables, index and filter blocks (`tables.memory`).
+    views_memory_mb: int = 128
     batch_within: float = 0.2  # unused: the ingest agent folds each fetch (kept: set by users)
     # Largest accepted event or HTTP body, in bytes.
     max_event_bytes: int = 256 * 1024

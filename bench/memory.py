@@ -67,9 +67,9 @@ def rss_mb(pid: int) -> float:
     raise RuntimeError("no VmRSS")
 
 
-async def main(total: int, every: int) -> None:
+async def main(total: int, every: int, partitions: int = 8) -> None:
     root = Path(tempfile.mkdtemp(prefix="modelview-memory-"))
-    settings = stack_settings(root / "data", partitions=8)
+    settings = stack_settings(root / "data", partitions=partitions)
     stack = start_stack(settings)
     worker = WorkerProcess(settings, root / "worker.log").start()
     producer = AIOKafkaProducer(
@@ -112,7 +112,10 @@ async def main(total: int, every: int) -> None:
     seconds = time.perf_counter() - started
     half = min(curve, key=lambda point: abs(point[0] - total // 2))
     print(machine_line())
-    print(f"events: {total:,} (predictions and one tag each) in {seconds:,.0f} s, 8 partitions")
+    print(
+        f"events: {total:,} (predictions and one tag each) in {seconds:,.0f} s, "
+        f"{partitions} partitions"
+    )
     print(f"RSS at {half[0]:,}: {half[1]:.1f} MB; at {curve[-1][0]:,}: {curve[-1][1]:.1f} MB")
     print(f"ratio (RSS at the end / RSS at half way): {curve[-1][1] / half[1]:.3f}")
     later = [point for point in curve if point[0] >= half[0]]
@@ -135,5 +138,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--every", type=int, default=50_000, help="sample RSS every N events")
+    parser.add_argument("--partitions", type=int, default=8)
     args = parser.parse_args()
-    asyncio.run(main(args.events, args.every))
+    asyncio.run(main(args.events, args.every, args.partitions))

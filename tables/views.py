@@ -10,10 +10,12 @@ from collections.abc import Iterator, MutableMapping, Sequence
 from typing import Any, Protocol
 
 import faust
-from faust.types import TP
+from faust.stores.rocksdb import Store as RocksDBStore
+from faust.types import TP, StoreT
 
 from app.settings import Settings
 from app.views.compat import prefix_keys, read_key, write_batch
+from tables.memory import SharedBudget
 
 TABLE_NAME = "views"
 
@@ -47,10 +49,26 @@ class ViewsTable(faust.Table[bytes, bytes]):
     waits for it before its source offsets can be committed.
     """
 
-    def __init__(self, app: faust.App, *, writer: ChangelogWriter, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        app: faust.App,
+        *,
+        writer: ChangelogWriter,
+        memory_bytes: int = 0,
+        **kwargs: Any,
+    ) -> None:
         self.writer = writer
+        self.memory_bytes = memory_bytes
         self.unsent: list[Unit] = []
         super().__init__(app, **kwargs)
+
+    def _new_store(self) -> StoreT[bytes, bytes]:
+        store = super()._new_store()
+        if self.memory_bytes and isinstance(store, RocksDBStore) and store.use_rocksdict:
+            options = dict(ROCKSDB_OPTIONS)
+            options.pop("block_cache_size")  # the shared budget is the cache
+            store.rocksdb_options = SharedBudget(self.memory_bytes, **options)
+        return store
 
     def on_key_set(self, key: bytes, value: bytes) -> None:
         self.unsent.append((self._changelog_partition(key), [(key, value)]))
@@ -78,7 +96,9 @@ class ViewsTable(faust.Table[bytes, bytes]):
 
 # RocksDB's memory per partition database. Faust's defaults (64 MiB x 3 memtables and a
 # 2 GiB block cache, each per partition) let a worker's RSS grow by ~480 bytes an event up
-# to gigabytes (bench/memory.py, 2026-11-28: 298 MB at 50k events, 632 MB at 650k).
+# to gigabytes (bench/memory.py, 2026-11-28: 298 MB at 50k events, 632 MB at 650k). The
+# block cache is the worker's one budget for all partitions (`tables.memory`), where
+# rocksdict is the driver.
 ROCKSDB_OPTIONS = {
     "write_buffer_size": 8 * 1024 * 1024,
     "max_write_buffer_number": 2,
@@ -91,6 +111,7 @@ def define(app: faust.App, settings: Settings, writer: ChangelogWriter) -> Views
     table = ViewsTable(
         app,
         writer=writer,
+        memory_bytes=settings.views_memory_mb * 1024 * 1024,
         options=dict(ROCKSDB_OPTIONS),
         name=TABLE_NAME,
         default=None,
