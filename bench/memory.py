@@ -67,9 +67,11 @@ def rss_mb(pid: int) -> float:
     raise RuntimeError("no VmRSS")
 
 
-async def main(total: int, every: int, partitions: int = 8) -> None:
+async def main(total: int, every: int, partitions: int = 8, views_mb: int | None = None) -> None:
     root = Path(tempfile.mkdtemp(prefix="modelview-memory-"))
     settings = stack_settings(root / "data", partitions=partitions)
+    if views_mb is not None:
+        settings = settings.with_(views_memory_mb=views_mb)
     stack = start_stack(settings)
     worker = WorkerProcess(settings, root / "worker.log").start()
     producer = AIOKafkaProducer(
@@ -114,7 +116,7 @@ async def main(total: int, every: int, partitions: int = 8) -> None:
     print(machine_line())
     print(
         f"events: {total:,} (predictions and one tag each) in {seconds:,.0f} s, "
-        f"{partitions} partitions"
+        f"{partitions} partitions, views memory {settings.views_memory_mb} MiB"
     )
     print(f"RSS at {half[0]:,}: {half[1]:.1f} MB; at {curve[-1][0]:,}: {curve[-1][1]:.1f} MB")
     print(f"ratio (RSS at the end / RSS at half way): {curve[-1][1] / half[1]:.3f}")
@@ -139,5 +141,8 @@ if __name__ == "__main__":
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--every", type=int, default=50_000, help="sample RSS every N events")
     parser.add_argument("--partitions", type=int, default=8)
+    parser.add_argument(
+        "--views-memory-mb", type=int, help="the worker's MODELVIEW_VIEWS_MEMORY_MB"
+    )
     args = parser.parse_args()
-    asyncio.run(main(args.events, args.every, args.partitions))
+    asyncio.run(main(args.events, args.every, args.partitions, args.views_memory_mb))
