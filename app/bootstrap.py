@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 from functools import cache, partial
 from typing import Any
@@ -214,12 +215,25 @@ def create(
         await ingestor.before_rebalance()
 
     app.on_partitions_revoked.connect(settle_changelog)  # type: ignore[arg-type]
+    # When (epoch seconds) this worker was last given its partitions: with the first and
+    # last fold, how long a worker took over a backlog (`bench.ingest`).
+    assigned: dict[str, float] = {}
+
+    async def note_assignment(sender: Any, *args: Any, **kwargs: Any) -> None:
+        assigned["at"] = time.time()
+
+    app.on_partitions_assigned.connect(note_assignment)  # type: ignore[arg-type]
     drift_cache: dict[str, drift.Counts] = {}
     psi_gauges = _measure_drift(app, settings, reads, kept, drift_cache)
 
     def status() -> dict[str, Any]:
         return {
             "ingest": dict(ingestor.counts),
+            "folds": {
+                "assigned": assigned.get("at"),
+                "first": ingestor.first_fold,
+                "last": ingestor.last_fold,
+            },
             "flush": dict(flusher.status()),
             "training": dict(retrainer.status()),
             "serving": dict(predictor.status()),

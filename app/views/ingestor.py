@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import time
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -150,6 +151,10 @@ class Ingestor:
         self.writing: asyncio.Future[None] | None = None
         self.backoff = 0.5  # seconds before a failed changelog write's first retry
         self.stopping = False
+        # When (epoch seconds) the first fetch with records began to fold, and the last
+        # one was folded.
+        self.first_fold: float | None = None
+        self.last_fold: float | None = None
 
     async def stop_retrying(self) -> None:
         """From now a failed batch is left to the next start, not retried: a worker that is
@@ -211,6 +216,8 @@ class Ingestor:
     ) -> None:
         """Fold `records`, and, where `ends` names a (topic, partition), everything the views
         lack below its offset, read from the log (what `Handover.stalled` found)."""
+        if records and self.first_fold is None:
+            self.first_fold = time.time()
         by_partition: dict[int, list[SourceRecord]] = defaultdict(list)
         for record in records:
             by_partition[record.partition].append(record)
@@ -230,6 +237,8 @@ class Ingestor:
                 # Let the changelog write in flight send, and take its acks.
                 await asyncio.sleep(0)
         self.unacked.append(cursors)
+        if records:
+            self.last_fold = time.time()
         await self._write_behind()
 
     async def _write_behind(self) -> None:

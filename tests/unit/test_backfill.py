@@ -313,3 +313,17 @@ async def test_the_cycle_collector_is_paused_while_a_fetch_is_folded_and_back_af
     with pytest.raises(RuntimeError, match="store away"):
         await Ingestor(Failing(), no_letters, 1 << 20).process(predictions)
     assert gc.isenabled()  # back on, whatever the batch's end
+
+
+async def test_the_first_and_last_fold_are_the_first_and_last_fetch_with_records() -> None:
+    predictions, tags = log(20)
+    ingestor = Ingestor({}, no_letters, 1 << 20, backfill=from_log(predictions, tags, []))
+    await ingestor.process([], ends={})  # a look that found nothing: not a fold
+    assert ingestor.first_fold is None and ingestor.last_fold is None
+    await ingestor.process(predictions[:10])
+    first, after_one = ingestor.first_fold, ingestor.last_fold
+    assert first is not None and after_one is not None and first <= after_one
+    await ingestor.process(predictions[10:] + tags)
+    assert ingestor.first_fold == first
+    assert ingestor.last_fold is not None and ingestor.last_fold >= after_one
+    await ingestor.settle()
