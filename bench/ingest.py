@@ -77,6 +77,7 @@ async def main(
     profile: str | None = None,
     peers_too: bool = True,
     batch_size: int | None = None,
+    restart_safe_peer: bool = True,
 ) -> None:
     root = Path(tempfile.mkdtemp(prefix="modelview-bench-"))
     settings = stack_settings(root / "data", partitions=8)
@@ -115,10 +116,13 @@ async def main(
         if spy is not None:
             stop_spy(spy)
         worker.stop()
+        variants = [("default producer", False)]
+        if restart_safe_peer:
+            variants.append(("batch.num.messages=1", True))
         peers = (
             {
                 name: quix.run(settings.bootstrap_servers, total, root / f"quix-{name}", one)
-                for name, one in (("default producer", False), ("batch.num.messages=1", True))
+                for name, one in variants
             }
             if peers_too
             else {}
@@ -154,5 +158,18 @@ if __name__ == "__main__":
     parser.add_argument("--profile", help="write py-spy's collapsed stacks of the worker here")
     parser.add_argument("--batch-size", type=int, help="the worker's MODELVIEW_BATCH_SIZE")
     parser.add_argument("--no-peers", action="store_true", help="skip Quix Streams")
+    parser.add_argument(
+        "--default-peer-only",
+        action="store_true",
+        help="run Quix Streams with its default producer only (each run starts in ~15 s)",
+    )
     args = parser.parse_args()
-    asyncio.run(main(args.predictions, args.profile, not args.no_peers, args.batch_size))
+    asyncio.run(
+        main(
+            args.predictions,
+            args.profile,
+            not args.no_peers,
+            args.batch_size,
+            restart_safe_peer=not args.default_peer_only,
+        )
+    )

@@ -16,7 +16,8 @@ from tests.services import ROOT
 pytestmark = pytest.mark.e2e
 
 TINY = {
-    "ingest": ["--predictions", "300"],
+    # One Quix Streams run, not two: each takes ~15 s to start, whatever the size.
+    "ingest": ["--predictions", "300", "--default-peer-only"],
     "ceiling": ["--predictions", "300"],
     "scale": ["--predictions", "300"],
     "fold": ["--predictions", "300"],
