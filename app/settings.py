@@ -121,6 +121,8 @@ class Settings:
             raise SettingsError("MODELVIEW_BROKER_PROFILE must be 'kafka' or 'tansu'")
         if self.partitions < 1:
             raise SettingsError("MODELVIEW_PARTITIONS must be at least 1")
+        if self.views_memory_mb < 1:
+            raise SettingsError("MODELVIEW_VIEWS_MEMORY_MB must be at least 1")
         if self.flush_records < 1 or self.flush_seconds <= 0:
             raise SettingsError(
                 "MODELVIEW_FLUSH_RECORDS and MODELVIEW_FLUSH_SECONDS must be positive"

@@ -40,6 +40,8 @@ def test_unknown_and_bad_settings_are_refused() -> None:
         Settings.from_env({"MODELVIEW_BROKER_URL": "kafka://localhost"})
     with pytest.raises(SettingsError, match="'kafka' or 'tansu'"):
         Settings.from_env({"MODELVIEW_BROKER_PROFILE": "pulsar"})
+    with pytest.raises(SettingsError, match="VIEWS_MEMORY_MB must be at least 1"):
+        Settings.from_env({"MODELVIEW_VIEWS_MEMORY_MB": "0"})
 
 
 def test_the_broker_profile_names_the_broker_and_local_still_means_tansu() -> None:
