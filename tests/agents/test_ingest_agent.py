@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -100,7 +101,12 @@ async def test_a_fetch_waiting_on_a_full_queue_is_dropped_when_a_rebalance_clear
     app = faust.App("offer-test", store="memory://")
     app.flow_control.resume()
     channel = app.channel(maxsize=1)
-    queue = channel.clone(is_iterator=True).queue  # the agent's, as it reads the channel
+    # The agent's reader of the channel, held: a channel keeps its subscribers in a WeakSet,
+    # and a reader the cycle collector freed took its queue out of `put`'s way (a put then
+    # never waited; CI, 2026-12-07). The collection here makes that certain if unheld.
+    reader = channel.clone(is_iterator=True)
+    queue = reader.queue
+    gc.collect()
     assert await offer(channel, "first")
     waiting = asyncio.ensure_future(offer(channel, "second"))
     await wait_until(lambda: bool(queue._putters))  # type: ignore[attr-defined]
