@@ -46,7 +46,8 @@ class ViewsTable(faust.Table[bytes, bytes]):
     Writes go to the local store at once, as in any Faust table; instead of one changelog
     send per write, they are kept and written together by a `ChangelogWriter`. Until
     `wait_changelog` returns they may be lost with the worker, which is why the ingest step
-    waits for it before its source offsets can be committed.
+    waits for it before its source offsets can be committed. With RocksDB (rocksdict) its
+    partitions share `memory_bytes` of RocksDB memory (`tables.memory`).
     """
 
     def __init__(
@@ -54,7 +55,7 @@ class ViewsTable(faust.Table[bytes, bytes]):
         app: faust.App,
         *,
         writer: ChangelogWriter,
-        memory_bytes: int = 0,
+        memory_bytes: int,
         **kwargs: Any,
     ) -> None:
         self.writer = writer
@@ -64,7 +65,7 @@ class ViewsTable(faust.Table[bytes, bytes]):
 
     def _new_store(self) -> StoreT[bytes, bytes]:
         store = super()._new_store()
-        if self.memory_bytes and isinstance(store, RocksDBStore) and store.use_rocksdict:
+        if isinstance(store, RocksDBStore) and store.use_rocksdict:
             options = dict(ROCKSDB_OPTIONS)
             options.pop("block_cache_size")  # the shared budget is the cache
             store.rocksdb_options = SharedBudget(self.memory_bytes, **options)
