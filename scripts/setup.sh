@@ -13,8 +13,8 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ constraints.txt -nt
     .venv/bin/python -m pip install -q -c constraints.txt -e '.[dev]'
     touch "$stamp"
 fi
-# Apache Kafka's jars for the local stack (app/stack/kafka-runtime.pom.xml), where Java and Maven
-# are found; elsewhere the stack runs the Tansu broker, and `python -m app.stack.kafka choose` says so.
+# Apache Kafka's jars for the local stack (app/stack/kafka-runtime.pom.xml), and the class archive
+# its broker starts from (about 7 s, once), where Java and Maven are found; elsewhere the stack runs the Tansu broker, and `python -m app.stack.kafka choose` says so.
 if command -v java >/dev/null && command -v mvn >/dev/null; then
     .venv/bin/python -m app.stack.kafka fetch >/dev/null
 fi

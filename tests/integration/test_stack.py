@@ -14,6 +14,7 @@ from botocore.exceptions import ClientError
 
 from app.s3 import s3_client
 from app.settings import Settings
+from app.stack.kafka import class_archive, java
 from app.stack.services import Stack, StackError
 from tests.services import env_for, stack_settings
 
@@ -64,6 +65,18 @@ async def test_object_store_data_survives_down_and_up(stack: Settings) -> None:
     async with s3_client(stack) as s3:
         got = await s3.get_object(Bucket=stack.s3_bucket, Key="keep/me")
         assert await got["Body"].read() == b"1"
+
+
+def test_apache_kafka_starts_from_the_class_archive_setup_made(stack: Settings) -> None:
+    if stack.broker != "kafka":
+        pytest.skip("the Tansu broker is no JVM")
+    archive = class_archive(java())
+    assert archive.exists(), "scripts/setup.sh makes it: `python -m app.stack.kafka fetch`"
+    pid = Stack(stack).broker.pid()
+    assert pid is not None
+    # Mapped, not merely named on the command line: a JVM passes over an archive it
+    # cannot use.
+    assert str(archive) in Path(f"/proc/{pid}/maps").read_text()
 
 
 def test_a_taken_port_is_a_clear_error(tmp_path: Path) -> None:
