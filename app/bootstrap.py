@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import Sequence
 from functools import cache, partial
 from typing import Any
 
@@ -115,7 +113,7 @@ def create(
     app = faust.App(settings.app_id, **config)
     # One object store client for the worker's life, not one per request.
     kept = adapters or Adapters.real(settings)
-    writer = changelog or BatchWriter(
+    batches = BatchWriter(
         settings.bootstrap_servers,
         changelog_topic(settings),
         app.conf.producer_max_request_size,
@@ -123,15 +121,11 @@ def create(
         # Plain on Tansu: how it takes compressed batches has not been measured.
         compression="zstd" if settings.broker == "kafka" else None,
     )
+    writer = changelog or batches
     table = views.define(app, settings, writer)
-    dead_letter_topic = raw_topic(app, DEAD_LETTERS)
-
-    async def to_dead_letter_topic(letters: Sequence[tuple[bytes | None, bytes]]) -> None:
-        # Queued in order, then acked together: one produce request, not one a letter.
-        acks = [await dead_letter_topic.send(key=key, value=value) for key, value in letters]
-        await asyncio.gather(*acks)
-
-    send_dead_letters = dead_letters or to_dead_letter_topic
+    # Dead letters go as record batches too, and not through Faust's producer, which
+    # would hold them up behind the fold (`BatchWriter.publish`).
+    send_dead_letters = dead_letters or partial(batches.publish, DEAD_LETTERS)
     erasures_topic = raw_topic(app, ERASURES)
 
     async def to_erasures_topic(key: bytes, value: bytes) -> None:
@@ -283,6 +277,8 @@ def create(
             # the stop may be called clean (else local state would be ahead of it).
             ("write the views' last changes to the changelog", ingestor.drain),
             ("stop the changelog writer", writer.stop),
+            # The dead letters' producer: the changelog writer's, unless a test gave its own.
+            ("stop the dead-letter producer", batches.stop),
         ],
         mark_clean_stop=guard_local_state(app, settings),
     )

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.partitioner import DefaultPartitioner
 
 from app.log.replay import kafka_bounds
 from app.record_batch import record_batches
@@ -130,17 +131,48 @@ class BatchWriter:
                 for batch in batches:
                     ack = await producer.send_batch(batch, self.topic, partition=partition)
                     sent.append((partition, batch.record_count(), ack))
-        futures = [future for _, _, future in sent]
-        _, pending = await asyncio.wait(futures, timeout=self.ack_timeout)
-        if pending:
-            # Not cancelled: aiokafka owns them. The caller's retry sends the changes again,
-            # which is harmless (same keys, same order), and the wait is no longer silent.
-            raise TimeoutError(
-                f"{len(pending)} of {len(futures)} changelog batches not acknowledged "
-                f"within {self.ack_timeout:.0f} s"
-            )
+        await self._acked([future for _, _, future in sent], "changelog")
         # Batches of a partition are acked in order, each with its first record's offset.
         return {partition: future.result().offset + count - 1 for partition, count, future in sent}
+
+    async def publish(self, topic: str, records: Sequence[tuple[bytes | None, bytes]]) -> None:
+        """Send `(key, value)` records to `topic`, each to the partition a producer's default
+        partitioner picks, in order, and return once all are acked.
+
+        For what is sent while the agent folds (the dead letters, `Ingestor._write`). A
+        Faust `topic.send` yields to the event loop three times before it queues its record
+        (mode's `stampede` around `App.maybe_start_producer`), and the loop comes back to
+        the sender only when the fold pauses, between partitions: a fetch's 50-140 dead
+        letters took the whole next fold to send, 0.2-0.8 s, and the changelog write
+        waited behind them (bench.ingest, 2026-12-07). Here they are a record batch a
+        partition, sent without a yield."""
+        producer = await self._started()
+        partitions = sorted(await producer.partitions_for(topic))
+        by_partition: dict[int, list[tuple[bytes | None, bytes]]] = defaultdict(list)
+        for key, value in records:
+            by_partition[DefaultPartitioner()(key, partitions, partitions)].append((key, value))
+        sent: list[asyncio.Future[Any]] = []
+        for partition, group in by_partition.items():
+            for batch in record_batches(
+                [k for k, _ in group],
+                [v for _, v in group],
+                self.max_request_size,
+                self.compression,
+            ):
+                sent.append(await producer.send_batch(batch, topic, partition=partition))
+        await self._acked(sent, topic)
+
+    async def _acked(self, futures: list[asyncio.Future[Any]], what: str) -> None:
+        if not futures:
+            return
+        _, pending = await asyncio.wait(futures, timeout=self.ack_timeout)
+        if pending:
+            # Not cancelled: aiokafka owns them. The caller's retry sends the records again,
+            # which is harmless (same keys, same order), and the wait is no longer silent.
+            raise TimeoutError(
+                f"{len(pending)} of {len(futures)} {what} batches not acknowledged "
+                f"within {self.ack_timeout:.0f} s"
+            )
 
     async def stop(self) -> None:
         if self._producer is not None:

@@ -15,6 +15,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from app.client import HttpClient, KafkaPublisher
 from app.settings import Settings
+from app.topic_admin import key_partition
 from app.topics import DEAD_LETTERS, PREDICTIONS, TAGS
 from tests.e2e.workload import MODELS, Item, Workload, build
 from tests.reference import assert_close
@@ -104,10 +105,16 @@ async def dead_letters(settings: Settings, expected: int) -> list[dict[str, Any]
 
         async def got_all() -> bool:
             batches = await consumer.getmany(timeout_ms=200)
-            letters.extend(orjson.loads(m.value) for ms in batches.values() for m in ms)
+            for m in (m for ms in batches.values() for m in ms):
+                letters.append(orjson.loads(m.value))
+                if m.key is not None and m.partition != key_partition(m.key, len(partitions)):
+                    misplaced.append(m.key)
             return len(letters) >= expected
 
+        misplaced: list[bytes] = []
         await wait_until(got_all, within=30, what=f"{expected} dead letters")
+        # A keyed letter is where a producer's default partitioner puts its key: in order.
+        assert misplaced == []
     finally:
         await consumer.stop()
     return letters

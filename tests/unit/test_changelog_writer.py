@@ -1,5 +1,5 @@
-"""BatchWriter: a batch's changes in few record batches (the last alone on Tansu), and no
-silent wait."""
+"""BatchWriter: a batch's changes in few record batches (the last alone on Tansu), dead
+letters in their keys' partitions, and no silent wait."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import pytest
 from aiokafka.record.default_records import DefaultRecordBatch
 
 from app.record_batch import RecordBatch
+from app.topic_admin import key_partition
 from app.views.changelog import BatchWriter
 from tables.views import Unit
 
@@ -19,12 +20,14 @@ class FakeProducer:
 
     def __init__(self, acks: bool = True) -> None:
         self.acks = acks
+        self.topics: set[str] = set()
         self.sent: dict[int, list[list[tuple[bytes, bytes | None]]]] = {}
         self.ends: dict[int, int] = {}
 
     async def send_batch(self, batch: RecordBatch, topic: str, *, partition: int) -> Any:
         # An open batch would linger `linger_ms` in the producer, and hold up the next.
         assert batch.closed(), "a batch handed over still open"
+        self.topics.add(topic)
         records = [(r.key, r.value) for r in DefaultRecordBatch(bytes(batch._build()))]
         self.sent.setdefault(partition, []).append(records)
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
@@ -33,6 +36,9 @@ class FakeProducer:
         if self.acks:
             future.set_result(type("Meta", (), {"offset": base})())
         return future
+
+    async def partitions_for(self, topic: str) -> set[int]:
+        return {0, 1, 2, 3}
 
 
 class Writer(BatchWriter):
@@ -103,3 +109,27 @@ async def test_a_unit_that_fits_a_batch_goes_in_one_and_units_share_batches() ->
     assert offsets == {0: 5, 1: 0}
     assert Writer(producer).whole_bytes == 91
     assert Writer(producer, last_alone=True).whole_bytes == 0  # Tansu: nothing promised
+
+
+async def test_published_records_go_to_their_keys_partitions_in_order_in_few_batches() -> None:
+    producer = FakeProducer()
+    keys = [b"a", b"b", b"c", b"a", b"d", b"a", b"b", b"a"]
+    records = [(key, str(i).encode()) for i, key in enumerate(keys)]
+    await Writer(producer).publish("dead-letters", [*records, (None, b"keyless")])
+    assert producer.topics == {"dead-letters"}
+    placed = {p: [r for batch in batches for r in batch] for p, batches in producer.sent.items()}
+    for key in dict.fromkeys(keys):
+        # Where a producer's default partitioner puts them, in the order given.
+        assert [r for r in placed[key_partition(key, 4)] if r[0] == key] == [
+            r for r in records if r[0] == key
+        ]
+    assert sum(rs.count((None, b"keyless")) for rs in placed.values()) == 1
+    # As full as `Writer`'s batches of three go: not a batch a record.
+    for partition, batches in producer.sent.items():
+        assert len(batches) == -(-len(placed[partition]) // 3)
+
+
+async def test_unacknowledged_publishing_raises_instead_of_waiting_forever() -> None:
+    writer = Writer(FakeProducer(acks=False), ack_timeout=0.05)
+    with pytest.raises(TimeoutError, match="1 of 1 dead-letters batches not acknowledged"):
+        await writer.publish("dead-letters", [(b"k", b"v")])
