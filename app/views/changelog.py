@@ -16,7 +16,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.partitioner import DefaultPartitioner
 
 from app.log.replay import kafka_bounds
-from app.record_batch import record_batches
+from app.record_batch import RecordBatch, record_batches
 from app.settings import Settings
 from app.views.wal import PartitionTxn
 from tables.views import TABLE_NAME, Unit
@@ -119,18 +119,9 @@ class BatchWriter:
             records += changes
         sent: list[tuple[int, int, asyncio.Future[Any]]] = []  # partition, records, ack
         for partition, records in by_partition.items():
-            groups = (records[:-1], records[-1:]) if self.last_alone else (records,)
-            for group in groups:
-                batches = record_batches(
-                    [k for k, _ in group],
-                    [v for _, v in group],
-                    self.max_request_size,
-                    self.compression,
-                    units=() if self.last_alone else starts[partition],
-                )
-                for batch in batches:
-                    ack = await producer.send_batch(batch, self.topic, partition=partition)
-                    sent.append((partition, batch.record_count(), ack))
+            for batch in self._batches(records, starts[partition]):
+                ack = await producer.send_batch(batch, self.topic, partition=partition)
+                sent.append((partition, batch.record_count(), ack))
         await self._acked([future for _, _, future in sent], "changelog")
         # Batches of a partition are acked in order, each with its first record's offset.
         return {partition: future.result().offset + count - 1 for partition, count, future in sent}
@@ -145,7 +136,7 @@ class BatchWriter:
         the sender only when the fold pauses, between partitions: a fetch's 50-140 dead
         letters took the whole next fold to send, 0.2-0.8 s, and the changelog write
         waited behind them (bench.ingest, 2026-12-07). Here they are a record batch a
-        partition, sent without a yield."""
+        partition, sent without a yield (on Tansu the last alone, as for the changelog)."""
         producer = await self._started()
         partitions = sorted(await producer.partitions_for(topic))
         by_partition: dict[int, list[tuple[bytes | None, bytes]]] = defaultdict(list)
@@ -153,14 +144,27 @@ class BatchWriter:
             by_partition[DefaultPartitioner()(key, partitions, partitions)].append((key, value))
         sent: list[asyncio.Future[Any]] = []
         for partition, group in by_partition.items():
+            for batch in self._batches(group):
+                sent.append(await producer.send_batch(batch, topic, partition=partition))
+        await self._acked(sent, topic)
+
+    def _batches(
+        self, records: Sequence[tuple[bytes | None, bytes | None]], units: Sequence[int] = ()
+    ) -> list[RecordBatch]:
+        """A partition's records as record batches, in order, none cutting a unit that fits
+        one; on Tansu the last record alone, and no unit promised whole (`whole_bytes`)."""
+        groups = (records[:-1], records[-1:]) if self.last_alone else (records,)
+        return [
+            batch
+            for group in groups
             for batch in record_batches(
                 [k for k, _ in group],
                 [v for _, v in group],
                 self.max_request_size,
                 self.compression,
-            ):
-                sent.append(await producer.send_batch(batch, topic, partition=partition))
-        await self._acked(sent, topic)
+                units=() if self.last_alone else units,
+            )
+        ]
 
     async def _acked(self, futures: list[asyncio.Future[Any]], what: str) -> None:
         if not futures:

@@ -133,3 +133,10 @@ async def test_unacknowledged_publishing_raises_instead_of_waiting_forever() -> 
     writer = Writer(FakeProducer(acks=False), ack_timeout=0.05)
     with pytest.raises(TimeoutError, match="1 of 1 dead-letters batches not acknowledged"):
         await writer.publish("dead-letters", [(b"k", b"v")])
+
+
+async def test_on_tansu_a_partitions_last_published_record_goes_alone() -> None:
+    producer = FakeProducer()
+    records = [(b"a", str(i).encode()) for i in range(5)]  # one key: one partition
+    await Writer(producer, last_alone=True).publish("dead-letters", records)
+    assert list(producer.sent.values()) == [[records[0:3], records[3:4], records[4:5]]]
