@@ -122,7 +122,7 @@ class BatchWriter:
             for batch in self._batches(records, starts[partition]):
                 ack = await producer.send_batch(batch, self.topic, partition=partition)
                 sent.append((partition, batch.record_count(), ack))
-        await self._acked([future for _, _, future in sent], "changelog")
+        await self._wait_acks([future for _, _, future in sent], "changelog")
         # Batches of a partition are acked in order, each with its first record's offset.
         return {partition: future.result().offset + count - 1 for partition, count, future in sent}
 
@@ -146,7 +146,7 @@ class BatchWriter:
         for partition, group in by_partition.items():
             for batch in self._batches(group):
                 sent.append(await producer.send_batch(batch, topic, partition=partition))
-        await self._acked(sent, topic)
+        await self._wait_acks(sent, topic)
 
     def _batches(
         self, records: Sequence[tuple[bytes | None, bytes | None]], units: Sequence[int] = ()
@@ -166,7 +166,7 @@ class BatchWriter:
             )
         ]
 
-    async def _acked(self, futures: list[asyncio.Future[Any]], what: str) -> None:
+    async def _wait_acks(self, futures: list[asyncio.Future[Any]], what: str) -> None:
         if not futures:
             return
         _, pending = await asyncio.wait(futures, timeout=self.ack_timeout)
