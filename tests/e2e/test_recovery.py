@@ -293,9 +293,10 @@ async def test_sigterm_while_batches_are_in_flight_stops_cleanly_and_loses_nothi
     said = process.log_path.read_text()
     # Faust's log lines end with a space.
     steps = [ln.split("stopping: ", 1)[1].strip() for ln in said.splitlines() if "stopping: " in ln]
-    assert steps[0].startswith("refuse new predictions") and steps[-2:] == [
-        "write the views' last changes to the changelog",
+    assert steps[0].startswith("refuse new predictions") and steps[-3:] == [
+        "write the views' last changes to the changelog",  # dead letters first
         "stop the changelog writer",
+        "stop the dead-letter producer",
     ], steps
     assert "not a clean stop" not in said
     again = await asyncio.to_thread(worker)
