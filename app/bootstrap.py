@@ -126,10 +126,10 @@ def create(
     # Dead letters go as record batches too, and not through Faust's producer, which
     # would hold them up behind the fold (`BatchWriter.publish`).
     send_dead_letters = dead_letters or partial(batches.publish, DEAD_LETTERS)
-    erasures_topic = raw_topic(app, ERASURES)
 
     async def to_erasures_topic(key: bytes, value: bytes) -> None:
-        await (await erasures_topic.send(key=key, value=value))
+        # Sent from inside the fold, as the dead letters are from beside it.
+        await batches.publish(ERASURES, [(key, value)])
 
     ingestor = Ingestor(
         TableStore(table),
