@@ -56,17 +56,26 @@ async def main(predictions: int) -> None:
         alone = await batch_rate(worker, settings, items(predictions // 2, seed=22))
 
         stop = threading.Event()
+        failed: list[str] = []
+        running: list[subprocess.Popen[bytes]] = []
 
         def train_again_and_again() -> None:
             nonlocal trainings
             modelview = str(Path(sys.executable).parent / "modelview")
             while not stop.is_set():
-                subprocess.run(
+                training = subprocess.Popen(
                     [modelview, "train", "flights-train", "--trainer", "keras"],
                     env=env_for(settings),
-                    capture_output=True,
-                    check=True,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.PIPE,
                 )
+                running[:] = [training]
+                _, err = training.communicate()
+                if stop.is_set():
+                    return  # ended by the measurement's end, below
+                if training.returncode != 0:
+                    failed.append(err.decode(errors="replace")[-3000:])
+                    return
                 trainings += 1
 
         trainer = threading.Thread(target=train_again_and_again, daemon=True)
@@ -75,7 +84,12 @@ async def main(predictions: int) -> None:
             await asyncio.sleep(0.5)
         during = await batch_rate(worker, settings, items(predictions // 2, seed=23))
         stop.set()
+        # The training under way is of no more use: ended, not waited for.
+        for training in running:
+            training.terminate()
         trainer.join()
+        if failed or not trainings:
+            raise RuntimeError(f"a training failed: {failed[0] if failed else 'none ran'}")
     finally:
         worker.stop()
         stack.down(grace=0)  # a throwaway stack: killed, as the tests kill theirs
