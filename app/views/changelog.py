@@ -2,7 +2,8 @@
 
 Reading the changelog rather than asking a worker gives every key, byte for byte, from any
 machine, whether or not a worker holds the partition right now. Writing it directly lets a
-batch's changes go out in a few produce requests (`BatchWriter`).
+batch's changes go out in a few produce requests (`BatchWriter`), and the dead letters with
+them.
 """
 
 from __future__ import annotations
@@ -139,9 +140,10 @@ class BatchWriter:
         partition, sent without a yield (on Tansu the last alone, as for the changelog)."""
         producer = await self._started()
         partitions = sorted(await producer.partitions_for(topic))
+        choose = DefaultPartitioner()
         by_partition: dict[int, list[tuple[bytes | None, bytes]]] = defaultdict(list)
         for key, value in records:
-            by_partition[DefaultPartitioner()(key, partitions, partitions)].append((key, value))
+            by_partition[choose(key, partitions, partitions)].append((key, value))
         sent: list[asyncio.Future[Any]] = []
         for partition, group in by_partition.items():
             for batch in self._batches(group):
@@ -167,6 +169,7 @@ class BatchWriter:
         ]
 
     async def _wait_acks(self, futures: list[asyncio.Future[Any]], what: str) -> None:
+        """Every ack, or the first failure: a batch the broker refused is not written."""
         if not futures:
             return
         _, pending = await asyncio.wait(futures, timeout=self.ack_timeout)
@@ -177,6 +180,8 @@ class BatchWriter:
                 f"{len(pending)} of {len(futures)} {what} batches not acknowledged "
                 f"within {self.ack_timeout:.0f} s"
             )
+        for future in futures:
+            future.result()
 
     async def stop(self) -> None:
         if self._producer is not None:

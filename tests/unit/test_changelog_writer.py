@@ -7,6 +7,7 @@ import asyncio
 from typing import Any
 
 import pytest
+from aiokafka.errors import MessageSizeTooLargeError
 from aiokafka.record.default_records import DefaultRecordBatch
 
 from app.record_batch import RecordBatch
@@ -18,8 +19,9 @@ from tables.views import Unit
 class FakeProducer:
     """Acks each batch with the offset of its first record, as a broker does."""
 
-    def __init__(self, acks: bool = True) -> None:
+    def __init__(self, acks: bool = True, refuse: bool = False) -> None:
         self.acks = acks
+        self.refuse = refuse  # every batch's ack an error, as a broker's refusal is
         self.topics: set[str] = set()
         self.sent: dict[int, list[list[tuple[bytes, bytes | None]]]] = {}
         self.ends: dict[int, int] = {}
@@ -33,7 +35,9 @@ class FakeProducer:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         base = self.ends.get(partition, 0)
         self.ends[partition] = base + len(records)
-        if self.acks:
+        if self.refuse:
+            future.set_exception(MessageSizeTooLargeError())
+        elif self.acks:
             future.set_result(type("Meta", (), {"offset": base})())
         return future
 
@@ -140,3 +144,11 @@ async def test_on_tansu_a_partitions_last_published_record_goes_alone() -> None:
     records = [(b"a", str(i).encode()) for i in range(5)]  # one key: one partition
     await Writer(producer, last_alone=True).publish("dead-letters", records)
     assert list(producer.sent.values()) == [[records[0:3], records[3:4], records[4:5]]]
+
+
+async def test_a_refused_batch_fails_the_publishing_and_the_write() -> None:
+    # Letters taken for sent would be dropped: the caller keeps them until this returns.
+    with pytest.raises(MessageSizeTooLargeError):
+        await Writer(FakeProducer(refuse=True)).publish("dead-letters", [(b"k", b"v")])
+    with pytest.raises(MessageSizeTooLargeError):
+        await Writer(FakeProducer(refuse=True)).write([(0, [(b"k", b"v")])])
