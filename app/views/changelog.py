@@ -131,7 +131,8 @@ class BatchWriter:
         """Send `(key, value)` records to `topic`, each to the partition a producer's default
         partitioner picks, in order, and return once all are acked.
 
-        For what is sent while the agent folds (the dead letters, `Ingestor._write`). A
+        For what is sent while the agent folds (the dead letters, `Ingestor._write`, and
+        the erasure reports, `Ingestor._fold`). A
         Faust `topic.send` yields to the event loop three times before it queues its record
         (mode's `stampede` around `App.maybe_start_producer`), and the loop comes back to
         the sender only when the fold pauses, between partitions: a fetch's 50-140 dead
