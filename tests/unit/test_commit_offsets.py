@@ -10,7 +10,7 @@ from faust.transport.drivers.aiokafka import Consumer
 from faust.types import TP
 from intervaltree import IntervalTree
 
-from app.views.compat import CommittingConsumer, next_offset
+from app.views.compat import CommittingConsumer, SeekingThread, next_offset
 from app.views.ingestor import DurableCursor
 
 TOPIC = TP("modelview.predictions", 1)
@@ -101,3 +101,37 @@ def test_every_assigned_partition_of_the_views_topics_is_committed_not_only_thos
     assert len(asked) == len(set(asked))
     only_tags = CommittingConsumer._filter_tps_with_pending_acks(state, {"modelview.tags"})  # type: ignore[arg-type]
     assert sorted(only_tags) == tags
+
+
+class OffsetsBroker:
+    """A consumer's view of the group's committed offsets, counting the requests for them."""
+
+    def __init__(self, committed: dict[TP, int]) -> None:
+        self.committed, self.requests, self.sought = committed, 0, {}
+        self._coordinator = self
+
+    def assignment(self) -> set[TP]:
+        return {TP("modelview.predictions", p) for p in range(4)}
+
+    async def fetch_committed_offsets(self, partitions: set[TP]) -> dict[TP, SimpleNamespace]:
+        self.requests += 1
+        return {
+            tp: SimpleNamespace(offset=o) for tp, o in self.committed.items() if tp in partitions
+        }
+
+    def seek(self, tp: TP, offset: int) -> None:
+        self.sought[tp] = offset
+
+
+async def test_the_group_offsets_of_every_partition_come_in_one_request() -> None:
+    p = [TP("modelview.predictions", n) for n in range(4)]
+    broker = OffsetsBroker({p[0]: 120, p[1]: -1, p[2]: 0})  # p[3]: never committed
+    thread = SimpleNamespace(_ensure_consumer=lambda: broker)
+
+    found = await SeekingThread._seek_to_committed(thread)  # type: ignore[arg-type]
+
+    assert broker.requests == 1
+    # aiokafka's own rule: no commit (-1 or absent) is None, and only an offset past 0 is
+    # sought; the rest start where the consumer's reset policy puts them.
+    assert found == {p[0]: 120, p[1]: None, p[2]: 0, p[3]: None}
+    assert broker.sought == {p[0]: 120}
