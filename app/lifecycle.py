@@ -39,13 +39,16 @@ def tune_collector(app: faust.App) -> None:
     generation every 50,000 allocations instead made the worker's RSS grow by 170 MB over
     bench.memory's second half million events (BENCHMARKS.md, 2026-12-05 evening).
 
-    What the imports built is collected and frozen at once, before the worker joins its
-    group: done only once started, the collection took 0.10 s over 183,000 objects, held
-    the GIL, and the first fetch of the partitions just assigned waited for it (bench.ingest,
-    2026-12-07). Once started, only what start-up added since is left to collect.
+    What the imports built is collected and frozen as the worker process starts, before
+    it joins its group: done only once started, the collection took 0.10 s over 183,000
+    objects, held the GIL, and the first fetch of the partitions just assigned waited for
+    it (bench.ingest, 2026-12-07). Once started, only what start-up added since is left.
     """
-    gc.collect()
-    gc.freeze()
+
+    @app.on_worker_init.connect  # type: ignore[arg-type]
+    def _freeze_imports(sender: Any, *args: Any, **kwargs: Any) -> None:
+        gc.collect()
+        gc.freeze()
 
     @app.task  # type: ignore[untyped-decorator]
     async def _tune_collector() -> None:
