@@ -238,8 +238,8 @@ class Flusher:
 
         A topic's partitions with no segment at all are known from one listing of the
         topic's folders, not one listing each: a worker given 6 topics of 8 partitions made
-        48 S3 calls before flushing anything, and on a fresh stack they were 7% of its
-        busy CPU in the ingestion benchmark (py-spy, 2026-12-07); the topics most deployments
+        48 S3 calls before flushing anything, and on a fresh stack they were 7% of its main
+        thread's busy samples in the ingestion benchmark (py-spy, 2026-12-07); the topics most deployments
         rarely write (erasures, model events) have no segments for long. The rest are listed
         one by one, for their last segment."""
         due: dict[str, list[_Partition]] = {}

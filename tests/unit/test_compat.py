@@ -25,7 +25,8 @@ def test_another_version_is_refused_with_what_to_do(monkeypatch: pytest.MonkeyPa
 
 def test_no_other_module_uses_their_private_names() -> None:
     private = re.compile(
-        r"\b(_current_event|_client\.|_acked|_gap\b|_committed_offset|_new_offset)"
+        r"\b(_current_event|_client\.|_coordinator\.|_ensure_consumer|_acked|_gap\b"
+        r"|_committed_offset|_new_offset)"
     )
     offenders = [
         str(path.relative_to(ROOT))
