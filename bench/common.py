@@ -97,15 +97,16 @@ def wait_processed(worker: WorkerProcess, total: int, within: float = 900.0) -> 
     raise RuntimeError(f"worker did not process {total} records in {within}s\n{worker.log_tail()}")
 
 
-def fold_span(worker: WorkerProcess) -> float:
+def fold_span(worker: WorkerProcess) -> tuple[float, float]:
     """Seconds, by the worker's clock, from when it was given its partitions to the end of
     the last fetch it folded: its tables' recovery and its first fetches count, as a raw
-    consumer's first fetches do."""
+    consumer's first fetches do. Also how many of them passed before its first fold began
+    (the seek, the first fetch, what else start-up ran meanwhile)."""
     folds = (worker.health() or {}).get("folds") or {}
     assigned, first, last = folds.get("assigned"), folds.get("first"), folds.get("last")
     if assigned is None or first is None or last is None or not assigned <= first <= last:
         raise RuntimeError(f"the worker's folds are not one backlog after one assignment: {folds}")
-    return float(last) - float(assigned)
+    return float(last) - float(assigned), float(first) - float(assigned)
 
 
 def py_spy(pid: int, out: str, idle: bool = True) -> subprocess.Popen[bytes]:

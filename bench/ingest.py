@@ -109,7 +109,7 @@ async def main(
         # The worker's own clock, from its assignment to its last fold: its first fetch is
         # often folded before `wait_ready` returns, and timing from there counted up to a
         # fetch (8,000 records) as free (2026-12-07).
-        seconds = fold_span(worker)
+        seconds, to_first = fold_span(worker)
         cpu = cpu_seconds(worker.process.pid) - cpu_before
         faults = page_faults(worker.process.pid) - faults_before
         machine = cpu_split(machine_before, machine_cpu())
@@ -141,6 +141,7 @@ async def main(
     print(f"modelview worker, backlog to views:  {rate:,.0f} records/s (assignment to last fold)")
     print(f"  from ready to the last fold, as measured before 2026-12-07: {total / waited:,.0f}")
     print(f"ratio (modelview / raw consume): {rate / raw_rate:.4f}")
+    print(f"  of the worker's {seconds:.2f} s, before its first fold began: {to_first:.2f} s")
     # CPU and faults are counted from ready, as the old rate was: a fetch folded before
     # then is left out of them, so a record's share reads low by as much.
     print(f"  the worker's CPU meanwhile: {cpu:.2f} s, {cpu / total * 1e6:.0f} µs a record")
