@@ -56,6 +56,12 @@ class _Partition:
     def last_seen(self) -> int:
         return self.buffer.offsets[-1] if self.buffer else self.next_offset - 1
 
+    def learned(self, found: list[Segment]) -> None:
+        """Its segments in S3 (`found`, in offset order): flushing goes on after the last."""
+        self.next_offset = next_offset(found)
+        self.last_key = found[-1].key if found else ""
+        self.known, self.failures = True, 0
+
     def backoff(self, now: float) -> None:
         self.failures += 1
         self.retry_at = now + min(MAX_BACKOFF, 0.25 * 2**self.failures)
@@ -239,9 +245,9 @@ class Flusher:
         A topic's partitions with no segment at all are known from one listing of the
         topic's folders, not one listing each: a worker given 6 topics of 8 partitions made
         48 S3 calls before flushing anything, and on a fresh stack they were 7% of its main
-        thread's busy samples in the ingestion benchmark (py-spy, 2026-12-07); the topics most deployments
-        rarely write (erasures, model events) have no segments for long. The rest are listed
-        one by one, for their last segment."""
+        thread's busy samples in the ingestion benchmark (py-spy, 2026-12-07); the topics
+        most deployments rarely write (erasures, model events) have no segments for long.
+        The rest are listed one by one, for their last segment."""
         due: dict[str, list[_Partition]] = {}
         for part in self.parts.values():
             if not part.known and now >= part.retry_at:
@@ -255,8 +261,7 @@ class Flusher:
                 continue
             for part in parts:
                 if with_segments is not None and part.partition not in with_segments:
-                    part.next_offset, part.last_key = 0, ""
-                    part.known, part.failures = True, 0
+                    part.learned([])
                 else:
                     await self._learn_progress(cold, part, now)
 
@@ -266,9 +271,7 @@ class Flusher:
         except Exception as exc:
             self._failed(part, now, exc, "listing segments")
             return
-        part.next_offset = next_offset(found)
-        part.last_key = found[-1].key if found else ""
-        part.known, part.failures = True, 0
+        part.learned(found)
 
     async def _flush(self, cold: SegmentStore, part: _Partition, limit: int) -> bool:
         """Write the oldest buffered records as one segment; False if S3 said no."""
