@@ -30,6 +30,13 @@ def cpu_seconds(pid: int) -> float:
     return _stat_cpu(Path(f"/proc/{pid}/stat").read_text())
 
 
+def thread_cpu_seconds(pid: int, tid: int) -> float:
+    """User and system CPU time one thread of a process has used so far. A worker's main
+    thread runs its event loop, which the fold, the changelog's writes and the flusher
+    share: what it alone spends bounds the rate, where the process's total does not."""
+    return _stat_cpu(Path(f"/proc/{pid}/task/{tid}/stat").read_text())
+
+
 def page_faults(pid: int) -> int:
     """Minor page faults a process has taken so far: a count, where CPU time drifts. Each
     is a page the kernel mapped in, as a heap or a fresh mapping grows."""

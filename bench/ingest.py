@@ -30,6 +30,7 @@ from bench.common import (
     page_faults,
     py_spy,
     stop_spy,
+    thread_cpu_seconds,
     wait_processed,
 )
 from tests.e2e.workload import build
@@ -103,14 +104,17 @@ async def main(
         assert worker.process is not None
         spy = py_spy(worker.process.pid, profile) if profile else None
         # The stopped worker committed nothing of the backlog: the new one folds all of it.
-        cpu_before, machine_before = cpu_seconds(worker.process.pid), machine_cpu()
+        pid = worker.process.pid
+        cpu_before, machine_before = cpu_seconds(pid), machine_cpu()
+        main_before = thread_cpu_seconds(pid, pid)
         faults_before = page_faults(worker.process.pid)
         waited = wait_processed(worker, total)
         # The worker's own clock, from its assignment to its last fold: its first fetch is
         # often folded before `wait_ready` returns, and timing from there counted up to a
         # fetch (8,000 records) as free (2026-12-07).
         seconds, to_first = fold_span(worker)
-        cpu = cpu_seconds(worker.process.pid) - cpu_before
+        cpu = cpu_seconds(pid) - cpu_before
+        main_cpu = thread_cpu_seconds(pid, pid) - main_before
         faults = page_faults(worker.process.pid) - faults_before
         machine = cpu_split(machine_before, machine_cpu())
         if spy is not None:
@@ -145,6 +149,9 @@ async def main(
     # CPU and faults are counted from ready, as the old rate was: a fetch folded before
     # then is left out of them, so a record's share reads low by as much.
     print(f"  the worker's CPU meanwhile: {cpu:.2f} s, {cpu / total * 1e6:.0f} µs a record")
+    print(
+        f"    of which its main thread's: {main_cpu:.2f} s, {main_cpu / total * 1e6:.0f} µs a record"
+    )
     print(f"  the worker's minor page faults meanwhile: {faults:,}, {faults / total:.2f} a record")
     print(f"  the machine's CPU meanwhile, {waited:.2f} s on {os.cpu_count()} cores: {machine}")
     for name, (quix_seconds, bad) in peers.items():
