@@ -12,7 +12,7 @@ from __future__ import annotations
 import struct
 import time
 from collections.abc import Sequence
-from typing import Any, TypeAlias
+from typing import Any, NamedTuple, TypeAlias
 
 import numpy as np
 import pyarrow as pa
@@ -63,6 +63,14 @@ class RecordBatch(BatchBuilder):  # type: ignore[misc]
         return len(self._buffer)
 
 
+class PlainBatch(NamedTuple):
+    """A batch's records framed, not yet compressed nor checksummed (`seal` does both)."""
+
+    framed: memoryview
+    records: int
+    timestamp: int  # ms since the epoch, the batch's first and max timestamp
+
+
 def record_batches(
     keys: Blobs,
     values: Blobs,
@@ -83,8 +91,15 @@ def record_batches(
     With `compression` (a name in `CODECS`) each batch's records are compressed, as a
     producer's are, where that makes the batch smaller: batches are still cut by their
     records' plain size, so none grows past `batch_size`."""
-    codec = None if compression is None else pa.Codec(compression)
-    attributes = 0 if compression is None else CODECS[compression]
+    return [seal(plain, compression) for plain in plain_batches(keys, values, batch_size, units)]
+
+
+def plain_batches(
+    keys: Blobs, values: Blobs, batch_size: int, units: Sequence[int] = ()
+) -> list[PlainBatch]:
+    """`record_batches`' batches before `seal`: framing is numpy's and Arrow's work, many
+    short calls, best on the caller's thread; sealing is one long call a batch that lets go
+    of the GIL, which another thread can do while this one goes on."""
     keys, values = _binary(keys), _binary(values)
     count = len(keys)
     if count != len(values):
@@ -108,22 +123,28 @@ def record_batches(
     _, offsets, data = records.buffers()
     at = np.frombuffer(offsets, dtype=np.int32)[records.offset : records.offset + count + 1]
     now = int(time.time() * 1000)
-    out = []
-    for first, last in zip(firsts.tolist(), [*firsts[1:].tolist(), count], strict=True):
-        plain = memoryview(data)[at[first] : at[last]]
-        payload, flags = plain, 0
-        if codec is not None:
-            packed = codec.compress(plain, asbytes=True)
-            if len(packed) < len(plain):
-                payload, flags = packed, attributes
-        buffer = bytearray(HEADER.size) + payload
-        n = last - first
-        HEADER.pack_into(
-            buffer, 0, 0, len(buffer) - 12, -1, 2, 0, flags, n - 1, now, now, -1, -1, -1, n
-        )
-        _seal(buffer)
-        out.append(RecordBatch(buffer, n))
-    return out
+    bounds = zip(firsts.tolist(), [*firsts[1:].tolist(), count], strict=True)
+    return [
+        PlainBatch(memoryview(data)[at[first] : at[last]], last - first, now)
+        for first, last in bounds
+    ]
+
+
+def seal(plain: PlainBatch, compression: str | None = None) -> RecordBatch:
+    """The batch as sent: its records compressed with `compression` where that makes them
+    smaller, under a header with their CRC-32C."""
+    payload, flags = plain.framed, 0
+    if compression is not None:
+        packed = pa.Codec(compression).compress(plain.framed, asbytes=True)
+        if len(packed) < len(payload):
+            payload, flags = packed, CODECS[compression]
+    buffer = bytearray(HEADER.size) + payload
+    n, now = plain.records, plain.timestamp
+    HEADER.pack_into(
+        buffer, 0, 0, len(buffer) - 12, -1, 2, 0, flags, n - 1, now, now, -1, -1, -1, n
+    )
+    _seal(buffer)
+    return RecordBatch(buffer, n)
 
 
 def _framed(body: np.ndarray[Any, np.dtype[np.int64]]) -> np.ndarray[Any, np.dtype[np.int64]]:
