@@ -4,14 +4,16 @@ letters in their keys' partitions, and no silent wait."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from typing import Any
 
 import pytest
 from aiokafka.errors import MessageSizeTooLargeError
 from aiokafka.record.default_records import DefaultRecordBatch
 
-from app.record_batch import RecordBatch
+from app.record_batch import PlainBatch, RecordBatch, seal
 from app.topic_admin import key_partition
+from app.views import changelog
 from app.views.changelog import BatchWriter
 from tables.views import Unit
 
@@ -50,9 +52,20 @@ class Writer(BatchWriter):
     each record (a key of one or two bytes, a value of one) nine or ten."""
 
     def __init__(
-        self, producer: FakeProducer, ack_timeout: float = 60.0, last_alone: bool = False
+        self,
+        producer: FakeProducer,
+        ack_timeout: float = 60.0,
+        last_alone: bool = False,
+        compression: str | None = None,
     ) -> None:
-        super().__init__("unused:9092", "views-changelog", 91, ack_timeout, last_alone=last_alone)
+        super().__init__(
+            "unused:9092",
+            "views-changelog",
+            91,
+            ack_timeout,
+            last_alone=last_alone,
+            compression=compression,
+        )
         self.fake = producer
 
     async def _started(self) -> Any:
@@ -74,6 +87,30 @@ async def test_changes_go_in_order_in_full_batches_and_the_last_offset_returned(
     ]
     assert producer.sent[1] == [[(b"a", None)]]
     assert offsets == {0: 5, 1: 0}  # the offset of each partition's last record
+
+
+async def test_compressed_changes_go_as_plain_ones_do_sealed_off_the_loops_thread(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    threads: list[str] = []
+
+    def watched(batch: PlainBatch, compression: str | None = None) -> RecordBatch:
+        threads.append(threading.current_thread().name)
+        return seal(batch, compression)
+
+    monkeypatch.setattr(changelog, "seal", watched)
+    plain, packed = FakeProducer(), FakeProducer()
+    writer = Writer(packed, compression="zstd")
+    offsets = await writer.write(CHANGES)
+    assert packed.sent  # decoded from zstd batches by aiokafka's reader
+    assert offsets == await Writer(plain).write(CHANGES)
+    assert packed.sent == plain.sent  # the same records, batches and order
+    loop = threading.current_thread().name
+    assert threads.count(loop) == 3  # the plain writer's three batches
+    assert len([t for t in threads if t.startswith("changelog-seal")]) == 3
+    writer._producer = None  # the fake has no stop
+    await writer.stop()
+    assert writer._sealer is None
 
 
 async def test_on_tansu_the_last_change_goes_alone() -> None:
