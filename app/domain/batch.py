@@ -21,11 +21,21 @@ from typing import Any, Literal, NamedTuple
 
 import orjson
 
+from app.domain import drift
 from app.domain.codec import InvalidEvent, decode_prediction, decode_tag
 from app.domain.erasure import ErasureApplied, ErasureOrder, InvalidErasure, decode_order
 from app.domain.events import PredictionEvent, TagEvent
 from app.domain.examples import Example, Outcome, apply_prediction, apply_tag, redacted
-from app.domain.stats import AggKey, Counts, dataset_key, delta, example_time, model_keys, settle
+from app.domain.stats import (
+    AggKey,
+    Counts,
+    contribution,
+    dataset_key,
+    delta,
+    example_time,
+    model_keys,
+    settle,
+)
 
 Kind = Literal["prediction", "tag", "erasure", "model_event", "lineage"]
 
@@ -305,21 +315,39 @@ class _Aggregates:
         self.index_before: Index = get(self.index_key) or Index()
         self.index = self.index_before
         self.subtracted: set[AggKey] = set()
+        self.swept: set[AggKey] = set()  # may hold a zero, to drop at `write`
 
     def apply(self, old: Example | None, new: Example, tag: TagEvent | None) -> None:
         """Move the aggregates by `new - old`, and their `updated_at`."""
         touch = self._touch
-        if new.prediction is not None:
+        pred = new.prediction
+        if pred is not None:
             moment = example_time(new)
-            keys = model_keys(new.prediction)
+            keys = model_keys(pred)
             touch(keys.model, moment)
             touch(keys.hour, moment)
         if tag is not None:
             for name in tag.datasets:
                 touch(dataset_key(name), tag.tagged_at)
-        for agg, change in delta(old, new).items():
-            counts = touch(agg, None)
-            if min(change.values()) < 0:  # `delta` leaves out empty changes
+        if pred is not None and not new.erased and (old is None or old.prediction is None):
+            # A prediction's first arrival, the commonest step: `delta` is its whole
+            # contribution, and its inputs' counters, only ever added, go straight into
+            # their aggregate rather than through a dict of their own (`write` drops a sum
+            # left at zero, as `stats.add` would have at once).
+            drift.add_inputs(pred, touch(keys.inputs, None))
+            self.swept.add(keys.inputs)
+            changes = contribution(new, inputs=False)
+        else:
+            changes = delta(old, new)
+        touched = self.counts
+        for agg, change in changes.items():
+            if not change:
+                continue
+            # Most were touched above, with their moment: a look-up, not a call.
+            counts = touched.get(agg)
+            if counts is None:
+                counts = touch(agg, None)
+            if min(change.values()) < 0:
                 self.subtracted.add(agg)
             for name, value in change.items():
                 total = counts.get(name, 0) + value
@@ -347,6 +375,9 @@ class _Aggregates:
         for agg, counts in self.counts.items():
             key = agg_key(self.partition, agg)
             current, updated = self.before[agg], self.updated[agg]
+            if agg in self.swept:
+                for name in [name for name, value in counts.items() if value == 0]:
+                    del counts[name]
             if agg in self.subtracted:
                 settle(counts)
                 if not counts and updated is None:

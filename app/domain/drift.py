@@ -141,6 +141,12 @@ def of_inputs(event: PredictionEvent) -> Counts:
     return counts
 
 
+def add_inputs(event: PredictionEvent, into: Counts) -> None:
+    """`of_inputs(event)` added into `into` in place, which may leave a sum at zero: the
+    caller drops those (absent and zero are the same, `stats.add`)."""
+    _add_inputs(event.features, event.prediction.value, into)
+
+
 def of_label(label: Value) -> Counts:
     counts: Counts = {}
     _profile(LABEL, label, counts)

@@ -160,3 +160,26 @@ def test_extreme_predictions_and_labels_never_poison_a_view() -> None:
         if key.startswith("agg/"):
             counts = orjson.loads(raw)["counts"]
             assert all(isinstance(v, int | float) and math.isfinite(v) for v in counts.values())
+
+
+def test_a_sum_that_cancels_in_one_batch_leaves_no_counter_as_one_at_a_time() -> None:
+    # The fold adds a new prediction's inputs in place and drops zeros at the end of the
+    # batch: the same views as folding each record alone, where a zero went at once.
+    at = "2026-11-27T10:00:00Z"
+    raw = [
+        factories.prediction(features={"x": x}, prediction={"value": x}, occurred_at=at)
+        for x in (1.5, -1.5, 0.0)
+    ]
+    records = [
+        SourceRecord("prediction", "modelview.predictions", 0, i, e["event_id"].encode(), _dumps(e))
+        for i, e in enumerate(raw)
+    ]
+    together = fold_batch(lambda k: None, 0, {}, records, 1 << 20).writes
+    store: dict[str, Any] = {}
+    for record in records:
+        store |= fold_batch(store.get, 0, {}, [record], 1 << 20).writes
+    inputs = together[agg_key(0, AggKey("inputs_hour", raw[0]["model"], "3", at[:13]))]
+    assert drift.counter("sum", "x") not in inputs.counts
+    assert drift.counter("sumsq", "x") in inputs.counts
+    assert inputs == store[agg_key(0, AggKey("inputs_hour", raw[0]["model"], "3", at[:13]))]
+    assert together == {k: v for k, v in store.items() if k in together}
