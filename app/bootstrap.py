@@ -214,7 +214,9 @@ def create(
     assigned: dict[str, float] = {}
 
     async def note_assignment(sender: Any, *args: Any, **kwargs: Any) -> None:
-        assigned["at"] = time.time()
+        # On the event loop's thread, as the folds are: its CPU between the two is theirs
+        # and whatever else the loop ran meanwhile.
+        assigned["at"], assigned["cpu"] = time.time(), time.thread_time()
 
     app.on_partitions_assigned.connect(note_assignment)  # type: ignore[arg-type]
     drift_cache: dict[str, drift.Counts] = {}
@@ -227,6 +229,8 @@ def create(
                 "assigned": assigned.get("at"),
                 "first": ingestor.first_fold,
                 "last": ingestor.last_fold,
+                "assigned_cpu": assigned.get("cpu"),
+                "last_cpu": ingestor.last_fold_cpu,
             },
             "flush": dict(flusher.status()),
             "training": dict(retrainer.status()),

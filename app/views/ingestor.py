@@ -152,9 +152,10 @@ class Ingestor:
         self.backoff = 0.5  # seconds before a failed changelog write's first retry
         self.stopping = False
         # When (epoch seconds) the first fetch with records began to fold, and the last
-        # one was folded.
+        # one was folded; and the CPU seconds the worker's main thread had used by then.
         self.first_fold: float | None = None
         self.last_fold: float | None = None
+        self.last_fold_cpu: float | None = None
 
     async def stop_retrying(self) -> None:
         """From now a failed batch is left to the next start, not retried: a worker that is
@@ -238,7 +239,7 @@ class Ingestor:
                 await asyncio.sleep(0)
         self.unacked.append(cursors)
         if records:
-            self.last_fold = time.time()
+            self.last_fold, self.last_fold_cpu = time.time(), time.thread_time()
         await self._write_behind()
 
     async def _write_behind(self) -> None:
