@@ -12,6 +12,7 @@ from collections import Counter, defaultdict
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import NamedTuple
 
 from tests.services import WorkerProcess
 
@@ -97,29 +98,34 @@ def wait_processed(worker: WorkerProcess, total: int, within: float = 900.0) -> 
     raise RuntimeError(f"worker did not process {total} records in {within}s\n{worker.log_tail()}")
 
 
-def fold_span(worker: WorkerProcess) -> tuple[float, float]:
+class Span(NamedTuple):
+    """A backlog's fold, by the worker's own clocks (`fold_span`)."""
+
+    seconds: float  # from its assignment to the end of its last fold
+    to_first: float  # of which, before its first fold began
+    main_cpu: float  # CPU seconds of its main thread over them
+
+
+def fold_span(worker: WorkerProcess) -> Span:
     """Seconds, by the worker's clock, from when it was given its partitions to the end of
     the last fetch it folded: its tables' recovery and its first fetches count, as a raw
     consumer's first fetches do. Also how many of them passed before its first fold began
-    (the seek, the first fetch, what else start-up ran meanwhile)."""
+    (the seek, the first fetch, what else start-up ran meanwhile), and the CPU its main
+    thread used over them, by its own count. That thread runs the event loop, which the
+    fold, the changelog's writes and the flusher share, so its CPU bounds the rate; and
+    counted over the span itself, unlike a count from outside from when the worker was
+    ready, it does not lose the fetches folded before then (one of five, in some runs,
+    and not in others)."""
     folds = (worker.health() or {}).get("folds") or {}
     assigned, first, last = folds.get("assigned"), folds.get("first"), folds.get("last")
     if assigned is None or first is None or last is None or not assigned <= first <= last:
         raise RuntimeError(f"the worker's folds are not one backlog after one assignment: {folds}")
-    return float(last) - float(assigned), float(first) - float(assigned)
-
-
-def fold_cpu(worker: WorkerProcess) -> float:
-    """CPU seconds the worker's main thread used over `fold_span`, by its own count. That
-    thread runs the event loop, which the fold, the changelog's writes and the flusher
-    share, so its CPU bounds the rate; and counted over the span itself, unlike a count
-    from outside from when the worker was ready, it does not lose the fetches folded
-    before then (one of five, in some runs, and not in others)."""
-    folds = (worker.health() or {}).get("folds") or {}
-    at, last = folds.get("assigned_cpu"), folds.get("last_cpu")
-    if at is None or last is None:
+    at, done = folds.get("assigned_cpu"), folds.get("last_cpu")
+    if at is None or done is None:
         raise RuntimeError(f"the worker did not report its main thread's CPU: {folds}")
-    return float(last) - float(at)
+    return Span(
+        float(last) - float(assigned), float(first) - float(assigned), float(done) - float(at)
+    )
 
 
 def py_spy(pid: int, out: str, idle: bool = True) -> subprocess.Popen[bytes]:

@@ -25,7 +25,6 @@ from bench import quix
 from bench.common import (
     cpu_seconds,
     cpu_split,
-    fold_cpu,
     fold_span,
     machine_cpu,
     machine_line,
@@ -111,19 +110,18 @@ async def main(
         worker = WorkerProcess(settings, root / "worker-2.log").start()
         worker.wait_ready()
         assert worker.process is not None
-        spy = py_spy(worker.process.pid, profile) if profile else None
-        # The stopped worker committed nothing of the backlog: the new one folds all of it.
         pid = worker.process.pid
+        spy = py_spy(pid, profile) if profile else None
+        # The stopped worker committed nothing of the backlog: the new one folds all of it.
         cpu_before, machine_before = cpu_seconds(pid), machine_cpu()
-        faults_before = page_faults(worker.process.pid)
+        faults_before = page_faults(pid)
         waited = wait_processed(worker, total)
         # The worker's own clock, from its assignment to its last fold: its first fetch is
         # often folded before `wait_ready` returns, and timing from there counted up to a
         # fetch (8,000 records) as free (2026-12-07).
-        seconds, to_first = fold_span(worker)
+        seconds, to_first, main_cpu = fold_span(worker)
         cpu = cpu_seconds(pid) - cpu_before
-        main_cpu = fold_cpu(worker)
-        faults = page_faults(worker.process.pid) - faults_before
+        faults = page_faults(pid) - faults_before
         machine = cpu_split(machine_before, machine_cpu())
         if spy is not None:
             stop_spy(spy)
