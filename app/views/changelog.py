@@ -11,14 +11,14 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.partitioner import DefaultPartitioner
 
 from app.log.replay import kafka_bounds
-from app.record_batch import PlainBatch, RecordBatch, plain_batches, seal
+from app.loop_thread import LoopThread
+from app.record_batch import PlainBatch, plain_batches, seal
 from app.settings import Settings
 from app.views.wal import PartitionTxn
 from tables.views import TABLE_NAME, Unit
@@ -83,6 +83,10 @@ class BatchWriter:
     zstd made them a fifth of that. The broker's CPU fell by about half in two runs of three
     and the changelog step took about a quarter less time, though the ingest rate did not
     move: the worker's own CPU bounds it (bench.ingest, BENCHMARKS.md, 2026-12-06).
+
+    Its producer runs on a thread and event loop of its own (`app.loop_thread`): on the
+    worker's loop, which turns only between the partitions of a fold, a write took most of
+    the next fold to go through its steps, and the fold then waited for it.
     """
 
     def __init__(
@@ -102,7 +106,9 @@ class BatchWriter:
         self.topic = topic
         self.max_request_size = max_request_size
         self._producer: AIOKafkaProducer | None = None
-        self._sealer: ThreadPoolExecutor | None = None
+        self._starting: asyncio.Future[AIOKafkaProducer] | None = None
+        # The producer lives here, on a loop and thread of its own (`app.loop_thread`).
+        self._io = LoopThread("changelog-writer")
 
     @property
     def whole_bytes(self) -> int:
@@ -112,8 +118,8 @@ class BatchWriter:
 
     async def write(self, units: Sequence[Unit]) -> dict[int, int]:
         """Send each `(partition, [(key, value or None), ...])` in order, a unit that fits a
-        batch (`whole_bytes`) in one; the last offset written per partition."""
-        producer = await self._started()
+        batch (`whole_bytes`) in one; the last offset written per partition. The framing is
+        done here; sealing, sending and the acks on the writer's own thread (`_send`)."""
         by_partition: dict[int, list[tuple[bytes, bytes | None]]] = defaultdict(list)
         starts: dict[int, list[int]] = defaultdict(list)
         for partition, changes in units:
@@ -125,11 +131,21 @@ class BatchWriter:
             for partition, records in by_partition.items()
             for batch in self._plain(records, starts[partition])
         ]
-        sealed = await self._sealed([batch for _, batch in plain])
+        return await self._io.run(self._send(plain))
+
+    async def _send(self, plain: Sequence[tuple[int, PlainBatch]]) -> dict[int, int]:
+        """On the writer's thread: seal each batch, send it, and wait for every ack.
+
+        Sealing here keeps it off the event loop's thread too: zstd lets go of the GIL, so a
+        write's 8 MB are compressed on another core while the loop goes on with the next
+        fold. That took about 9 ms of the loop's thread off each fetch of 8,000 records, 3%
+        of its time (BENCHMARKS.md, 2026-12-07)."""
+        producer = await self._started()
         sent: list[tuple[int, int, asyncio.Future[Any]]] = []  # partition, records, ack
-        for (partition, _), batch in zip(plain, sealed, strict=True):
-            ack = await producer.send_batch(batch, self.topic, partition=partition)
-            sent.append((partition, batch.record_count(), ack))
+        for partition, batch in plain:
+            sealed = seal(batch, self.compression)
+            ack = await producer.send_batch(sealed, self.topic, partition=partition)
+            sent.append((partition, sealed.record_count(), ack))
         await self._wait_acks([future for _, _, future in sent], "changelog")
         # Batches of a partition are acked in order, each with its first record's offset.
         return {partition: future.result().offset + count - 1 for partition, count, future in sent}
@@ -145,7 +161,11 @@ class BatchWriter:
         the sender only when the fold pauses, between partitions: a fetch's 50-140 dead
         letters took the whole next fold to send, 0.2-0.8 s, and the changelog write
         waited behind them (bench.ingest, 2026-12-07). Here they are a record batch a
-        partition, sent without a yield (on Tansu the last alone, as for the changelog)."""
+        partition (on Tansu the last alone, as for the changelog), sent from the writer's
+        own thread (`_publish`), as the changelog is."""
+        await self._io.run(self._publish(topic, records))
+
+    async def _publish(self, topic: str, records: Sequence[tuple[bytes | None, bytes]]) -> None:
         producer = await self._started()
         partitions = sorted(await producer.partitions_for(topic))
         choose = DefaultPartitioner()
@@ -176,20 +196,6 @@ class BatchWriter:
             )
         ]
 
-    async def _sealed(self, batches: Sequence[PlainBatch]) -> list[RecordBatch]:
-        """The batches compressed and checksummed, off the event loop's thread when
-        compressed: zstd lets go of the GIL, so a write's 8 MB are compressed on another core
-        while the loop goes on with the next fold. That takes about 9 ms of the loop's
-        thread off each fetch of 8,000 records, 3% of its time (BENCHMARKS.md, 2026-12-07)."""
-        if self.compression is None:
-            return [seal(batch) for batch in batches]
-        if self._sealer is None:
-            self._sealer = ThreadPoolExecutor(1, thread_name_prefix="changelog-seal")
-        compression = self.compression
-        return await asyncio.get_running_loop().run_in_executor(
-            self._sealer, lambda: [seal(batch, compression) for batch in batches]
-        )
-
     async def _wait_acks(self, futures: list[asyncio.Future[Any]], what: str) -> None:
         """Every ack, or the first failure: a batch the broker refused is not written."""
         if not futures:
@@ -206,22 +212,29 @@ class BatchWriter:
             future.result()
 
     async def stop(self) -> None:
-        if self._sealer is not None:
-            sealer, self._sealer = self._sealer, None
-            sealer.shutdown(wait=False)
         if self._producer is not None:
             producer, self._producer = self._producer, None
-            await producer.stop()
+            await self._io.run(producer.stop())
+        self._io.close()
 
     async def _started(self) -> AIOKafkaProducer:
+        """The producer, started once on the writer's loop, however many callers ask at once."""
         if self._producer is None:
-            producer = AIOKafkaProducer(
-                bootstrap_servers=self.bootstrap_servers,
-                acks="all",
-                linger_ms=0,
-                max_batch_size=self.max_request_size,
-                max_request_size=self.max_request_size,
-            )
-            await producer.start()
-            self._producer = producer
+            if self._starting is None:
+                self._starting = asyncio.ensure_future(self._start())
+            try:
+                self._producer = await asyncio.shield(self._starting)
+            finally:
+                self._starting = None
         return self._producer
+
+    async def _start(self) -> AIOKafkaProducer:
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap_servers,
+            acks="all",
+            linger_ms=0,
+            max_batch_size=self.max_request_size,
+            max_request_size=self.max_request_size,
+        )
+        await producer.start()
+        return producer

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -27,24 +28,46 @@ class FakeProducer:
         self.topics: set[str] = set()
         self.sent: dict[int, list[list[tuple[bytes, bytes | None]]]] = {}
         self.ends: dict[int, int] = {}
+        self.batches = threading.Semaphore(0)  # released once a batch
 
     async def send_batch(self, batch: RecordBatch, topic: str, *, partition: int) -> Any:
         # An open batch would linger `linger_ms` in the producer, and hold up the next.
         assert batch.closed(), "a batch handed over still open"
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        # Sent on a later turn of the producer's loop, as aiokafka's sender does.
+        loop.call_soon(self._deliver, batch, topic, partition, future)
+        return future
+
+    def _deliver(
+        self, batch: RecordBatch, topic: str, partition: int, future: asyncio.Future[Any]
+    ) -> None:
         self.topics.add(topic)
         records = [(r.key, r.value) for r in DefaultRecordBatch(bytes(batch._build()))]
         self.sent.setdefault(partition, []).append(records)
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self.batches.release()
         base = self.ends.get(partition, 0)
         self.ends[partition] = base + len(records)
         if self.refuse:
             future.set_exception(MessageSizeTooLargeError())
         elif self.acks:
             future.set_result(type("Meta", (), {"offset": base})())
-        return future
 
     async def partitions_for(self, topic: str) -> set[int]:
         return {0, 1, 2, 3}
+
+
+WRITERS: list[BatchWriter] = []
+
+
+@pytest.fixture(autouse=True)
+async def writers_stopped() -> AsyncIterator[None]:
+    """Each test's writers stopped after it, their threads joined."""
+    yield
+    while WRITERS:
+        writer = WRITERS.pop()
+        writer._producer = None  # the fake has no stop
+        await writer.stop()
 
 
 class Writer(BatchWriter):
@@ -67,6 +90,7 @@ class Writer(BatchWriter):
             compression=compression,
         )
         self.fake = producer
+        WRITERS.append(self)
 
     async def _started(self) -> Any:
         self._producer = self.fake  # type: ignore[assignment]
@@ -105,12 +129,23 @@ async def test_compressed_changes_go_as_plain_ones_do_sealed_off_the_loops_threa
     assert packed.sent  # decoded from zstd batches by aiokafka's reader
     assert offsets == await Writer(plain).write(CHANGES)
     assert packed.sent == plain.sent  # the same records, batches and order
-    loop = threading.current_thread().name
-    assert threads.count(loop) == 3  # the plain writer's three batches
-    assert len([t for t in threads if t.startswith("changelog-seal")]) == 3
+    assert threads == ["changelog-writer"] * 6  # three batches each, none on the loop's thread
+    assert writer._io.running
     writer._producer = None  # the fake has no stop
     await writer.stop()
-    assert writer._sealer is None
+    assert not writer._io.running
+
+
+async def test_a_write_goes_through_while_the_callers_loop_does_not_turn() -> None:
+    # The fold holds the worker's loop for a whole partition at a time: the write in flight
+    # must not need its turns to send and be acked.
+    producer = FakeProducer()
+    writer = Writer(producer)
+    writing = asyncio.ensure_future(writer.write(CHANGES))
+    await asyncio.sleep(0)  # framed, and handed to the writer's thread
+    # This loop is held here, as by a fold, until all three batches are sent.
+    assert all(producer.batches.acquire(timeout=10) for _ in range(3))
+    assert await writing == {0: 5, 1: 0}
 
 
 async def test_on_tansu_the_last_change_goes_alone() -> None:

@@ -1,0 +1,56 @@
+"""An asyncio event loop on a thread of its own, for I/O that must not wait for the main
+loop's turns.
+
+The ingest agent folds a fetch in one long stretch, and the main loop turns only between
+its partitions. A producer on that loop moves one step a turn: queue, send, read the answer,
+wake the waiter. A changelog write took about nine such steps and so most of the next fold;
+on a slow machine the fold then waited for it (`app.views.changelog.BatchWriter`). On a
+thread of its own, the producer takes the GIL within the interpreter's switch interval
+(5 ms) whenever it has work, and its caller is woken once, when the whole exchange is done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+class LoopThread:
+    """A loop on a daemon thread named `name`, started on first use and stopped by `close`."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None
+
+    async def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run `coro` on the thread's loop and wait for it on the caller's; cancelling the
+        caller cancels it there."""
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self._started()))
+
+    def _started(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None:
+            loop = asyncio.new_event_loop()
+            thread = threading.Thread(target=loop.run_forever, name=self.name, daemon=True)
+            thread.start()
+            self._loop, self._thread = loop, thread
+        return self._loop
+
+    def close(self) -> None:
+        """Stop the loop and join its thread. Whatever `run` started there should be done:
+        what is still pending is dropped with the loop."""
+        loop, thread = self._loop, self._thread
+        if loop is None or thread is None:
+            return
+        self._loop = self._thread = None
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join()
+        loop.close()
