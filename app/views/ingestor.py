@@ -369,6 +369,13 @@ class Ingestor:
     async def _fold(
         self, partition: int, cursor: dict[str, int], records: Sequence[SourceRecord]
     ) -> dict[str, int]:
+        """Fold `records` into the views and commit them; returns the cursor after them.
+
+        The loop turns between its three steps (fold, encode, commit), not only between
+        partitions: whatever else runs on it (the handing over of the next fetch, the
+        flusher, the web endpoints, the changelog write's hand-offs) moves a step a turn,
+        and a partition's fold is tens of milliseconds. Nothing else writes the views, and
+        the commit's undo values (`before`) are this fold's own."""
         self.before = {}
         result = fold_batch(
             lambda key: self.read(partition, key),
@@ -386,7 +393,9 @@ class Ingestor:
         if self.send_erasure is not None:
             for applied in result.erasures:
                 await self.send_erasure(applied.erasure_id.encode(), erasure.encode(applied))
+        await asyncio.sleep(0)  # the loop's turn (`_fold`'s docstring)
         writes = {k: viewcodec.encode(k, v) for k, v in result.writes.items()}
+        await asyncio.sleep(0)
         self.txn.commit(partition, writes, result.cursor, self.before)
         self.counts.update(
             applied=result.applied,
