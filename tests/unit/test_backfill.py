@@ -327,3 +327,30 @@ async def test_the_first_and_last_fold_are_the_first_and_last_fetch_with_records
     assert ingestor.first_fold == first
     assert ingestor.last_fold is not None and ingestor.last_fold >= after_one
     await ingestor.settle()
+
+
+async def test_the_loop_turns_between_a_partitions_fold_and_its_commit() -> None:
+    # The rest of the worker (the next fetch's hand-over, the changelog write's hand-offs)
+    # moves a step a turn: it must not wait for the whole partition.
+    predictions, tags = log(5)
+    turns = 0
+    at_commit: list[int] = []
+
+    async def tick() -> None:
+        nonlocal turns
+        while True:
+            turns += 1
+            await asyncio.sleep(0)
+
+    class Watched(dict[str, bytes]):
+        def write_batch(self, partition: int, items: Sequence[tuple[str, bytes | None]]) -> None:
+            at_commit.append(turns)
+            self.update({k: v for k, v in items if v is not None})
+
+    ticker = asyncio.ensure_future(tick())
+    await asyncio.sleep(0)  # the ticker has begun
+    try:
+        await Ingestor(Watched(), no_letters, 1 << 20).process([*predictions, *tags])
+    finally:
+        ticker.cancel()
+    assert at_commit[0] >= 3  # it turned after the fold and after the encoding, too
