@@ -45,13 +45,26 @@ class LoopThread:
             self._loop, self._thread = loop, thread
         return self._loop
 
-    def close(self) -> None:
-        """Stop the loop and join its thread. Whatever `run` started there should be done:
-        what is still pending is dropped with the loop."""
+    def close(self, within: float = 5.0) -> None:
+        """Cancel whatever still runs there, stop the loop and join its thread. A caller
+        still waiting in `run` then gets a CancelledError rather than waiting for ever; the
+        cancellations are given up to `within` seconds to finish."""
         loop, thread = self._loop, self._thread
         if loop is None or thread is None:
             return
         self._loop = self._thread = None
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join()
-        loop.close()
+        try:
+            asyncio.run_coroutine_threadsafe(_cancel_all(), loop).result(within)
+        except TimeoutError:
+            pass  # what is left is dropped with the loop
+        finally:
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join()
+            loop.close()
+
+
+async def _cancel_all() -> None:
+    tasks = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)

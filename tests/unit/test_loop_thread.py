@@ -51,3 +51,19 @@ async def test_a_caller_that_gives_up_cancels_the_coroutine_on_the_thread() -> N
         assert await asyncio.to_thread(cancelled.wait, 10)
     finally:
         io.close()
+
+
+async def test_a_caller_waiting_as_the_thread_closes_is_cancelled_not_left_waiting() -> None:
+    io = LoopThread("io-test")
+    started = threading.Event()
+
+    async def forever() -> None:
+        started.set()
+        await asyncio.Event().wait()
+
+    waiting = asyncio.ensure_future(io.run(forever()))
+    assert await asyncio.to_thread(started.wait, 10)
+    io.close()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(waiting, 10)
+    assert not io.running
