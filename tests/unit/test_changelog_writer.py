@@ -137,8 +137,8 @@ async def test_compressed_changes_go_as_plain_ones_do_sealed_off_the_loops_threa
 
 
 async def test_a_write_goes_through_while_the_callers_loop_does_not_turn() -> None:
-    # The fold holds the worker's loop for a whole partition at a time: the write in flight
-    # must not need its turns to send and be acked.
+    # The fold holds the worker's loop for tens of milliseconds at a time: the write in
+    # flight must not need its turns to send and be acked.
     producer = FakeProducer()
     writer = Writer(producer)
     writing = asyncio.ensure_future(writer.write(CHANGES))
