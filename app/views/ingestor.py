@@ -235,7 +235,7 @@ class Ingestor:
                     cursors[partition] = await self.process_partition(
                         partition, group, reach.get(partition)
                     )
-                # Let the changelog write in flight send, and take its acks.
+                # The loop's turn between partitions, as within them (`_fold`).
                 await asyncio.sleep(0)
         self.unacked.append(cursors)
         if records:
