@@ -106,7 +106,7 @@ class BatchWriter:
         self.topic = topic
         self.max_request_size = max_request_size
         self._producer: AIOKafkaProducer | None = None
-        self._starting: asyncio.Future[AIOKafkaProducer] | None = None
+        self._starting = asyncio.Lock()  # used on the writer's loop only
         # The producer lives here, on a loop and thread of its own (`app.loop_thread`).
         self._io = LoopThread("changelog-writer")
 
@@ -216,25 +216,21 @@ class BatchWriter:
             producer, self._producer = self._producer, None
             await self._io.run(producer.stop())
         self._io.close()
+        # A lock waited on is bound to its loop: a writer used again gets a loop of its own.
+        self._starting = asyncio.Lock()
 
     async def _started(self) -> AIOKafkaProducer:
-        """The producer, started once on the writer's loop, however many callers ask at once."""
-        if self._producer is None:
-            if self._starting is None:
-                self._starting = asyncio.ensure_future(self._start())
-            try:
-                self._producer = await asyncio.shield(self._starting)
-            finally:
-                self._starting = None
-        return self._producer
-
-    async def _start(self) -> AIOKafkaProducer:
-        producer = AIOKafkaProducer(
-            bootstrap_servers=self.bootstrap_servers,
-            acks="all",
-            linger_ms=0,
-            max_batch_size=self.max_request_size,
-            max_request_size=self.max_request_size,
-        )
-        await producer.start()
-        return producer
+        """The producer, started once on the writer's loop, however many callers ask at once
+        (a write and a publish can)."""
+        async with self._starting:
+            if self._producer is None:
+                producer = AIOKafkaProducer(
+                    bootstrap_servers=self.bootstrap_servers,
+                    acks="all",
+                    linger_ms=0,
+                    max_batch_size=self.max_request_size,
+                    max_request_size=self.max_request_size,
+                )
+                await producer.start()
+                self._producer = producer
+            return self._producer
