@@ -8,7 +8,7 @@ sum of contributions of the current examples, however tags were corrected along 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from datetime import date, datetime
 from functools import lru_cache
 from typing import Any, NamedTuple
 
@@ -65,11 +65,21 @@ def dataset_key(name: str) -> AggKey:
     return AggKey("dataset", name)
 
 
-@lru_cache(maxsize=4096)
 def hour_of(moment: datetime) -> str:
-    # Cached: one event's time is asked for up to three times in a fold step. `isoformat`
-    # takes 40% of `strftime`'s time; before year 1000 it pads the year, which %Y does not.
-    return moment.isoformat()[:13] if moment.year >= 1000 else moment.strftime("%Y-%m-%dT%H")
+    """The hour of `moment` in its own zone, as the views key it: "2026-12-02T16"."""
+    return _hour_text(moment.toordinal() * 24 + moment.hour)
+
+
+@lru_cache(maxsize=65536)
+def _hour_text(hours: int) -> str:
+    # Cached by the hour's number, so every event of an hour shares an entry: a cache keyed
+    # by the datetime missed for each new event, and an aware datetime's `isoformat` took
+    # 2.4 µs where `toordinal` takes 0.25 (`vm`, 2026-12-07). Before year 1000 the year is
+    # written unpadded, as `strftime`'s %Y writes it, which the stored keys hold.
+    day = date.fromordinal(hours // 24)
+    if day.year < 1000:
+        return datetime(day.year, day.month, day.day, hours % 24).strftime("%Y-%m-%dT%H")
+    return f"{day.isoformat()}T{hours % 24:02d}"
 
 
 def contribution(example: Example | None, inputs: bool = True) -> dict[AggKey, Counts]:

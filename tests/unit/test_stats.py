@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import random
+from datetime import UTC, datetime, timedelta, timezone
 
 from app.domain.codec import prediction_from_dict, tag_from_dict
 from app.domain.examples import Example
@@ -9,6 +10,7 @@ from app.domain.stats import (
     add,
     contribution,
     delta,
+    hour_of,
     summarize_dataset,
     summarize_metrics,
     total,
@@ -142,3 +144,31 @@ def test_a_changed_tag_moves_the_same_numbers_as_the_whole_contributions() -> No
         assert got == want
         # The same counters in the same order: a view's bytes depend on it.
         assert all(list(got[key]) == list(want[key]) for key in want)
+
+
+def test_the_hour_key_is_the_one_the_views_have_always_stored() -> None:
+    # The stored keys were written with `isoformat()[:13]`, and with `strftime` before year
+    # 1000; a new way of writing the hour must give the same text, or the hours split.
+    zones = [UTC, timezone(timedelta(hours=5, minutes=30)), timezone(timedelta(hours=-8))]
+    moments = [
+        datetime(1, 1, 1, tzinfo=UTC),
+        datetime(999, 12, 31, 23, 59, tzinfo=UTC),
+        datetime(1000, 1, 1, 0, tzinfo=UTC),
+        datetime(2024, 2, 29, 7, 30, tzinfo=UTC),
+        datetime(2026, 12, 2, 16, 19, tzinfo=UTC),
+        datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC),
+    ]
+    rng = random.Random(7)
+    moments += [
+        datetime(2026, 1, 1, tzinfo=UTC) + timedelta(seconds=rng.randrange(10**8))
+        for _ in range(500)
+    ]
+    for moment in moments:
+        for zone in zones:
+            try:
+                local = moment.astimezone(zone)
+            except OverflowError:
+                continue
+            old = local.isoformat()[:13] if local.year >= 1000 else local.strftime("%Y-%m-%dT%H")
+            assert hour_of(local) == old
+    assert hour_of(datetime(999, 12, 31, 23, tzinfo=UTC)) == "999-12-31T23"
