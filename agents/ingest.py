@@ -24,7 +24,7 @@ from app.settings import Settings
 from app.topic_admin import raw_topic
 from app.topics import ERASURE_ORDERS, PREDICTIONS, TAGS
 from app.views.cluster import ready_partitions
-from app.views.compat import DeliverFetch, fetch_event
+from app.views.compat import DeliverFetch, Sought, fetch_event
 from app.views.ingestor import DurableCursor, Handover, Ingestor, source_record
 
 # Fetches waiting for the agent: enough to keep it busy while the next is fetched.
@@ -95,8 +95,11 @@ class CatchUps:
         return stalled
 
 
-def register(app: faust.App, ingestor: Ingestor, settings: Settings) -> tuple[Any, DeliverFetch]:
-    """The agent, and the `deliver` the worker's consumer hands each fetch to."""
+def register(
+    app: faust.App, ingestor: Ingestor, settings: Settings
+) -> tuple[Any, DeliverFetch, Sought]:
+    """The agent, the `deliver` the worker's consumer hands each fetch to, and the `sought`
+    it tells the group's offsets of its partitions at each assignment."""
     # Subscribed (so partitions are assigned and fetched), but read through `deliver`.
     app.topics.add(raw_topic(app, *SOURCES, partitions=settings.partitions))
     fetched = app.channel(maxsize=FETCHES_QUEUED)
@@ -111,12 +114,19 @@ def register(app: faust.App, ingestor: Ingestor, settings: Settings) -> tuple[An
         generation = app.consumer_generation_id
         await offer(fetched, fetch_event(app, batch, first, records[first][-1].offset, generation))
 
+    def sought(offsets: Mapping[TP, int]) -> None:
+        # Every record below the group's offset was folded once, here or by another worker:
+        # views without them (their changelog dropped for a new epoch or layout, while the
+        # group kept its offsets) are caught up from the log, as after a dropped fetch.
+        for tp, offset in offsets.items():
+            handover.handed(tp.topic, tp.partition, offset)
+
     async def ingest(stream: Any) -> None:
         async for batch in stream:
             if isinstance(batch, CatchUp):
                 # What the views lack below these ends is then logged as skipped offsets.
                 log.info(
-                    "catching up to what was handed over: %s",
+                    "catching up to what was handed over or the group committed: %s",
                     {f"{t}[{p}]": end for (t, p), end in sorted(batch.ends.items())},
                 )
                 try:
@@ -131,4 +141,4 @@ def register(app: faust.App, ingestor: Ingestor, settings: Settings) -> tuple[An
         # None while a rebalance or recovery is under way: no partition is stalled then.
         catch_ups.look([(t, p) for t in SOURCES for p in ready_partitions(app, t)])
 
-    return app.agent(fetched, name="ingest")(ingest), deliver
+    return app.agent(fetched, name="ingest")(ingest), deliver, sought

@@ -141,13 +141,14 @@ def create(
     )
     # The group commits what the views hold durably, and only that (the Ingestor's
     # docstring). Set before Faust makes its consumer, at start: the transport calls this.
-    _, deliver = ingest.register(app, ingestor, settings)
+    _, deliver, sought = ingest.register(app, ingestor, settings)
     app.transport.Consumer = partial(  # type: ignore[misc,assignment]
         CommittingConsumer,
         committable=ingestor.durable.committable,
         topics=(PREDICTIONS, TAGS, ERASURE_ORDERS),
         deliver=deliver,
         log_ends=hot_ends(settings),
+        sought=sought,
     )
     flusher = Flusher(
         settings,

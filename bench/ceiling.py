@@ -83,7 +83,7 @@ def _agent(settings: Settings, total: int, data_dir: str, send: Connection, mode
             async def process(self, records: Any, ends: Any = None) -> None:
                 count(len(records))
 
-        _, deliver = ingest.register(app, Counter(), settings)  # type: ignore[arg-type]
+        _, deliver, _ = ingest.register(app, Counter(), settings)  # type: ignore[arg-type]
         app.transport.Consumer = partial(  # type: ignore[misc,assignment]
             CommittingConsumer,
             committable=lambda topic, partition: None,

@@ -86,6 +86,7 @@ def writing_for(topic: str, partition: int) -> Iterator[None]:
 # Hands the records of one fetch, by topic-partition, on to their reader.
 DeliverFetch = Callable[[Mapping[TP, Sequence[ConsumerRecord]]], Awaitable[None]]
 LogEnds = Callable[[Collection[tuple[str, int]]], Awaitable[Mapping[tuple[str, int], int]]]
+Sought = Callable[[Mapping[TP, int]], None]
 
 
 def fetch_event(app: Any, value: Any, first: TP, last_offset: int, generation: int) -> Any:
@@ -154,10 +155,11 @@ class CommittingConsumer(Consumer):
         topics: Collection[str],
         deliver: DeliverFetch | None = None,
         log_ends: LogEnds | None = None,
+        sought: Sought | None = None,
         **kwargs: Any,
     ) -> None:
         self.committable, self.durable_topics = committable, frozenset(topics)
-        self.deliver, self.log_ends = deliver, log_ends
+        self.deliver, self.log_ends, self.sought = deliver, log_ends, sought
         super().__init__(*args, **kwargs)
 
     def _new_consumer_thread(self) -> SeekingThread:
@@ -199,6 +201,9 @@ class CommittingConsumer(Consumer):
         after batched writes (LOCAL-SERVICES.md), so `log_ends` confirms each with a
         fetch's high-water mark. If it cannot, the partition is read from its start: slower,
         never wrong.
+
+        The group's offsets that stand go to `sought`: views that lack the records below
+        them (dropped for a new log epoch or layout) are caught up from the log.
         """
         await super().perform_seek()
         ours = {
@@ -207,6 +212,13 @@ class CommittingConsumer(Consumer):
             if tp.topic in self.durable_topics
             and (offset := self._committed_offset.get(tp)) is not None
         }
+        try:
+            await self._seek_within_log(ours)
+        finally:
+            if self.sought is not None:
+                self.sought({tp: ours[tp] for tp in ours if self._committed_offset.get(tp)})
+
+    async def _seek_within_log(self, ours: Mapping[TP, int]) -> None:
         if not ours:
             return
         listed = await self.highwaters(*ours)
