@@ -99,7 +99,11 @@ def guard_local_state(app: faust.App, settings: Settings) -> Callable[[], Awaita
         run_sync(ensure_bucket(settings), timeout=60)
         reason = None
         if epoch.marker_topic(settings) not in existing:
-            reason = "the broker has lost the log these views were built from"
+            reason = (
+                f"the views were written in an earlier layout (now {epoch.VIEWS_LAYOUT})"
+                if set(epoch.older_markers(settings)) & existing
+                else "the broker has lost the log these views were built from"
+            )
             had_views = changelog in existing or tables.exists()
 
             async def start_epoch() -> None:

@@ -3,6 +3,7 @@
 The state is a key-value map holding, per source partition `p`:
   ex/{event_id}           Example
   agg/{p}/{kind}/...      Agg: counters of a dataset, a model version, or a model version-hour
+                          (its metrics, inputs and labels: `stats.AggKey`)
   idx/{p}                 Index: which datasets and model versions partition p has seen
   ent/{p}/{entity}/{id}   an entity's prediction in partition p (entity as a JSON string,
                           so a prefix names one entity): its offset
@@ -332,10 +333,10 @@ class _Aggregates:
         if pred is not None and not new.erased and (old is None or old.prediction is None):
             # A prediction's first arrival, the commonest step: `delta` is its whole
             # contribution, and its inputs' counters, only ever added, go straight into
-            # their aggregate rather than through a dict of their own (`write` drops a sum
-            # left at zero, as `stats.add` would have at once).
-            drift.add_inputs(pred, touch(keys.inputs, None))
-            self.swept.add(keys.inputs)
+            # its hour rather than through a dict of their own (`write` drops a sum left
+            # at zero, as `stats.add` would have at once).
+            drift.add_inputs(pred, self.counts[keys.hour])
+            self.swept.add(keys.hour)
             changes = contribution(new, inputs=False)
         else:
             changes = delta(old, new)
@@ -396,7 +397,7 @@ def _indexed(index: Index, agg: AggKey) -> Index:
         if agg.name in index.datasets:
             return index
         return replace(index, datasets=index.datasets | {agg.name})
-    if agg.kind != "model_hour":
+    if agg.kind != "hour":
         return index
     versions = index.models.get(agg.name, {})
     first, last = versions.get(agg.version, (agg.hour, agg.hour))

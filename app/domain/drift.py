@@ -1,10 +1,11 @@
 """Feature, prediction and label statistics as counters that add up, and drift (PSI) between
 two of them.
 
-The live views keep, per model version and hour, one counter set of the inputs (each feature
-and the prediction, counted once when the prediction arrives) and one of the labels (moved as
-tags correct them): the same sums-of-contributions as every other aggregate, so they are
-exact, order-free and add up over partitions and hours. A training snapshot's rows give the
+The live views keep, per model version and hour, the counters of the inputs (each feature
+and the prediction, counted once when the prediction arrives) and of the labels (moved as
+tags correct them), in the hour's aggregate with its metrics (`stats.AggKey`): the same
+sums-of-contributions as every other aggregate, so they are exact, order-free and add up
+over partitions and hours. A training snapshot's rows give the
 same counters (`of_rows`), stored with it, which is what live traffic is compared with.
 
 Per field: numbers count `sum`, `sumsq` and a log-bucketed sketch (each bucket covers
@@ -151,6 +152,19 @@ def of_label(label: Value) -> Counts:
     counts: Counts = {}
     _profile(LABEL, label, counts)
     return counts
+
+
+def add_label(label: Value, into: Counts) -> None:
+    """`of_label(label)` added into `into` in place."""
+    _profile(LABEL, label, into)
+
+
+@lru_cache(maxsize=65536)
+def is_label(name: str) -> bool:
+    """Whether a counter is the label's: a counter set that holds the inputs' and the label's
+    together (a version's hour, a snapshot's rows) is parted by the field, `@label`, which a
+    feature of that name shares, as `@prediction` is shared with the prediction's."""
+    return bool(orjson.loads(name)[1] == LABEL)
 
 
 def of_rows(rows: Iterable[Any]) -> Counts:

@@ -5,6 +5,10 @@ loses its log loses the marker with it, so its absence at start-up means "whatev
 broker holds about our views (changelog, consumer offsets) may be from another life":
 the changelog is dropped, and the views are folded again from the log, which
 `restore_log` has put back from S3.
+
+The marker also names the layout the views are stored in (`VIEWS_LAYOUT`): a worker whose
+layout differs from the one its views were written in finds no marker of its own, and
+folds them again the same way, as an upgrade needs.
 """
 
 from __future__ import annotations
@@ -22,8 +26,20 @@ from app.settings import Settings
 log = logging.getLogger(__name__)
 
 
+# The views' stored layout. 2 (2026-12-07): a model version's hour is one aggregate (its
+# metrics, inputs and labels), where layout 1 kept three.
+VIEWS_LAYOUT = 2
+
+
 def marker_topic(settings: Settings) -> str:
-    return f"{settings.app_id}-log-epoch"
+    return f"{settings.app_id}-log-epoch-v{VIEWS_LAYOUT}"
+
+
+def older_markers(settings: Settings) -> list[str]:
+    """The markers of the views' earlier layouts; layout 1's named none."""
+    return [f"{settings.app_id}-log-epoch"] + [
+        f"{settings.app_id}-log-epoch-v{n}" for n in range(2, VIEWS_LAYOUT)
+    ]
 
 
 async def topics(settings: Settings) -> set[str]:
@@ -36,12 +52,17 @@ async def topics(settings: Settings) -> set[str]:
 
 
 async def begin(settings: Settings, replication: int) -> None:
-    """The views and the log agree from now on: create the marker."""
+    """The views and the log agree from now on: create the marker, and delete the older
+    layouts' markers, so that a worker of an older release still running sees its marker
+    gone and stops (`LogWatch`) rather than write its layout next to this one."""
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
     await admin.start()
     try:
         with contextlib.suppress(TopicAlreadyExistsError):
             await admin.create_topics([NewTopic(marker_topic(settings), 1, replication)])
+        older = set(older_markers(settings)) & set(await admin.list_topics())
+        if older:
+            await admin.delete_topics(sorted(older))
     finally:
         await admin.close()
 

@@ -8,7 +8,14 @@ from typing import Any
 from app.domain.batch import Agg, Index, agg_key, example_key, index_key
 from app.domain.codec import format_time, prediction_to_dict, tag_to_dict
 from app.domain.examples import Example
-from app.domain.stats import AggKey, Counts, summarize_dataset, summarize_metrics, total
+from app.domain.stats import (
+    AggKey,
+    Counts,
+    split_hour,
+    summarize_dataset,
+    summarize_metrics,
+    total,
+)
 from app.views import viewcodec
 from app.views.wal import Store, committed, read_cursor
 
@@ -99,9 +106,10 @@ class ViewsRead:
             windows: dict[str, list[Counts]] = {}
             for hour in wanted:
                 if first <= hour <= last:
-                    window = self.aggregate(AggKey("model_hour", model, version, hour))
+                    window = self.aggregate(AggKey("hour", model, version, hour))
                     if window is not None:
-                        windows.setdefault(hour[:10] if by_day else hour, []).append(window[0])
+                        metrics = split_hour(window[0])[0]
+                        windows.setdefault(hour[:10] if by_day else hour, []).append(metrics)
             name = "day" if by_day else "hour"
             series = [
                 {name: when, **summarize_metrics(total(parts))} for when, parts in windows.items()
@@ -128,10 +136,11 @@ class ViewsRead:
                 continue
             for hour in wanted:
                 if first <= hour <= last:
-                    for kind, into in (("inputs_hour", inputs), ("labels_hour", labels)):
-                        found = self.aggregate(AggKey(kind, model, v, hour))
-                        if found is not None:
-                            into.append(found[0])
+                    found = self.aggregate(AggKey("hour", model, v, hour))
+                    if found is not None:
+                        _, hour_inputs, hour_labels = split_hour(found[0])
+                        inputs.append(hour_inputs)
+                        labels.append(hour_labels)
         return total(inputs), total(labels)
 
 

@@ -7,13 +7,19 @@ import signal
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from app.client import HttpClient
+from app.domain.batch import agg_key
+from app.domain.stats import AggKey
+from app.log import epoch
 from app.log.rebuild import same
 from app.settings import Settings
 from app.stack.services import Stack
 from app.topics import LOGGED, PREDICTIONS, TAGS
+from app.views.changelog import changelog_topic
 from tests.coldlog import kafka_records, publish, s3_rows
 from tests.e2e.workload import MODELS, build
 from tests.reference import assert_close
@@ -140,3 +146,46 @@ async def test_broker_killed_mid_stream_restores_all_but_the_unflushed_window(
     ingest: dict[str, int] = health["ingest"]  # type: ignore[assignment]
     folded = sum(ingest.get(k, 0) for k in ("applied", "duplicates", "dead_letters"))
     assert folded == len(flushed) + 500
+
+
+async def test_views_of_an_earlier_layout_are_folded_again_from_the_log(
+    stack: Settings, worker: Callable[..., WorkerProcess]
+) -> None:
+    workload = build(1_500, seed=13)
+    first = worker(stack)
+    await publish(stack, as_records(workload.items))
+    first.wait_caught_up()
+    before = await views(first.url)
+    assert first.stop() == 0  # its local tables stay, as after any clean stop
+
+    # What a worker of layout 1 leaves behind: its marker, not this layout's, and views this
+    # layout must not take for its own; here a model version's totals, far off.
+    model = next(iter(MODELS))
+    version = next(iter(before[model]["versions"]))
+    key = agg_key(0, AggKey("model", model, version))
+    older = f"{stack.app_id}-log-epoch"
+    admin = AIOKafkaAdminClient(bootstrap_servers=stack.bootstrap_servers)
+    await admin.start()
+    try:
+        await admin.delete_topics([epoch.marker_topic(stack)])
+        await admin.create_topics([NewTopic(older, 1, 1)])
+    finally:
+        await admin.close()
+    await publish(
+        stack,
+        [
+            (
+                changelog_topic(stack),
+                key.encode(),
+                orjson.dumps({"counts": {"predictions": 10**6}, "updated_at": None}),
+            )
+        ],
+    )
+
+    again = worker(stack)
+    again.wait_caught_up()
+    after = await views(again.url)
+    assert same(after, before), (after, before)
+    names = await epoch.topics(stack)
+    assert epoch.marker_topic(stack) in names and older not in names
+    assert "earlier layout" in again.log_path.read_text()

@@ -13,7 +13,7 @@ import pytest
 from app.domain import drift
 from app.domain.batch import SourceRecord, agg_key, fold_batch
 from app.domain.codec import decode_prediction
-from app.domain.stats import AggKey, total
+from app.domain.stats import AggKey, split_hour, total
 from app.views import viewcodec
 from tests import factories
 
@@ -123,10 +123,12 @@ def test_the_fold_counts_inputs_once_and_moves_labels_with_corrections() -> None
     ]
     result = fold_batch(lambda k: None, 0, {}, records, 1 << 20)
     hour = event["occurred_at"][:13]
-    inputs = result.writes[agg_key(0, AggKey("inputs_hour", event["model"], "3", hour))]
-    labels = result.writes[agg_key(0, AggKey("labels_hour", event["model"], "3", hour))]
-    assert drift.events(inputs.counts) == 1
-    assert drift.fields(labels.counts)[drift.LABEL]["sum"] == 20.0  # the correction, alone
+    window = result.writes[agg_key(0, AggKey("hour", event["model"], "3", hour))]
+    metrics, inputs, labels = split_hour(window.counts)
+    assert drift.events(inputs) == 1
+    assert drift.fields(labels)[drift.LABEL]["sum"] == 20.0  # the correction, alone
+    assert drift.LABEL not in drift.fields(inputs)
+    assert metrics["labeled"] == 1 and metrics["abs_err_sum"] == 17.0
 
 
 def test_extreme_values_give_finite_counters_that_survive_json() -> None:
@@ -178,8 +180,8 @@ def test_a_sum_that_cancels_in_one_batch_leaves_no_counter_as_one_at_a_time() ->
     store: dict[str, Any] = {}
     for record in records:
         store |= fold_batch(store.get, 0, {}, [record], 1 << 20).writes
-    inputs = together[agg_key(0, AggKey("inputs_hour", raw[0]["model"], "3", at[:13]))]
-    assert drift.counter("sum", "x") not in inputs.counts
-    assert drift.counter("sumsq", "x") in inputs.counts
-    assert inputs == store[agg_key(0, AggKey("inputs_hour", raw[0]["model"], "3", at[:13]))]
+    window = together[agg_key(0, AggKey("hour", raw[0]["model"], "3", at[:13]))]
+    assert drift.counter("sum", "x") not in window.counts
+    assert drift.counter("sumsq", "x") in window.counts
+    assert window == store[agg_key(0, AggKey("hour", raw[0]["model"], "3", at[:13]))]
     assert together == {k: v for k, v in store.items() if k in together}

@@ -148,7 +148,8 @@ def test_an_order_for_an_event_not_yet_seen_redacts_it_on_arrival() -> None:
     assert applied[0] == ErasureApplied(ERASURE, 0, absent=(event["event_id"],))
     example = orjson.loads(state[f"ex/{event['event_id']}"])
     assert example["erased"] is True and example["tag"]["label"] is None
-    assert "agg/0/inputs_hour/flight-delay/3/2026-11-27T10" not in state
+    hour = orjson.loads(state["agg/0/hour/flight-delay/3/2026-11-27T10"])
+    assert hour["counts"] == {}  # neither its metrics nor its inputs count
 
 
 def test_the_same_order_twice_changes_nothing() -> None:

@@ -3,6 +3,7 @@ from __future__ import annotations
 import random
 from datetime import UTC, datetime, timedelta, timezone
 
+from app.domain import drift
 from app.domain.codec import prediction_from_dict, tag_from_dict
 from app.domain.examples import Example
 from app.domain.stats import (
@@ -11,6 +12,7 @@ from app.domain.stats import (
     contribution,
     delta,
     hour_of,
+    split_hour,
     summarize_dataset,
     summarize_metrics,
     total,
@@ -49,7 +51,9 @@ def test_regression_contribution() -> None:
         "abs_err_sum": 4.5,
         "sq_err_sum": 20.25,
     }
-    assert c[AggKey("model_hour", "flight-delay", "3", "2026-11-27T10")] == c[MODEL]
+    metrics, inputs, labels = split_hour(c[AggKey("hour", "flight-delay", "3", "2026-11-27T10")])
+    assert metrics == c[MODEL]
+    assert drift.events(inputs) == 1 and drift.fields(labels)[drift.LABEL]["sum"] == 17.0
     assert c[AggKey("dataset", "train")] == {
         "size": 1,
         "labeled": 1,
