@@ -35,6 +35,7 @@ from app.domain.stats import (
     delta,
     example_time,
     model_keys,
+    prediction_metrics,
     settle,
 )
 
@@ -337,25 +338,32 @@ class _Aggregates:
             # at zero, as `stats.add` would have at once).
             drift.add_inputs(pred, self.counts[keys.hour])
             self.swept.add(keys.hour)
+            if new.tag is None:
+                # Before its tag, its metrics are its whole contribution to the model and
+                # the hour, both touched above: `contribution` without its dicts.
+                metrics = prediction_metrics(pred)
+                self._move(keys.model, metrics, self.counts[keys.model])
+                self._move(keys.hour, metrics, self.counts[keys.hour])
+                return
             changes = contribution(new, inputs=False)
         else:
             changes = delta(old, new)
         touched = self.counts
         for agg, change in changes.items():
-            if not change:
-                continue
-            # Most were touched above, with their moment: a look-up, not a call.
-            counts = touched.get(agg)
-            if counts is None:
-                counts = touch(agg, None)
-            if min(change.values()) < 0:
-                self.subtracted.add(agg)
-            for name, value in change.items():
-                total = counts.get(name, 0) + value
-                if total == 0:
-                    counts.pop(name, None)  # absent and zero are the same (`stats.add`)
-                else:
-                    counts[name] = total
+            if change:
+                # Most were touched above, with their moment: a look-up, not a call.
+                counts = touched.get(agg)
+                self._move(agg, change, touch(agg, None) if counts is None else counts)
+
+    def _move(self, agg: AggKey, change: Counts, counts: dict[str, float]) -> None:
+        if min(change.values()) < 0:
+            self.subtracted.add(agg)
+        for name, value in change.items():
+            total = counts.get(name, 0) + value
+            if total == 0:
+                counts.pop(name, None)  # absent and zero are the same (`stats.add`)
+            else:
+                counts[name] = total
 
     def _touch(self, agg: AggKey, moment: datetime | None) -> dict[str, float]:
         """The aggregate's counts, to move in place; `moment` may advance its `updated_at`."""

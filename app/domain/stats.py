@@ -220,16 +220,17 @@ def total(parts: Iterable[Mapping[str, float]]) -> Counts:
 
 def example_time(example: Example) -> datetime | None:
     """The event time an aggregate was last updated by: the newest fact in the example."""
-    times = [t for t in (_pred_time(example), _tag_time(example)) if t is not None]
-    return max(times) if times else None
+    pred, tag = example.prediction, example.tag
+    if tag is None:
+        return pred.occurred_at if pred is not None else None
+    if pred is None:
+        return tag.tagged_at
+    return max(pred.occurred_at, tag.tagged_at)
 
 
-def _pred_time(example: Example) -> datetime | None:
-    return example.prediction.occurred_at if example.prediction else None
-
-
-def _tag_time(example: Example) -> datetime | None:
-    return example.tag.tagged_at if example.tag else None
+def prediction_metrics(pred: PredictionEvent) -> Counts:
+    """What a prediction without a label adds to its model's metrics."""
+    return _metric_counts(pred, None)
 
 
 def _metric_counts(pred: PredictionEvent, label: Value | None) -> Counts:
