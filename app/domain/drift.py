@@ -5,8 +5,8 @@ The live views keep, per model version and hour, the counters of the inputs (eac
 and the prediction, counted once when the prediction arrives) and of the labels (moved as
 tags correct them), in the hour's aggregate with its metrics (`stats.AggKey`): the same
 sums-of-contributions as every other aggregate, so they are exact, order-free and add up
-over partitions and hours. A training snapshot's rows give the
-same counters (`of_rows`), stored with it, which is what live traffic is compared with.
+over partitions and hours. A training snapshot's rows give the same counters (`of_rows`),
+stored with it, which is what live traffic is compared with.
 
 Per field: numbers count `sum`, `sumsq` and a log-bucketed sketch (each bucket covers
 values within 10% of each other, so quantiles are known to that much and the buckets of any
