@@ -124,8 +124,10 @@ def register(
     async def ingest(stream: Any) -> None:
         async for batch in stream:
             if isinstance(batch, CatchUp):
-                # What the views lack below these ends is then logged as skipped offsets.
-                log.info(
+                # What the views lack below these ends is then logged as skipped offsets
+                # (a warning); this look comes after every assignment, for each partition
+                # no fetch reached within two looks, so it is not news.
+                log.debug(
                     "catching up to what was handed over or the group committed: %s",
                     {f"{t}[{p}]": end for (t, p), end in sorted(batch.ends.items())},
                 )
