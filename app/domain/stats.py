@@ -141,7 +141,7 @@ def _tag_delta(old: Example, new: Example) -> dict[AggKey, Counts]:
         drift.add_label(label_before, before_counts)
     hour = subtract(after_counts, before_counts)
     if hour:
-        metrics = {name: v for name, v in hour.items() if not name.startswith("[")}
+        metrics = metrics_of(hour)
         if metrics:
             out[keys.model] = metrics
         out[keys.hour] = hour
@@ -171,20 +171,29 @@ _MOMENTS = {
 }
 
 
+def metrics_of(counts: Mapping[str, float]) -> Counts:
+    """A version's hour less drift's counters: the metrics' names are words, drift's JSON
+    arrays (`drift.counter`)."""
+    return {name: value for name, value in counts.items() if not _is_drift(name)}
+
+
 def split_hour(counts: Mapping[str, float]) -> tuple[Counts, Counts, Counts]:
-    """A version's hour parted into its metrics', its inputs' and its labels' counters: the
-    metrics' names are words, drift's JSON arrays (`drift.counter`)."""
+    """A version's hour parted into its metrics', its inputs' and its labels' counters."""
     metrics: Counts = {}
     inputs: Counts = {}
     labels: Counts = {}
     for name, value in counts.items():
-        if not name.startswith("["):
+        if not _is_drift(name):
             metrics[name] = value
         elif drift.is_label(name):
             labels[name] = value
         else:
             inputs[name] = value
     return metrics, inputs, labels
+
+
+def _is_drift(name: str) -> bool:
+    return name.startswith("[")
 
 
 def settle(counts: Counts) -> None:

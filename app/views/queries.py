@@ -11,6 +11,7 @@ from app.domain.examples import Example
 from app.domain.stats import (
     AggKey,
     Counts,
+    metrics_of,
     split_hour,
     summarize_dataset,
     summarize_metrics,
@@ -108,7 +109,7 @@ class ViewsRead:
                 if first <= hour <= last:
                     window = self.aggregate(AggKey("hour", model, version, hour))
                     if window is not None:
-                        metrics = split_hour(window[0])[0]
+                        metrics = metrics_of(window[0])
                         windows.setdefault(hour[:10] if by_day else hour, []).append(metrics)
             name = "day" if by_day else "hour"
             series = [

@@ -7,18 +7,18 @@ import signal
 from collections.abc import Callable
 from typing import Any
 
-import orjson
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from app.client import HttpClient
-from app.domain.batch import agg_key
+from app.domain.batch import Agg, agg_key
 from app.domain.stats import AggKey
 from app.log import epoch
 from app.log.rebuild import same
 from app.settings import Settings
 from app.stack.services import Stack
 from app.topics import LOGGED, PREDICTIONS, TAGS
+from app.views import viewcodec
 from app.views.changelog import changelog_topic
 from tests.coldlog import kafka_records, publish, s3_rows
 from tests.e2e.workload import MODELS, build
@@ -177,7 +177,7 @@ async def test_views_of_an_earlier_layout_are_folded_again_from_the_log(
             (
                 changelog_topic(stack),
                 key.encode(),
-                orjson.dumps({"counts": {"predictions": 10**6}, "updated_at": None}),
+                viewcodec.encode(key, Agg({"predictions": 10**6}, None)),
             )
         ],
     )
