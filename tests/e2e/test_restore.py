@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 from collections.abc import Callable
@@ -23,7 +24,13 @@ from app.views.changelog import changelog_topic
 from tests.coldlog import kafka_records, publish, s3_rows
 from tests.e2e.workload import MODELS, build
 from tests.reference import assert_close
-from tests.services import WorkerProcess, run_cli
+from tests.services import (
+    WorkerProcess,
+    member_settings,
+    run_cli,
+    wait_cluster_caught_up,
+    wait_cluster_ready,
+)
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
@@ -151,12 +158,16 @@ async def test_broker_killed_mid_stream_restores_all_but_the_unflushed_window(
 async def test_views_of_an_earlier_layout_are_folded_again_from_the_log(
     stack: Settings, worker: Callable[..., WorkerProcess]
 ) -> None:
+    # A cluster of two, upgraded together: stopped, then started on the new layout.
+    members = member_settings(stack, 2)
     workload = build(1_500, seed=13)
-    first = worker(stack)
+    first = [worker(s, alone=False) for s in members]
+    await asyncio.to_thread(wait_cluster_ready, first)
     await publish(stack, as_records(workload.items))
-    first.wait_caught_up()
-    before = await views(first.url)
-    assert first.stop() == 0  # its local tables stay, as after any clean stop
+    await asyncio.to_thread(wait_cluster_caught_up, first)
+    before = await views(first[0].url)
+    for member in first:
+        assert member.stop() == 0  # its local tables stay, as after any clean stop
 
     # What a worker of layout 1 leaves behind: its marker, not this layout's, and views this
     # layout must not take for its own; here a model version's totals, far off.
@@ -182,10 +193,14 @@ async def test_views_of_an_earlier_layout_are_folded_again_from_the_log(
         ],
     )
 
-    again = worker(stack)
-    again.wait_caught_up()
-    after = await views(again.url)
-    assert same(after, before), (after, before)
+    again = [worker(s, alone=False) for s in members]
+    await asyncio.to_thread(wait_cluster_caught_up, again)
+    for member in again:
+        after = await views(member.url)
+        assert same(after, before), (after, before)
     names = await epoch.topics(stack)
     assert epoch.marker_topic(stack) in names and older not in names
-    assert "earlier layout" in again.log_path.read_text()
+    logs = [m.log_path.read_text(errors="replace") for m in again]
+    # One of them opened the new epoch, and said why; the other waited for it.
+    assert sum("log epoch opened by this worker" in text for text in logs) == 1
+    assert any("earlier layout" in text for text in logs)
