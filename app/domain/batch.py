@@ -311,7 +311,7 @@ class _Aggregates:
         # Keyed by `AggKey`, not by the key's string, which only `write` needs.
         self.get, self.partition = get, partition
         self.before: dict[AggKey, Agg | None] = {}
-        self.counts: dict[AggKey, dict[str, float]] = {}
+        self.counts: dict[AggKey, Counts] = {}
         self.updated: dict[AggKey, datetime | None] = {}
         self.index_key = index_key(partition)
         self.index_before: Index = get(self.index_key) or Index()
@@ -355,7 +355,7 @@ class _Aggregates:
                 counts = touched.get(agg)
                 self._move(agg, change, touch(agg, None) if counts is None else counts)
 
-    def _move(self, agg: AggKey, change: Counts, counts: dict[str, float]) -> None:
+    def _move(self, agg: AggKey, change: Counts, counts: Counts) -> None:
         if min(change.values()) < 0:
             self.subtracted.add(agg)
         for name, value in change.items():
@@ -365,7 +365,7 @@ class _Aggregates:
             else:
                 counts[name] = total
 
-    def _touch(self, agg: AggKey, moment: datetime | None) -> dict[str, float]:
+    def _touch(self, agg: AggKey, moment: datetime | None) -> Counts:
         """The aggregate's counts, to move in place; `moment` may advance its `updated_at`."""
         counts = self.counts.get(agg)
         if counts is None:

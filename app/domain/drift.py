@@ -33,7 +33,10 @@ from app.domain.events import (
     class_name,
 )
 
-Counts = dict[str, float]
+# Counters are ints and sums floats, kept as they came: not `float`, which a compiled build
+# (mypyc) holds as a C double, so that a count of 3 would be stored as 3.0.
+Amount = int | float
+Counts = dict[str, Amount]
 
 GAMMA = 1.1
 _LOG_GAMMA = math.log(GAMMA)
@@ -176,7 +179,7 @@ def of_rows(rows: Iterable[Any]) -> Counts:
     return counts
 
 
-def fields(counts: Mapping[str, float]) -> dict[str, dict[str, Any]]:
+def fields(counts: Mapping[str, Amount]) -> dict[str, dict[str, Any]]:
     """Counter set -> per field: numbers' moments and sketch, categories, nulls."""
     out: dict[str, dict[str, Any]] = {}
     for name, amount in counts.items():
@@ -194,7 +197,7 @@ def fields(counts: Mapping[str, float]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def events(counts: Mapping[str, float]) -> int:
+def events(counts: Mapping[str, Amount]) -> int:
     return int(counts.get(counter("events", ""), 0))
 
 
@@ -230,7 +233,7 @@ def summary(f: Mapping[str, Any], events: int) -> dict[str, Any]:
     return out
 
 
-def quantile(sketch: Mapping[int, float], q: float) -> float | None:
+def quantile(sketch: Mapping[int, Amount], q: float) -> float | None:
     total = sum(sketch.values())
     if not total:
         return None
@@ -242,7 +245,7 @@ def quantile(sketch: Mapping[int, float], q: float) -> float | None:
     return bucket_value(max(sketch))
 
 
-def psi(reference: Mapping[Any, float], live: Mapping[Any, float], numeric: bool) -> float | None:
+def psi(reference: Mapping[Any, Amount], live: Mapping[Any, Amount], numeric: bool) -> float | None:
     """Population stability index of `live` against `reference`.
 
     Numbers: the reference's deciles (whole sketch buckets) are the bins, so a shift of the
@@ -268,7 +271,7 @@ def psi(reference: Mapping[Any, float], live: Mapping[Any, float], numeric: bool
     return value
 
 
-def _decile_edges(sketch: Mapping[Any, float]) -> list[int]:
+def _decile_edges(sketch: Mapping[Any, Amount]) -> list[int]:
     total, seen = sum(sketch.values()), 0.0
     edges: list[int] = []
     indices = sorted(int(i) for i in sketch)
@@ -279,7 +282,7 @@ def _decile_edges(sketch: Mapping[Any, float]) -> list[int]:
     return edges
 
 
-def _binned(sketch: Mapping[Any, float], edges: list[int]) -> list[float]:
+def _binned(sketch: Mapping[Any, Amount], edges: list[int]) -> list[float]:
     bins = [0.0] * (len(edges) + 1)
     for index, amount in sketch.items():
         i = 0
@@ -289,7 +292,7 @@ def _binned(sketch: Mapping[Any, float], edges: list[int]) -> list[float]:
     return bins
 
 
-def compare(reference: Mapping[str, float], live: Mapping[str, float]) -> dict[str, Any]:
+def compare(reference: Mapping[str, Amount], live: Mapping[str, Amount]) -> dict[str, Any]:
     """Per field of the reference: its PSI and both sides' statistics; the fields drifted."""
     ref_fields, live_fields = fields(reference), fields(live)
     ref_events, live_events = events(reference), events(live)
@@ -309,10 +312,10 @@ def compare(reference: Mapping[str, float], live: Mapping[str, float]) -> dict[s
     return out
 
 
-def _with_missing(f: Mapping[str, Any], side: str, events: int) -> dict[Any, float]:
+def _with_missing(f: Mapping[str, Any], side: str, events: int) -> dict[Any, Amount]:
     """The distribution PSI compares, with missing values as one more bin: a feature that
     stops arriving drifts too."""
-    dist: dict[Any, float] = dict(f.get(side, {}))
+    dist: dict[Any, Amount] = dict(f.get(side, {}))
     present = sum(dist.values()) + f.get("vec", 0)
     missing = max(events - present, f.get("null", 0), 0) if events else f.get("null", 0)
     if missing:

@@ -16,7 +16,7 @@ from app.domain import drift
 from app.domain.events import PredictionEvent, Value, class_name, is_number
 from app.domain.examples import Example
 
-Counts = dict[str, float]
+Counts = drift.Counts
 
 
 class AggKey(NamedTuple):
@@ -171,13 +171,13 @@ _MOMENTS = {
 }
 
 
-def metrics_of(counts: Mapping[str, float]) -> Counts:
+def metrics_of(counts: Mapping[str, drift.Amount]) -> Counts:
     """A version's hour less drift's counters: the metrics' names are words, drift's JSON
     arrays (`drift.counter`)."""
     return {name: value for name, value in counts.items() if not _is_drift(name)}
 
 
-def split_hour(counts: Mapping[str, float]) -> tuple[Counts, Counts, Counts]:
+def split_hour(counts: Mapping[str, drift.Amount]) -> tuple[Counts, Counts, Counts]:
     """A version's hour parted into its metrics', its inputs' and its labels' counters."""
     metrics: Counts = {}
     inputs: Counts = {}
@@ -205,7 +205,9 @@ def settle(counts: Counts) -> None:
     drift.settle(counts)
 
 
-def add(into: Mapping[str, float], more: Mapping[str, float], sign: int = 1) -> Counts:
+def add(
+    into: Mapping[str, drift.Amount], more: Mapping[str, drift.Amount], sign: int = 1
+) -> Counts:
     out = dict(into)
     for name, value in more.items():
         total = out.get(name, 0) + sign * value
@@ -216,11 +218,11 @@ def add(into: Mapping[str, float], more: Mapping[str, float], sign: int = 1) -> 
     return out
 
 
-def subtract(a: Mapping[str, float], b: Mapping[str, float]) -> Counts:
+def subtract(a: Mapping[str, drift.Amount], b: Mapping[str, drift.Amount]) -> Counts:
     return add(a, b, -1)
 
 
-def total(parts: Iterable[Mapping[str, float]]) -> Counts:
+def total(parts: Iterable[Mapping[str, drift.Amount]]) -> Counts:
     out: Counts = {}
     for part in parts:
         out = add(out, part)
@@ -284,7 +286,7 @@ def _dataset_counts(label: Value | None) -> Counts:
     return counts
 
 
-def summarize_metrics(counts: Mapping[str, float]) -> dict[str, Any]:
+def summarize_metrics(counts: Mapping[str, drift.Amount]) -> dict[str, Any]:
     """The public shape of a model version's metrics, derived from its counters."""
     out: dict[str, Any] = {
         "predictions": int(counts.get("predictions", 0)),
@@ -300,7 +302,7 @@ def summarize_metrics(counts: Mapping[str, float]) -> dict[str, Any]:
     return out
 
 
-def summarize_dataset(counts: Mapping[str, float]) -> dict[str, Any]:
+def summarize_dataset(counts: Mapping[str, drift.Amount]) -> dict[str, Any]:
     labeled = int(counts.get("labeled", 0))
     return {
         "size": int(counts.get("size", 0)),
@@ -311,7 +313,7 @@ def summarize_dataset(counts: Mapping[str, float]) -> dict[str, Any]:
     }
 
 
-def _distribution(counts: Mapping[str, float], prefix: str) -> dict[str, Any]:
+def _distribution(counts: Mapping[str, drift.Amount], prefix: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     n = counts.get(f"{prefix}_n", 0)
     if n:
