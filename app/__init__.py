@@ -4,6 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from app import native
+
+# Before any module of the fold is imported: the compiled ones, where built and current.
+native.install()
+
 __all__ = ["app"]
 
 

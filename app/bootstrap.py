@@ -14,6 +14,7 @@ from agents import ingest
 from agents import lineage as lineage_agent
 from agents import registry as registry_agent
 from agents.registry import Reject
+from app import native
 from app.domain import drift
 from app.domain.batch import DeadLetter, Kind, SourceRecord
 from app.domain.registry import RegistryEntry, training_marks
@@ -234,6 +235,8 @@ def create(
                 "last_cpu": ingestor.last_fold_cpu,
             },
             "flush": dict(flusher.status()),
+            # Whether the fold runs compiled (`app.native`), and if not why.
+            "native": {"compiled": native.in_use(), "reason": native.reason},
             "training": dict(retrainer.status()),
             "serving": dict(predictor.status()),
         }

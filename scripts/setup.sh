@@ -13,6 +13,12 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ constraints.txt -nt
     .venv/bin/python -m pip install -q -c constraints.txt -e '.[dev]'
     touch "$stamp"
 fi
+# The fold's modules compiled to C (app/native): about a minute, and again only after they
+# change. Without a C compiler they run as Python: slower, the same results.
+if ! .venv/bin/python -m app.native status >/dev/null; then
+    .venv/bin/python -m app.native build ||
+        echo "modelview: the fold could not be compiled; it runs as Python" >&2
+fi
 # Apache Kafka's jars for the local stack (app/stack/kafka-runtime.pom.xml), and the class archive
 # its broker starts from (about 7 s, once), where Java and Maven are found; elsewhere the stack runs the Tansu broker, and `python -m app.stack.kafka choose` says so.
 if command -v java >/dev/null && command -v mvn >/dev/null; then

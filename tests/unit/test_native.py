@@ -1,0 +1,90 @@
+"""The compiled fold (`app.native`): used only while current, and the same to the byte."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from app import native
+from tests.services import ROOT
+
+# Folds a workload in batches, then reads every aggregate as the endpoints do, and prints
+# a digest of the stored bytes and of the answers, and whether the compiled modules ran.
+FOLD = """
+import hashlib, orjson
+from app import native
+from app.domain import drift, stats
+from app.settings import Settings
+from app.views import viewcodec
+from app.views.refold import fold_records
+from bench.fold import records
+
+limit = Settings().max_event_bytes
+stored, answers = hashlib.sha256(), hashlib.sha256()
+option = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
+hours = []
+for partition, batch in sorted(records(1500).items()):
+    store = {}
+    for start in range(0, len(batch), 300):
+        fold_records(store, partition, batch[start : start + 300], limit)
+    for key in sorted(store):
+        stored.update(key.encode() + b"=" + (store[key] or b"-") + b";")
+        if not key.startswith("agg/") or store[key] is None:
+            continue
+        counts = viewcodec.decode(key, store[key]).counts
+        if "/dataset/" in key:
+            answer = stats.summarize_dataset(counts)
+        else:
+            metrics, inputs, labels = stats.split_hour(counts)
+            answer = [stats.summarize_metrics(metrics), drift.fields(inputs), drift.fields(labels)]
+            hours.append(inputs)
+        answers.update(orjson.dumps(answer, option=option))
+for before, after in zip(hours, hours[1:]):
+    answers.update(orjson.dumps(drift.compare(before, after), option=option))
+print(native.in_use(), stored.hexdigest(), answers.hexdigest())
+"""
+
+
+def fold(compiled: bool) -> list[str]:
+    env = {**os.environ, "MODELVIEW_NATIVE": "1" if compiled else "0"}
+    done = subprocess.run(
+        [sys.executable, "-c", FOLD], cwd=ROOT, env=env, capture_output=True, text=True, check=True
+    )
+    return done.stdout.split()
+
+
+def test_the_compiled_fold_stores_and_answers_the_same_bytes_as_the_source() -> None:
+    """mypyc holds a `float` as a C double: a count typed so would be stored as 3.0, not 3.
+    The build must change nothing a worker stores or answers, only its speed."""
+    if native.stale(native.read_manifest()) is not None and shutil.which("cc") is None:
+        pytest.skip("no C compiler here: the fold runs as Python only")
+    source, compiled = fold(compiled=False), fold(compiled=True)
+    assert source[0] == "False"
+    assert compiled[0] == "True", f"the build is not in use: {native.reason}"
+    assert compiled[1:] == source[1:]
+
+
+def test_a_build_is_used_only_for_the_source_and_interpreter_it_was_made_from() -> None:
+    current = {
+        "interpreter": native._interpreter(),
+        "modules": {m: native.digest(m) for m in native.MODULES},
+    }
+    assert native.stale(current) is None
+    assert native.stale(None) is not None
+    other = {**current, "interpreter": "cpython-312 3.12.0"}
+    assert "another interpreter" in str(native.stale(other))
+    edited = {**current, "modules": {**current["modules"], "app.domain.batch": "0" * 64}}
+    assert str(native.stale(edited)).startswith("app.domain.batch changed")
+
+
+def test_with_native_off_the_source_runs_and_says_why() -> None:
+    code = "import app.native as n, app.domain.batch as b; print(n.reason, b.__file__)"
+    env = {**os.environ, "MODELVIEW_NATIVE": "0"}
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True
+    )
+    assert done.stdout.split() == ["MODELVIEW_NATIVE=0", str(ROOT / "app" / "domain" / "batch.py")]
