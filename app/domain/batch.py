@@ -25,7 +25,7 @@ import orjson
 from app.domain import drift
 from app.domain.codec import InvalidEvent, decode_prediction, decode_tag
 from app.domain.erasure import ErasureApplied, ErasureOrder, InvalidErasure, decode_order
-from app.domain.events import PredictionEvent, TagEvent
+from app.domain.events import PredictionEvent, TagEvent, frozen_reduce
 from app.domain.examples import Example, Outcome, apply_prediction, apply_tag, redacted
 from app.domain.stats import (
     AggKey,
@@ -59,6 +59,9 @@ class Agg:
     counts: Counts
     updated_at: datetime | None = None
 
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return frozen_reduce(self)
+
 
 @dataclass(frozen=True, slots=True)
 class Index:
@@ -66,11 +69,17 @@ class Index:
     # model -> version -> (first hour, last hour) seen
     models: Mapping[str, Mapping[str, tuple[str, str]]] = field(default_factory=dict)
 
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return frozen_reduce(self)
+
 
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
     record: SourceRecord
     reason: str
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return frozen_reduce(self)
 
 
 @dataclass

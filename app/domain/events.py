@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
@@ -15,10 +15,20 @@ Feature = float | int | str | bool | None | list[float | int]
 Value = float | int | str | bool
 
 
+def frozen_reduce(value: Any) -> tuple[Any, tuple[Any, ...]]:
+    """How a frozen dataclass of the fold pickles and copies: built again from its fields.
+    Compiled (`app.native`), such a class cannot be unpickled field by field, which its
+    frozen `__setattr__` refuses; as Python it could."""
+    return type(value), tuple(getattr(value, f.name) for f in fields(value))
+
+
 @dataclass(frozen=True, slots=True)
 class Prediction:
     value: Value
     scores: Mapping[str, float] | None = None
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return frozen_reduce(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +47,9 @@ class PredictionEvent:
     # Set on a redacted copy only (`redacted`): what is left of an erased prediction.
     erased: bool = False
 
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return frozen_reduce(self)
+
 
 @dataclass(frozen=True, slots=True)
 class TagEvent:
@@ -49,6 +62,9 @@ class TagEvent:
     datasets: tuple[str, ...] = ()
     source: str = ""
     schema_version: int = SCHEMA_VERSION
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return frozen_reduce(self)
 
 
 # What an erased prediction's value becomes: a placeholder, since the field is required.

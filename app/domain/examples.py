@@ -4,8 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from enum import Enum
+from typing import Any
 
-from app.domain.events import PredictionEvent, TagEvent, redacted_prediction, redacted_tag
+from app.domain.events import (
+    PredictionEvent,
+    TagEvent,
+    frozen_reduce,
+    redacted_prediction,
+    redacted_tag,
+)
 
 
 class Outcome(Enum):
@@ -28,6 +35,9 @@ class Example:
     tag: TagEvent | None = None
     tag_ids: frozenset[str] = frozenset()
     erased: bool = False
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return frozen_reduce(self)
 
     @property
     def joined(self) -> bool:

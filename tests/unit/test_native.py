@@ -88,3 +88,36 @@ def test_with_native_off_the_source_runs_and_says_why() -> None:
         [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True
     )
     assert done.stdout.split() == ["MODELVIEW_NATIVE=0", str(ROOT / "app" / "domain" / "batch.py")]
+
+
+# Every frozen value of the fold, pickled and copied: a compiled frozen class is not
+# unpickled as a Python one is (`events.frozen_reduce`).
+VALUES = """
+import copy, pickle
+from datetime import UTC, datetime
+from app import native
+from app.domain.batch import Agg, DeadLetter, Index, SourceRecord
+from app.domain.events import Prediction, PredictionEvent, TagEvent
+from app.domain.examples import Example
+
+at = datetime(2026, 12, 7, tzinfo=UTC)
+pred = PredictionEvent("e", "m", "1", at, {"x": 1}, Prediction(0.5, {"a": 0.5}), "u", {"c": 1})
+tag = TagEvent("t", "e", at, True, ("d",), "s")
+values = [
+    pred, tag, Example("e", pred, tag, frozenset({"t"})), Agg({"n": 1}, at),
+    Index(frozenset({"d"}), {"m": {"1": ("h", "h")}}),
+    DeadLetter(SourceRecord("tag", "t", 0, 1, b"k", b"v"), "why"),
+]
+same = [pickle.loads(pickle.dumps(v)) == v == copy.deepcopy(v) for v in values]
+print(native.in_use(), all(same))
+"""
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+def test_the_folds_values_pickle_and_copy_compiled_or_not(compiled: bool) -> None:
+    env = {**os.environ, "MODELVIEW_NATIVE": "1" if compiled else "0"}
+    done = subprocess.run(
+        [sys.executable, "-c", VALUES], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == [str(compiled), "True"]
