@@ -123,6 +123,7 @@ async def main(
         # often folded before `wait_ready` returns, and timing from there counted up to a
         # fetch (8,000 records) as free (2026-12-07).
         seconds, to_first, main_cpu = fold_span(worker)
+        native = (worker.health() or {}).get("native") or {}
         cpu = cpu_seconds(pid) - cpu_before
         faults = page_faults(pid) - faults_before
         machine = cpu_split(machine_before, machine_cpu())
@@ -155,6 +156,10 @@ async def main(
     print(f"modelview worker, backlog to views:  {rate:,.0f} records/s (assignment to last fold)")
     print(f"  from ready to the last fold, as measured before 2026-12-07: {total / waited:,.0f}")
     print(f"ratio (modelview / raw consume): {rate / raw_rate:.4f}")
+    compiled = native.get("compiled")
+    print(
+        f"  its fold: {'compiled' if compiled else 'Python'} ({native.get('reason') or 'app.native'})"
+    )
     print(f"  of the worker's {seconds:.2f} s, before its first fold began: {to_first:.2f} s")
     print(
         f"  its main thread's CPU over them: {main_cpu:.2f} s, "
