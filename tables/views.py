@@ -6,7 +6,7 @@ order: that is what lets `app.views.wal` undo a batch a crash cut short.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, MutableMapping, Sequence
+from collections.abc import Callable, Iterator, MutableMapping, Sequence
 from typing import Any, Protocol
 
 import faust
@@ -14,7 +14,7 @@ from faust.stores.rocksdb import Store as RocksDBStore
 from faust.types import TP, StoreT
 
 from app.settings import Settings
-from app.views.compat import prefix_keys, read_key, write_batch
+from app.views.compat import partition_reader, prefix_keys, write_batch
 from tables.memory import SharedBudget
 
 TABLE_NAME = "views"
@@ -147,9 +147,11 @@ class TableStore(MutableMapping[str, bytes]):
         value = self.table.data.get(key.encode())
         return default if value is None else value
 
-    def get_in(self, partition: int, key: str) -> bytes | None:
-        """`key` in one partition's database: how the fold reads (`app.views.wal.read_key`)."""
-        return read_key(self.table, partition, key.encode())
+    def reader_in(self, partition: int) -> Callable[[str], bytes | None]:
+        """A reader of keys in one partition's database: how the fold reads
+        (`app.views.wal.reader`)."""
+        get = partition_reader(self.table, partition)
+        return lambda key: get(key.encode())
 
     def __setitem__(self, key: str, value: bytes) -> None:
         raw = key.encode()

@@ -301,16 +301,17 @@ def next_offset(acked: list[int], index: set[int], gaps: Any, committed: int | N
     return end + 1
 
 
-def read_key(table: Any, partition: int, key: bytes) -> bytes | None:
-    """`key` read from one partition's store of a table: a get of its RocksDB database, as
-    Faust's store reads under an event of that partition, without the layers around it
+def partition_reader(table: Any, partition: int) -> Callable[[bytes], bytes | None]:
+    """A reader of keys in one partition's store of a table: the get of its RocksDB database,
+    as Faust's store reads under an event of that partition, without the layers around it
     (key and value codecs, the current event, the key-to-partition hint), which took more
-    time than the read (py-spy, bench.ingest); a store without one is read as a mapping."""
+    time than the read (py-spy, bench.ingest); a store without one is read as a mapping.
+    Found once for a fold's reads, not once a key."""
     data = table.data
     open_db = getattr(data, "_db_for_partition", None)
     if open_db is None:
-        return data.get(key)  # type: ignore[no-any-return]
-    return open_db(partition).get(key)  # type: ignore[no-any-return]
+        return data.get  # type: ignore[no-any-return]
+    return open_db(partition).get  # type: ignore[no-any-return]
 
 
 def write_batch(table: Any, partition: int, items: Sequence[tuple[bytes, bytes | None]]) -> None:

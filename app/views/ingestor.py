@@ -20,7 +20,7 @@ from app.topics import ERASURE_ORDERS, PREDICTIONS, TAGS
 from app.views import viewcodec
 from app.views.compat import writing_for
 from app.views.deadletters import encode_dead_letter
-from app.views.wal import PartitionTxn, Store, keys_under, read_key
+from app.views.wal import PartitionTxn, Store, keys_under, reader
 
 KINDS: dict[str, Kind] = {PREDICTIONS: "prediction", TAGS: "tag", ERASURE_ORDERS: "erasure"}
 GAP_CHUNK = 5_000
@@ -144,7 +144,6 @@ class Ingestor:
         self.send_dead_letters = send_dead_letters
         self.max_event_bytes = max_event_bytes
         self.counts: Counter[str] = Counter()
-        self.before: dict[str, bytes | None] = {}  # values read by the fold under way
         self.letters: list[tuple[bytes | None, bytes]] = []  # dead letters not yet acked
         # Cursors of folds whose changes are not yet acked, and the write in flight.
         self.unacked: list[dict[int, dict[str, int]]] = []
@@ -173,11 +172,6 @@ class Ingestor:
             log.warning("a changelog write failed (%s); writing again", exc)
         await self._write_behind()
         await self.settle()
-
-    def read(self, partition: int, key: str) -> Any:
-        raw = read_key(self.store, partition, key)
-        self.before[key] = raw  # the wal's undo needs the old value: read it once
-        return viewcodec.decode(key, raw)
 
     async def process_until_done(
         self, records: Sequence[SourceRecord], backoff: float = 0.5
@@ -375,10 +369,17 @@ class Ingestor:
         partitions: whatever else runs on it (the handing over of the next fetch, the
         flusher, the web endpoints, the changelog write's hand-offs) moves a step a turn,
         and a partition's fold is tens of milliseconds. Nothing else writes the views, and
-        the commit's undo values (`before`) are this fold's own."""
-        self.before = {}
+        the undo values the commit takes (`before`) are this fold's own."""
+        before: dict[str, bytes | None] = {}  # the values the fold read, for the wal's undo
+        # The partition's database found once, here: the fold is not interrupted.
+        raw_of = reader(self.store, partition)
+
+        def read(key: str) -> Any:
+            raw = before[key] = raw_of(key)  # the wal's undo needs the old value: read once
+            return viewcodec.decode(key, raw)
+
         result = fold_batch(
-            lambda key: self.read(partition, key),
+            read,
             partition,
             cursor,
             records,
@@ -396,7 +397,7 @@ class Ingestor:
         await asyncio.sleep(0)  # the loop's turn (`_fold`'s docstring)
         writes = {k: viewcodec.encode(k, v) for k, v in result.writes.items()}
         await asyncio.sleep(0)
-        self.txn.commit(partition, writes, result.cursor, self.before)
+        self.txn.commit(partition, writes, result.cursor, before)
         self.counts.update(
             applied=result.applied,
             duplicates=result.duplicates,

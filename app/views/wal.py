@@ -12,7 +12,7 @@ record is not written: on Apache Kafka it was a third of the changelog's bytes.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, MutableMapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping, Sequence
 from typing import Any
 
 import orjson
@@ -31,13 +31,13 @@ def keys_under(store: Store, prefix: str, partition: int) -> list[str]:
     return [key for key in store if key.startswith(prefix)]
 
 
-def read_key(store: Store, partition: int, key: str) -> bytes | None:
-    """`key`'s value in `partition`'s part of the store: read from that partition's database
-    where the store has one (`tables.views.TableStore`), else a plain lookup."""
-    get_in = getattr(store, "get_in", None)
-    if get_in is not None:
-        return get_in(partition, key)  # type: ignore[no-any-return]
-    return store.get(key)
+def reader(store: Store, partition: int) -> Callable[[str], bytes | None]:
+    """A reader of keys in `partition`'s part of the store: of that partition's database
+    where the store has one (`tables.views.TableStore`), else plain lookups."""
+    reader_in = getattr(store, "reader_in", None)
+    if reader_in is not None:
+        return reader_in(partition)  # type: ignore[no-any-return]
+    return store.get
 
 
 def write_batch(store: Store, partition: int, items: Sequence[tuple[str, bytes | None]]) -> None:
