@@ -137,6 +137,10 @@ def build() -> None:
     from setuptools import setup  # type: ignore[import-untyped]
 
     MANIFEST.unlink(missing_ok=True)  # half a build is no build
+    # Unlinked, not written over: a worker running from this checkout has them mapped, and
+    # a library rewritten in place under a process crashes it.
+    for built in BUILD.rglob("*" + importlib.machinery.EXTENSION_SUFFIXES[0]):
+        built.unlink()
     hashes = {m: digest(m) for m in MODULES}
     os.chdir(ROOT)  # mypyc names the modules by their paths
     with warnings.catch_warnings():  # setuptools' own, about the project's pyproject.toml
