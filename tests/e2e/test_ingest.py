@@ -13,6 +13,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from app import native
 from app.client import HttpClient, KafkaPublisher
 from app.settings import Settings
 from app.topic_admin import key_partition
@@ -156,6 +157,10 @@ async def test_messy_stream_folds_exactly_and_survives_restart(
             )
 
         await wait_until(all_processed, within=240, what="every record processed")
+        # Folded by the compiled modules wherever setup built them (`app.native`): the
+        # reference below checks what they stored.
+        built = native.stale(native.read_manifest()) is None
+        assert ((process.health() or {}).get("native") or {}).get("compiled") is built
         live = await views(http)
         check_against_reference(live, workload)
 
