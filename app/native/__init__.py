@@ -73,11 +73,33 @@ def stale(manifest: dict[str, Any] | None) -> str | None:
     return None
 
 
-def read_manifest() -> dict[str, Any] | None:
+def read_manifest(build: Path = BUILD) -> dict[str, Any] | None:
     try:
-        return dict(json.loads(MANIFEST.read_text()))
+        return dict(json.loads((build / MANIFEST.name).read_text()))
     except (OSError, ValueError):
         return None
+
+
+def libraries(build: Path = BUILD) -> dict[str, Path]:
+    """Each compiled module's library in `build`, and the group's shared one."""
+    suffix = importlib.machinery.EXTENSION_SUFFIXES[0]
+    paths = {
+        m: build.joinpath(*m.split(".")).with_name(m.rsplit(".", 1)[-1] + suffix) for m in MODULES
+    }
+    paths[GROUP + "__mypyc"] = build / (GROUP + "__mypyc" + suffix)
+    return paths
+
+
+def unusable(build: Path = BUILD) -> str | None:
+    """Why the build in `build` must not be loaded, or None if it may: stale, or a library
+    missing (a finder pointing at it would fail the import, and the worker with it)."""
+    why = stale(read_manifest(build))
+    if why is not None:
+        return why
+    missing = [name for name, path in libraries(build).items() if not path.is_file()]
+    if missing:
+        return f"the build lacks {', '.join(missing)} (bash scripts/setup.sh)"
+    return None
 
 
 class _Finder(importlib.abc.MetaPathFinder):
@@ -108,7 +130,7 @@ def install() -> None:
     if os.environ.get("MODELVIEW_NATIVE", "1") == "0":
         reason = "MODELVIEW_NATIVE=0"
         return
-    reason = stale(read_manifest())
+    reason = unusable()
     if reason is not None:
         if MANIFEST.exists():  # a build left behind by an edit: say so, once, and go on
             print(f"modelview: running the fold as Python: {reason}", file=sys.stderr)
@@ -117,12 +139,7 @@ def install() -> None:
     if loaded:  # too late to swap: a module and its build must not mix
         reason = f"imported before the build was installed: {', '.join(loaded)}"
         return
-    suffix = importlib.machinery.EXTENSION_SUFFIXES[0]
-    paths = {
-        m: BUILD.joinpath(*m.split(".")).with_name(m.rsplit(".", 1)[-1] + suffix) for m in MODULES
-    }
-    paths[GROUP + "__mypyc"] = BUILD / (GROUP + "__mypyc" + suffix)
-    sys.meta_path.insert(0, _Finder(paths))
+    sys.meta_path.insert(0, _Finder(libraries()))
 
 
 def in_use() -> bool:

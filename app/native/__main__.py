@@ -16,7 +16,7 @@ def main(argv: Sequence[str]) -> int:
         return 0
     if command == "status":
         # Of the build, whatever MODELVIEW_NATIVE says: 1 when it is missing or stale.
-        why = native.stale(native.read_manifest())
+        why = native.unusable()
         print("compiled and current" if why is None else f"the fold runs as Python: {why}")
         return 0 if why is None else 1
     print(native.__doc__, file=sys.stderr)

@@ -159,7 +159,7 @@ async def test_messy_stream_folds_exactly_and_survives_restart(
         await wait_until(all_processed, within=240, what="every record processed")
         # Folded by the compiled modules wherever setup built them (`app.native`): the
         # reference below checks what they stored.
-        built = native.stale(native.read_manifest()) is None
+        built = native.unusable() is None
         assert ((process.health() or {}).get("native") or {}).get("compiled") is built
         live = await views(http)
         check_against_reference(live, workload)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -60,7 +62,7 @@ def fold(compiled: bool) -> list[str]:
 def test_the_compiled_fold_stores_and_answers_the_same_bytes_as_the_source() -> None:
     """mypyc holds a `float` as a C double: a count typed so would be stored as 3.0, not 3.
     The build must change nothing a worker stores or answers, only its speed."""
-    if native.stale(native.read_manifest()) is not None and shutil.which("cc") is None:
+    if native.unusable() is not None and shutil.which("cc") is None:
         pytest.skip("no C compiler here: the fold runs as Python only")
     source, compiled = fold(compiled=False), fold(compiled=True)
     assert source[0] == "False"
@@ -79,6 +81,21 @@ def test_a_build_is_used_only_for_the_source_and_interpreter_it_was_made_from() 
     assert "another interpreter" in str(native.stale(other))
     edited = {**current, "modules": {**current["modules"], "app.domain.batch": "0" * 64}}
     assert str(native.stale(edited)).startswith("app.domain.batch changed")
+
+
+def test_a_build_missing_a_library_is_not_loaded(tmp_path: Path) -> None:
+    """A finder pointing at a missing library would fail the import, and the worker."""
+    assert str(native.unusable(tmp_path)).startswith("not built")
+    current = {
+        "interpreter": native._interpreter(),
+        "modules": {m: native.digest(m) for m in native.MODULES},
+    }
+    (tmp_path / native.MANIFEST.name).write_text(json.dumps(current))
+    assert str(native.unusable(tmp_path)).startswith("the build lacks app.domain.events")
+    for path in native.libraries(tmp_path).values():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"")
+    assert native.unusable(tmp_path) is None
 
 
 def test_with_native_off_the_source_runs_and_says_why() -> None:
