@@ -287,7 +287,7 @@ class _Erasing:
         """(event_id, offset) of the entity's indexed predictions, this batch's writes included."""
         if self.scan is None:
             raise RuntimeError("an entity's erasure needs the fold to be given `scan`")
-        keys = {*self.scan(prefix), *(k for k in self.writes if k.startswith(prefix))}
+        keys = {*self.scan(prefix), *[k for k in self.writes if k.startswith(prefix)]}
         found = []
         for key in keys:
             offset = self.writes[key] if key in self.writes else self.get(key)
