@@ -224,6 +224,10 @@ def create(
     drift_cache: dict[str, drift.Counts] = {}
     psi_gauges = _measure_drift(app, settings, reads, kept, drift_cache)
 
+    # Whether the fold runs compiled (`app.native`), and if not why: fixed once the fold's
+    # modules are imported, as they are by now.
+    compiled = {"compiled": native.in_use(), "reason": native.reason}
+
     def status() -> dict[str, Any]:
         return {
             "ingest": dict(ingestor.counts),
@@ -235,8 +239,7 @@ def create(
                 "last_cpu": ingestor.last_fold_cpu,
             },
             "flush": dict(flusher.status()),
-            # Whether the fold runs compiled (`app.native`), and if not why.
-            "native": {"compiled": native.in_use(), "reason": native.reason},
+            "native": compiled,
             "training": dict(retrainer.status()),
             "serving": dict(predictor.status()),
         }

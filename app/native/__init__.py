@@ -60,6 +60,11 @@ def _interpreter() -> str:
     return f"{sys.implementation.cache_tag} {sys.version}"
 
 
+def current() -> dict[str, Any]:
+    """The manifest a build of the source as it is now, by this interpreter, carries."""
+    return {"interpreter": _interpreter(), "modules": {m: digest(m) for m in MODULES}}
+
+
 def stale(manifest: dict[str, Any] | None) -> str | None:
     """Why the build described by `manifest` must not be used, or None if it may."""
     if manifest is None:
@@ -158,7 +163,7 @@ def build() -> None:
     # a library rewritten in place under a process crashes it.
     for built in BUILD.rglob("*" + importlib.machinery.EXTENSION_SUFFIXES[0]):
         built.unlink()
-    hashes = {m: digest(m) for m in MODULES}
+    manifest = current()
     os.chdir(ROOT)  # mypyc names the modules by their paths
     with warnings.catch_warnings():  # setuptools' own, about the project's pyproject.toml
         warnings.simplefilter("ignore")
@@ -178,8 +183,6 @@ def build() -> None:
                 str(BUILD / "tmp"),
             ],
         )
-    if {m: digest(m) for m in MODULES} != hashes:
+    if current() != manifest:
         raise SystemExit("a module changed during the build: build again")
-    MANIFEST.write_text(
-        json.dumps({"interpreter": _interpreter(), "modules": hashes}, indent=2) + "\n"
-    )
+    MANIFEST.write_text(json.dumps(manifest, indent=2) + "\n")

@@ -71,10 +71,7 @@ def test_the_compiled_fold_stores_and_answers_the_same_bytes_as_the_source() -> 
 
 
 def test_a_build_is_used_only_for_the_source_and_interpreter_it_was_made_from() -> None:
-    current = {
-        "interpreter": native._interpreter(),
-        "modules": {m: native.digest(m) for m in native.MODULES},
-    }
+    current = native.current()
     assert native.stale(current) is None
     assert native.stale(None) is not None
     other = {**current, "interpreter": "cpython-312 3.12.0"}
@@ -86,10 +83,7 @@ def test_a_build_is_used_only_for_the_source_and_interpreter_it_was_made_from() 
 def test_a_build_missing_a_library_is_not_loaded(tmp_path: Path) -> None:
     """A finder pointing at a missing library would fail the import, and the worker."""
     assert str(native.unusable(tmp_path)).startswith("not built")
-    current = {
-        "interpreter": native._interpreter(),
-        "modules": {m: native.digest(m) for m in native.MODULES},
-    }
+    current = native.current()
     (tmp_path / native.MANIFEST.name).write_text(json.dumps(current))
     assert str(native.unusable(tmp_path)).startswith("the build lacks app.domain.events")
     for path in native.libraries(tmp_path).values():
