@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import lru_cache
-from typing import Any, Literal, NamedTuple
+from typing import Any, Final, Literal, NamedTuple
 
 import orjson
 
@@ -54,10 +54,14 @@ class SourceRecord(NamedTuple):
     value: bytes | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, init=False, unsafe_hash=True)
 class Agg:
-    counts: Counts
-    updated_at: datetime | None = None
+    counts: Final[Counts]
+    updated_at: Final[datetime | None]
+
+    def __init__(self, counts: Counts, updated_at: datetime | None = None) -> None:
+        self.counts = counts
+        self.updated_at = updated_at
 
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
         return frozen_reduce(self)

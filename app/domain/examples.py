@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from enum import Enum
-from typing import Any
+from typing import Any, Final
 
 from app.domain.events import (
     PredictionEvent,
@@ -22,7 +22,7 @@ class Outcome(Enum):
     SUPERSEDED = "superseded"  # an older tag arriving late: logged, not the latest
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, init=False, unsafe_hash=True)
 class Example:
     """What is known about one prediction; a tag that came first waits here for its prediction.
 
@@ -30,11 +30,25 @@ class Example:
     aggregate, and whatever of it arrives later is redacted on the way in.
     """
 
-    event_id: str
-    prediction: PredictionEvent | None = None
-    tag: TagEvent | None = None
-    tag_ids: frozenset[str] = frozenset()
-    erased: bool = False
+    event_id: Final[str]
+    prediction: Final[PredictionEvent | None]
+    tag: Final[TagEvent | None]
+    tag_ids: Final[frozenset[str]]
+    erased: Final[bool]
+
+    def __init__(
+        self,
+        event_id: str,
+        prediction: PredictionEvent | None = None,
+        tag: TagEvent | None = None,
+        tag_ids: frozenset[str] = frozenset(),
+        erased: bool = False,
+    ) -> None:
+        self.event_id = event_id
+        self.prediction = prediction
+        self.tag = tag
+        self.tag_ids = tag_ids
+        self.erased = erased
 
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
         return frozen_reduce(self)
