@@ -147,11 +147,10 @@ class TableStore(MutableMapping[str, bytes]):
         value = self.table.data.get(key.encode())
         return default if value is None else value
 
-    def reader_in(self, partition: int) -> Callable[[str], bytes | None]:
-        """A reader of keys in one partition's database: how the fold reads
-        (`app.views.wal.reader`)."""
-        get = partition_reader(self.table, partition)
-        return lambda key: get(key.encode())
+    def reader_in(self, partition: int) -> Callable[[bytes], bytes | None]:
+        """A reader of (encoded) keys in one partition's database: how the fold reads
+        (`app.views.wal.Reads`)."""
+        return partition_reader(self.table, partition)
 
     def __setitem__(self, key: str, value: bytes) -> None:
         raw = key.encode()

@@ -20,7 +20,7 @@ from app.topics import ERASURE_ORDERS, PREDICTIONS, TAGS
 from app.views import viewcodec
 from app.views.compat import writing_for
 from app.views.deadletters import encode_dead_letter
-from app.views.wal import PartitionTxn, Store, keys_under, reader
+from app.views.wal import PartitionTxn, Reads, Store, keys_under
 
 KINDS: dict[str, Kind] = {PREDICTIONS: "prediction", TAGS: "tag", ERASURE_ORDERS: "erasure"}
 GAP_CHUNK = 5_000
@@ -369,17 +369,12 @@ class Ingestor:
         partitions: whatever else runs on it (the handing over of the next fetch, the
         flusher, the web endpoints, the changelog write's hand-offs) moves a step a turn,
         and a partition's fold is tens of milliseconds. Nothing else writes the views, and
-        the undo values the commit takes (`before`) are this fold's own."""
-        before: dict[str, bytes | None] = {}  # the values the fold read, for the wal's undo
-        # The partition's database found once, here: the fold is not interrupted.
-        raw_of = reader(self.store, partition)
-
-        def read(key: str) -> Any:
-            raw = before[key] = raw_of(key)  # the wal's undo needs the old value: read once
-            return viewcodec.decode(key, raw)
-
+        the undo values the commit takes (`Reads.before`) are this fold's own."""
+        # The partition's database found once, here: the fold is not interrupted. Each key
+        # is read once, and its old value kept for the wal's undo.
+        reads = Reads(self.store, partition, viewcodec.decode)
         result = fold_batch(
-            read,
+            reads,
             partition,
             cursor,
             records,
@@ -395,9 +390,9 @@ class Ingestor:
             for applied in result.erasures:
                 await self.send_erasure(applied.erasure_id.encode(), erasure.encode(applied))
         await asyncio.sleep(0)  # the loop's turn (`_fold`'s docstring)
-        writes = {k: viewcodec.encode(k, v) for k, v in result.writes.items()}
+        writes = viewcodec.encode_all(result.writes)
         await asyncio.sleep(0)
-        self.txn.commit(partition, writes, result.cursor, before)
+        self.txn.commit(partition, writes, result.cursor, reads.before)
         self.counts.update(
             applied=result.applied,
             duplicates=result.duplicates,

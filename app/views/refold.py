@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 
@@ -15,7 +14,7 @@ from app.settings import Settings
 from app.topics import LOGGED
 from app.views import viewcodec
 from app.views.ingestor import source_record
-from app.views.wal import PartitionTxn, keys_under, read_cursor
+from app.views.wal import PartitionTxn, Reads, keys_under, read_cursor
 
 
 def fold_records(
@@ -23,22 +22,18 @@ def fold_records(
 ) -> None:
     """The live ingest step minus the I/O: fold, then commit through the same wal."""
     txn = PartitionTxn(store)
-
-    def read(key: str) -> Any:
-        return viewcodec.decode(key, store.get(key))
-
+    reads = Reads(store, partition, viewcodec.decode)
     cursor = txn.cursor(partition)
     source = [source_record(r) for r in records]
     result = fold_batch(
-        read,
+        reads,
         partition,
         cursor,
         source,
         max_event_bytes,
         scan=lambda prefix: keys_under(store, prefix, partition),
     )
-    writes = {k: viewcodec.encode(k, v) for k, v in result.writes.items()}
-    txn.commit(partition, writes, result.cursor)
+    txn.commit(partition, viewcodec.encode_all(result.writes), result.cursor, reads.before)
 
 
 async def fold_partition(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,6 +23,11 @@ from app.domain.examples import Example
 def encode(key: str, value: Any) -> bytes | None:
     """None stays None: a delete."""
     return None if value is None else orjson.dumps(to_json(key, value), option=orjson.OPT_UTC_Z)
+
+
+def encode_all(values: Mapping[str, Any]) -> dict[str, bytes | None]:
+    """A fold's writes, encoded: a loop compiled with the codec (`app.native`)."""
+    return {key: encode(key, value) for key, value in values.items()}
 
 
 def decode(key: str, raw: bytes | None) -> Any:

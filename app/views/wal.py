@@ -31,13 +31,29 @@ def keys_under(store: Store, prefix: str, partition: int) -> list[str]:
     return [key for key in store if key.startswith(prefix)]
 
 
-def reader(store: Store, partition: int) -> Callable[[str], bytes | None]:
-    """A reader of keys in `partition`'s part of the store: of that partition's database
-    where the store has one (`tables.views.TableStore`), else plain lookups."""
-    reader_in = getattr(store, "reader_in", None)
-    if reader_in is not None:
-        return reader_in(partition)  # type: ignore[no-any-return]
-    return store.get
+class Reads:
+    """A fold's reads of `partition`'s part of the store, decoded by `decode`, each key's
+    stored bytes kept as read (`before`): the old values `PartitionTxn.commit` takes.
+
+    Of that partition's database where the store has one (`tables.views.TableStore`), else
+    plain lookups. Compiled with the fold (`app.native`): a read a record, it was two Python
+    calls of its own."""
+
+    def __init__(
+        self, store: Store, partition: int, decode: Callable[[str, bytes | None], Any]
+    ) -> None:
+        self.decode = decode
+        self.before: dict[str, bytes | None] = {}
+        reader_in = getattr(store, "reader_in", None)
+        self.get: Callable[[str], bytes | None] = store.get
+        self.get_raw: Callable[[bytes], bytes | None] | None = (
+            None if reader_in is None else reader_in(partition)
+        )
+
+    def __call__(self, key: str) -> Any:
+        raw = self.get(key) if self.get_raw is None else self.get_raw(key.encode())
+        self.before[key] = raw
+        return self.decode(key, raw)
 
 
 def write_batch(store: Store, partition: int, items: Sequence[tuple[str, bytes | None]]) -> None:
