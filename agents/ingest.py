@@ -20,12 +20,13 @@ import faust
 from aiokafka.structs import ConsumerRecord
 from faust.types import TP
 
+from app.domain.delivery import source_records
 from app.settings import Settings
 from app.topic_admin import raw_topic
 from app.topics import ERASURE_ORDERS, PREDICTIONS, TAGS
 from app.views.cluster import ready_partitions
 from app.views.compat import DeliverFetch, Sought, fetch_event
-from app.views.ingestor import DurableCursor, Handover, Ingestor, source_record
+from app.views.ingestor import DurableCursor, Handover, Ingestor
 
 # Fetches waiting for the agent: enough to keep it busy while the next is fetched.
 FETCHES_QUEUED = 4
@@ -107,7 +108,7 @@ def register(
     catch_ups = CatchUps(app, fetched, handover, ingestor.durable)
 
     async def deliver(records: Mapping[TP, Sequence[ConsumerRecord]]) -> None:
-        batch = [source_record(r) for rs in records.values() for r in rs]
+        batch = source_records(records.values())
         for tp, rs in records.items():
             handover.handed(tp.topic, tp.partition, rs[-1].offset + 1)
         first = next(iter(records))

@@ -43,6 +43,7 @@ MODULES = (
     "app.domain.stats",
     "app.domain.codec",
     "app.domain.batch",
+    "app.domain.delivery",
     "app.views.viewcodec",
     "app.views.wal",
 )

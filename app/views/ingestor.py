@@ -9,20 +9,18 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any
 
 from app.domain import erasure
-from app.domain.batch import Kind, SourceRecord, fold_batch
+from app.domain.batch import SourceRecord, fold_batch
+from app.domain.delivery import holes, in_log_order, source_records
 from app.log.replay import consumer_for, read_partition, stop_consumer
 from app.log.segment_store import segment_store
 from app.settings import Settings
-from app.topics import ERASURE_ORDERS, PREDICTIONS, TAGS
 from app.views import viewcodec
 from app.views.compat import writing_for
 from app.views.deadletters import encode_dead_letter
 from app.views.wal import PartitionTxn, Reads, Store, keys_under
 
-KINDS: dict[str, Kind] = {PREDICTIONS: "prediction", TAGS: "tag", ERASURE_ORDERS: "erasure"}
 GAP_CHUNK = 5_000
 log = logging.getLogger(__name__)
 
@@ -298,12 +296,12 @@ class Ingestor:
         # In log order: after a start Faust can hand over prefetched records before the ones
         # it fetches again from the committed offset (faust-streaming#221), and a fold in
         # delivery order would skip the lower offsets as already applied.
-        records = sorted(records, key=_log_order)
+        records = in_log_order(records)
         # Read (and, after a crash, rolled back) once; each fold hands on the cursor it wrote.
         cursor = self.txn.cursor(partition)
         missed = await self._missed(partition, cursor, records, ends or {})
         if missed:
-            records = sorted([*missed, *records], key=_log_order)
+            records = in_log_order([*missed, *records])
         for start in range(0, len(records), GAP_CHUNK):
             cursor = await self._fold(partition, cursor, records[start : start + GAP_CHUNK])
         return cursor
@@ -330,7 +328,7 @@ class Ingestor:
         if self.backfill is None:
             return []
         missed: list[SourceRecord] = []
-        for topic, first, stop in _holes(cursor, records, ends):
+        for topic, first, stop in holes(cursor, records, ends):
             log.warning(
                 "delivery of %s[%d] skipped offsets %d..%d (views at %d): folding them "
                 "from the log",
@@ -424,39 +422,9 @@ def collector_paused() -> Iterator[None]:
         gc.enable()
 
 
-def _holes(
-    cursor: dict[str, int], records: Sequence[SourceRecord], ends: Mapping[str, int]
-) -> list[tuple[str, int, int]]:
-    """(topic, first, stop) of each run of offsets past the cursor that `records`, in log
-    order, lack below their last, or below `ends` (per topic, an offset to reach)."""
-    holes: list[tuple[str, int, int]] = []
-    expected: dict[str, int] = {}
-    for r in records:
-        want = expected.get(r.topic, cursor.get(r.topic, -1) + 1)
-        if r.offset > want:
-            holes.append((r.topic, want, r.offset))
-        expected[r.topic] = max(want, r.offset + 1)
-    for topic, end in ends.items():
-        want = expected.get(topic, cursor.get(topic, -1) + 1)
-        if end > want:
-            holes.append((topic, want, end))
-    return holes
-
-
 def _retry_delay(backoff: float, attempt: int) -> float:
     """Seconds before retry `attempt` (from 1): doubling from `backoff`, at most 10."""
     return min(10.0, backoff * 2.0 ** min(attempt - 1, 5))
-
-
-def _log_order(record: SourceRecord) -> tuple[str, int]:
-    return record.topic, record.offset
-
-
-def source_record(record: Any) -> SourceRecord:
-    """A record of the predictions, tags or erasure orders topic as the fold takes it."""
-    return SourceRecord(
-        KINDS[record.topic], record.topic, record.partition, record.offset, record.key, record.value
-    )
 
 
 def log_backfill(settings: Settings) -> Backfill:
@@ -469,7 +437,7 @@ def log_backfill(settings: Settings) -> Backfill:
         try:
             async with segment_store(settings) as cold:
                 async for batch in read_partition(cold, consumer, topic, partition, start, stop):
-                    out += [source_record(r) for r in batch]
+                    out += source_records([batch])
         finally:
             await stop_consumer(consumer)
         return out

@@ -7,13 +7,13 @@ from collections.abc import Callable, Mapping, Sequence
 from aiokafka import AIOKafkaConsumer
 
 from app.domain.batch import fold_batch
+from app.domain.delivery import source_records
 from app.domain.log_layout import LogRecord
 from app.log.replay import read_partition
 from app.log.segment_store import SegmentStore
 from app.settings import Settings
 from app.topics import LOGGED
 from app.views import viewcodec
-from app.views.ingestor import source_record
 from app.views.wal import PartitionTxn, Reads, keys_under, read_cursor
 
 
@@ -24,12 +24,11 @@ def fold_records(
     txn = PartitionTxn(store)
     reads = Reads(store, partition, viewcodec.decode)
     cursor = txn.cursor(partition)
-    source = [source_record(r) for r in records]
     result = fold_batch(
         reads,
         partition,
         cursor,
-        source,
+        source_records([records]),
         max_event_bytes,
         scan=lambda prefix: keys_under(store, prefix, partition),
     )

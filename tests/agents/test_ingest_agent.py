@@ -16,10 +16,11 @@ from faust.types import TP
 from agents.ingest import CatchUps, offer
 from app.bootstrap import Modelview, create
 from app.domain.batch import SourceRecord
+from app.domain.delivery import KINDS
 from app.settings import Settings
 from app.topics import PREDICTIONS, TAGS
 from app.views.compat import fetch_event
-from app.views.ingestor import KINDS, Handover
+from app.views.ingestor import Handover
 from tables.views import Unit
 from tests.factories import prediction, tag
 from tests.fakes import memory_adapters
