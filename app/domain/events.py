@@ -19,9 +19,9 @@ Value = float | int | str | bool
 # fields and an `__init__` of their own, not by `frozen=True`: mypy refuses any assignment
 # after `__init__`, and compiled (`app.native`) they refuse it at run time too. A frozen
 # dataclass's generated `__init__` stays Python even compiled, and sets each field through
-# `object.__setattr__`: 1.3 µs a `PredictionEvent`, against 0.05 µs stored natively, and a
-# fifth of the compiled fold's time (2026-12-08). Equality, hashing, `repr`, `replace` and
-# `fields` are the dataclass's, as before.
+# `object.__setattr__`: a fifth of the compiled fold's samples (py-spy --native). Built in a
+# compiled loop, a frozen dataclass of seven fields took 1.27 µs, with `Final` fields 0.05 µs
+# (2026-12-08). Equality, hashing, `repr`, `replace` and `fields` are the dataclass's.
 
 
 def frozen_reduce(value: Any) -> tuple[Any, tuple[Any, ...]]:
