@@ -129,7 +129,8 @@ reason: str | None = "not installed"
 
 
 def install() -> None:
-    """Load the build's modules from now on, if it matches the source (`stale`)."""
+    """Load the build's modules from now on, if it matches the source and is whole
+    (`unusable`)."""
     global reason
     if any(isinstance(f, _Finder) for f in sys.meta_path):
         return
@@ -141,11 +142,12 @@ def install() -> None:
         if MANIFEST.exists():  # a build left behind by an edit: say so, once, and go on
             print(f"modelview: running the fold as Python: {reason}", file=sys.stderr)
         return
-    loaded = [m for m in (*MODULES, GROUP + "__mypyc") if m in sys.modules]
+    paths = libraries()
+    loaded = [m for m in paths if m in sys.modules]
     if loaded:  # too late to swap: a module and its build must not mix
         reason = f"imported before the build was installed: {', '.join(loaded)}"
         return
-    sys.meta_path.insert(0, _Finder(libraries()))
+    sys.meta_path.insert(0, _Finder(paths))
 
 
 def in_use() -> bool:
